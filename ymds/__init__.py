@@ -1,0 +1,2 @@
+"""ymds: YooMoney payments for personal wallets and Telegram bots."""
+__version__ = "0.1.0"
