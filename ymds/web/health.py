@@ -1,0 +1,54 @@
+"""GET /healthz: one JSON object with each dependency's state; 503 when one is down."""
+
+from __future__ import annotations
+
+import json
+from typing import Awaitable, Callable, Mapping
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+log = Logger()
+
+# A check answers (ok, detail); it is given a bound of ``timeout`` seconds.
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+async def run_checks(reactor, checks: Mapping[str, HealthCheck], timeout: float = 2.0) -> tuple[bool, dict]:
+    results: dict[str, dict] = {}
+    healthy = True
+    for name, check in checks.items():
+        d = Deferred.fromCoroutine(check()).addTimeout(timeout, reactor)
+        try:
+            ok, detail = await d
+        except Exception as e:  # a check that fails or times out means "down"
+            ok, detail = False, f"{type(e).__name__}: {e}"[:200]
+        results[name] = {"ok": bool(ok), "detail": detail}
+        healthy = healthy and bool(ok)
+    return healthy, results
+
+
+class HealthResource(Resource):
+    isLeaf = True
+
+    def __init__(self, reactor, checks: Mapping[str, HealthCheck], timeout: float = 2.0):
+        super().__init__()
+        self._reactor = reactor
+        self._checks = checks
+        self._timeout = timeout
+
+    def render_GET(self, request):
+        async def answer():
+            healthy, results = await run_checks(self._reactor, self._checks, self._timeout)
+            request.setResponseCode(200 if healthy else 503)
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"cache-control", b"no-store")
+            body = {"status": "ok" if healthy else "unavailable", "checks": results}
+            if not request._disconnected:
+                request.write(json.dumps(body).encode())
+                request.finish()
+
+        Deferred.fromCoroutine(answer()).addErrback(lambda f: log.failure("healthz failed", f))
+        return NOT_DONE_YET
