@@ -1,5 +1,10 @@
-"""twistd plugin: ``twistd ymds`` (no __init__.py in twisted/plugins on purpose)."""
+"""twistd plugin: ``twistd ymds``, and the ``tls:`` server endpoint.
+
+No __init__.py in twisted/plugins on purpose: it is Twisted's plugin namespace.
+"""
 from twisted.application.service import ServiceMaker
+
+from ymds.tlsendpoint import TLSDirectoryServerParser
 
 ymds = ServiceMaker(
     "ymds",
@@ -7,3 +12,5 @@ ymds = ServiceMaker(
     "YooMoney payments for a Telegram bot or channel (web, billing, bot roles)",
     "ymds",
 )
+
+tlsDirectoryServer = TLSDirectoryServerParser()

@@ -1,0 +1,215 @@
+"""The zero-configuration demo: data directory, certificate, secrets, private Redis.
+
+Everything lives in one directory (``./ymds-demo`` by default) so a second start reuses
+the same certificate, secrets and ledger.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import secrets
+import shutil
+import socket
+from urllib.parse import urlsplit
+
+from twisted.application.service import Service
+from twisted.internet import defer, error, protocol
+from twisted.logger import Logger
+
+log = Logger()
+
+DEMO_WALLET = "4100117000000000"
+
+
+def _write_private(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def ensure_certificate(data_dir: str) -> tuple[str, str]:
+    """A self-signed ECDSA P-256 certificate for localhost (cheap handshakes)."""
+    key_path = os.path.join(data_dir, "key.pem")
+    cert_path = os.path.join(data_dir, "cert.pem")
+    if os.path.exists(key_path) and os.path.exists(cert_path):
+        return key_path, cert_path
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(key_path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def ensure_secret(data_dir: str, name: str) -> str:
+    path = os.path.join(data_dir, name)
+    if not os.path.exists(path):
+        _write_private(path, secrets.token_urlsafe(32).encode())
+    return path
+
+
+def redis_reachable(url: str, timeout: float = 0.5) -> bool:
+    """A blocking PING: used once at start-up, before the reactor runs."""
+    parts = urlsplit(url)
+    try:
+        if parts.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(timeout)
+            sock.connect(parts.path)
+        elif parts.scheme == "redis":
+            sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout)
+        else:
+            return False
+        with sock:
+            if parts.password:
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(parts.password), parts.password.encode()))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def demo_document(data_dir: str, port: int, redis_url: str, prefix: str) -> dict:
+    """The demo's configuration as a TOML-shaped document."""
+    key_path, cert_path = ensure_certificate(data_dir)
+    return {
+        "server": {
+            "endpoint": f"tls:{data_dir}:port={port}:interface=127.0.0.1",
+            "public_url": f"https://localhost:{port}",
+        },
+        "yoomoney": {
+            "wallet": DEMO_WALLET,
+            "notification_secret_file": ensure_secret(data_dir, "notification_secret"),
+            "api_token_file": ensure_secret(data_dir, "api_token"),
+            "sandbox": True,
+            "signature": "auto",
+        },
+        "links": {"secret_file": ensure_secret(data_dir, "link_secret"), "ttl": "3d"},
+        "redis": {"url": redis_url, "prefix": prefix},
+        "ledger": {"url": "sqlite:///" + os.path.join(data_dir, "ledger.sqlite3")},
+        "telegram": {"language": "en"},
+        "plans": [
+            {"id": "month", "title": "1 month", "price": "199.00", "days": 30},
+            {"id": "year", "title": "1 year", "price": "1990.00", "days": 365},
+        ],
+        "donations": {"enabled": True, "min": "10.00", "max": "100000.00"},
+    }
+
+
+class RedisNotInstalled(Exception):
+    def __str__(self):
+        return ("redis-server is not installed and no Redis answers at redis.url: "
+                "install it with `sudo apt-get install redis-server` (or set YMDS_REDIS_URL)")
+
+
+class _RedisProcessProtocol(protocol.ProcessProtocol):
+    def __init__(self, on_exit):
+        self._on_exit = on_exit
+
+    def processEnded(self, reason):
+        self._on_exit(reason)
+
+
+class PrivateRedisService(Service):
+    """A supervised ``redis-server`` child on a unix socket in the data directory.
+
+    Persistence is on (appendonly), so restarting the demo keeps queued jobs.  If the
+    child dies it is restarted after a second; stopping the service stops the child.
+    """
+
+    name = "private-redis"
+
+    def __init__(self, reactor, data_dir: str, binary: str | None = None):
+        self._reactor = reactor
+        self.data_dir = data_dir
+        self.socket_path = os.path.join(data_dir, "redis.sock")
+        self._binary = binary or shutil.which("redis-server")
+        if self._binary is None:
+            raise RedisNotInstalled()
+        self._transport = None
+        self._exited: defer.Deferred | None = None
+        self._stopping = False
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}?db=0"
+
+    def spawn(self) -> None:
+        args = [self._binary, "--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm", "700",
+                "--dir", self.data_dir, "--appendonly", "yes", "--appendfsync", "everysec",
+                "--save", "", "--daemonize", "no", "--loglevel", "warning",
+                "--logfile", os.path.join(self.data_dir, "redis.log")]
+        self._exited = defer.Deferred()
+        self._transport = self._reactor.spawnProcess(
+            _RedisProcessProtocol(self._ended), self._binary, args, env={}, path=self.data_dir)
+        log.info("started private redis-server (pid {pid}) on {socket}", pid=self._transport.pid, socket=self.socket_path)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the socket answers PING (called before the reactor runs)."""
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if redis_reachable(self.url.split("?")[0], timeout=0.2):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"private redis-server did not answer on {self.socket_path}; see {self.data_dir}/redis.log")
+
+    def _ended(self, reason):
+        exited, self._exited, self._transport = self._exited, None, None
+        if exited is not None:
+            exited.callback(None)
+        if not self._stopping:
+            log.warn("private redis-server exited ({reason}); restarting in 1 s", reason=reason.getErrorMessage())
+            self._reactor.callLater(1.0, self.spawn)
+
+    def startService(self):
+        super().startService()
+        if self._transport is None:
+            self.spawn()
+
+    def stopService(self):
+        super().stopService()
+        self._stopping = True
+        if self._transport is None:
+            return defer.succeed(None)
+        exited = self._exited
+        try:
+            self._transport.signalProcess("TERM")
+        except error.ProcessExitedAlready:
+            return defer.succeed(None)
+        kill = self._reactor.callLater(10, self._kill)
+        exited.addBoth(lambda r: kill.active() and kill.cancel())
+        return exited
+
+    def _kill(self):
+        if self._transport is not None:
+            try:
+                self._transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass

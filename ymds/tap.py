@@ -1,0 +1,139 @@
+"""``twistd ymds``: options and makeService.
+
+makeService turns the options into a validated Config (or one line on stderr and exit
+status 1), then ``build_service`` assembles one MultiService per role from injected parts.
+This is the only module that imports the global reactor.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+
+from twisted.python import usage
+
+from ymds.config import Config, ConfigError, load_config, require_secrets
+
+ROLES = ("web", "billing", "bot")
+
+
+class Options(usage.Options):
+    synopsis = "[--config ymds.toml] [--roles web,billing,bot] [--demo [--data-dir DIR]] [--check]"
+    longdesc = ("Accept money into a personal YooMoney wallet and sell access to a Telegram bot or channel. "
+                "Roles: web (pages and the notification endpoint), billing (the ledger), bot (Telegram).")
+    optParameters = [
+        ["config", "c", None, "path of ymds.toml (default: $YMDS_CONFIG)"],
+        ["roles", "r", None, "comma-separated roles among web, billing, bot (default: all)"],
+        ["data-dir", None, "ymds-demo", "demo: the data directory"],
+        ["port", "p", "8443", "demo: the HTTPS port"],
+        ["log-format", None, "text", "text or json (one JSON object per line)"],
+    ]
+    optFlags = [
+        ["demo", None, "zero-configuration demo: self-signed TLS, sandbox YooMoney, SQLite, private Redis if needed"],
+        ["check", None, "validate the configuration, reach Redis and the ledger, print a report and exit"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["set"] = {}
+
+    def opt_set(self, value: str):
+        """override one configuration key: --set section.key=value (repeatable)"""
+        if "=" not in value or "." not in value.split("=", 1)[0]:
+            raise usage.UsageError("--set takes section.key=value, e.g. --set server.max_body=131072")
+        key, _, raw = value.partition("=")
+        self["set"][key.strip()] = raw
+
+    def postOptions(self):
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        if self["log-format"] == "json" and self.parent is not None:
+            # twistd builds its logger from the parent's "logger" after parsing.
+            self.parent["logger"] = "ymds.logs.json_observer"
+        if self["roles"] is not None:
+            roles = {r.strip() for r in self["roles"].split(",") if r.strip()}
+            unknown = roles - set(ROLES)
+            if not roles or unknown:
+                raise usage.UsageError(f"--roles takes any of web,billing,bot (got {self['roles']!r})")
+            self["roles"] = roles
+        try:
+            int(self["port"])
+        except ValueError:
+            raise usage.UsageError("--port must be a number") from None
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+def _choose_roles(options, config: Config, say) -> set[str]:
+    if options["roles"] is not None:
+        roles = set(options["roles"])
+    else:
+        roles = set(ROLES)
+        if not config.telegram.token:
+            roles.discard("bot")
+            say("no telegram.token configured: running without the bot role (web and billing only)")
+    require_secrets(config, roles)
+    return roles
+
+
+def prepare(options, reactor, say=print):
+    """Options -> (config, roles, extra services started first). Raises ConfigError."""
+    from ymds import demo
+
+    private_redis = None
+    if options["demo"]:
+        data_dir = os.path.abspath(options["data-dir"])
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        candidate = os.environ.get("YMDS_REDIS_URL", "redis://127.0.0.1:6379/0")
+        prefix_path = os.path.join(data_dir, "redis_prefix")
+        if demo.redis_reachable(candidate):
+            redis_url = candidate
+            if not os.path.exists(prefix_path):
+                with open(prefix_path, "w") as f:
+                    f.write("ymds-demo-" + secrets.token_hex(4))
+            with open(prefix_path) as f:
+                prefix = f.read().strip()
+            say(f"demo: using the Redis at {candidate} (keys under {prefix}:)")
+        else:
+            if shutil.which("redis-server") is None:
+                raise demo.RedisNotInstalled()
+            private_redis = demo.PrivateRedisService(reactor, data_dir)
+            redis_url, prefix = private_redis.url, "ymds"
+            say(f"demo: no Redis at {candidate}; starting a private redis-server on {private_redis.socket_path}")
+        document = demo.demo_document(data_dir, int(options["port"]), redis_url, prefix)
+        env = {k: v for k, v in os.environ.items() if k != "YMDS_REDIS_URL"}
+        config = load_config(raw=document, env=env, overrides=options["set"])
+        config_base = data_dir
+    else:
+        path = options["config"] or os.environ.get("YMDS_CONFIG")
+        config = load_config(path=path, overrides=options["set"])
+        config_base = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    roles = _choose_roles(options, config, say)
+    return config, roles, private_redis, config_base
+
+
+def makeService(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    from ymds.demo import RedisNotInstalled
+
+    say = lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush())  # noqa: E731
+    try:
+        config, roles, private_redis, _ = prepare(options, reactor, say)
+    except (ConfigError, RedisNotInstalled) as e:
+        _fail(str(e))
+    if options["check"]:
+        from ymds.check import run_check
+        raise SystemExit(run_check(config, roles, say))
+    from ymds.roles import build_service
+    try:
+        return build_service(reactor, config, roles, private_redis=private_redis, say=say,
+                             demo=bool(options["demo"]))
+    except ConfigError as e:
+        _fail(str(e))
