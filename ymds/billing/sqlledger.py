@@ -1,0 +1,668 @@
+"""The SQL ledger shared by SQLite and PostgreSQL: one implementation of ILedger over
+twisted.enterprise.adbapi, with the few engine differences kept in a :class:`Dialect`.
+
+Each public method runs one interaction (one transaction) in the pool's thread.  Writes
+that read before they write take the write lock first (SQLite: BEGIN IMMEDIATE;
+PostgreSQL: row locks with SELECT ... FOR UPDATE and INSERT ... ON CONFLICT), so several
+billing processes sharing one database never credit an operation twice.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import os
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ymds.billing.ledger import (
+    GRANTING, SOURCES, ApplyResult, BadPaymentFields, Event, ILedger, Invoice, LedgerError,
+    Payment, PaymentFields, PaymentPage, QuarantinedNotification, QuarantineResult, SchemaTooNew,
+    Stats, Subscription,
+)
+from ymds.links import is_our_label, new_label
+
+log = Logger()
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
+CENT = Decimal("0.01")
+DAY = 86400
+
+
+def known_migrations(dialect_name: str) -> list[tuple[int, str]]:
+    """(version, path) of the schema files for one dialect, in order."""
+    found = []
+    suffix = f".{dialect_name}.sql"
+    for name in os.listdir(SCHEMA_DIR):
+        if name.endswith(suffix) and name[:3].isdigit():
+            found.append((int(name[:3]), os.path.join(SCHEMA_DIR, name)))
+    found.sort()
+    versions = [v for v, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise LedgerError(f"schema files for {dialect_name} are not numbered 001, 002, ...: {versions}")
+    return found
+
+
+def _statements(sql: str) -> list[str]:
+    # Our schema files hold plain DDL: ';' ends a statement, '--' starts a comment.
+    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class Dialect:
+    """What differs between the engines."""
+    name = ""
+    begin_write: str | None = None  # statement that takes the write lock at the start
+    begin_read: str | None = None
+    for_update = ""
+    greatest = "MAX"
+    migration_lock: str | None = None
+
+    def __init__(self):
+        self._cache: dict[str, str] = {}
+
+    def sql(self, query: str) -> str:
+        return query
+
+    def money_in(self, value: Decimal):
+        return value
+
+    def money_out(self, value) -> Decimal:
+        return Decimal(value).quantize(CENT)
+
+    def sum_money(self, column: str) -> str:
+        return f"COALESCE(SUM({column}), 0)"
+
+    def sum_out(self, value) -> Decimal:
+        return Decimal(value or 0).quantize(CENT)
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    begin_write = "BEGIN IMMEDIATE"
+    begin_read = "BEGIN"
+    greatest = "MAX"
+
+    def money_in(self, value: Decimal) -> str:
+        return format(value.quantize(CENT), "f")
+
+    def money_out(self, value) -> Decimal:
+        return Decimal(str(value)).quantize(CENT)
+
+    def sum_money(self, column: str) -> str:
+        # Stored as text with exactly two decimals, so dropping the point gives kopecks
+        # as an exact integer; no floating point anywhere.
+        return f"COALESCE(SUM(CAST(REPLACE({column}, '.', '') AS INTEGER)), 0)"
+
+    def sum_out(self, value) -> Decimal:
+        return (Decimal(int(value or 0)) / 100).quantize(CENT)
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    for_update = " FOR UPDATE"
+    greatest = "GREATEST"
+    migration_lock = "SELECT pg_advisory_xact_lock(7298411)"
+
+    def sql(self, query: str) -> str:
+        converted = self._cache.get(query)
+        if converted is None:
+            converted = self._cache[query] = query.replace("?", "%s")
+        return converted
+
+
+_INVOICE_COLS = ("label, kind, plan, days, chat_id, user_id, amount, description, metadata, status, "
+                 "created_at, expires_at, paid_at, operation_id")
+_PAYMENT_COLS = ("operation_id, label, invoice_label, amount, withdraw_amount, notification_type, "
+                 "datetime_raw, sender, held, status, source, received_at, accepted_at, chat_id, "
+                 "granted_until, notified, seq, raw")
+_PAYMENT_INSERT_COLS = _PAYMENT_COLS.replace("notified, seq, raw", "notified, raw")
+_SUB_COLS = "chat_id, plan, ends_at, updated_at, reminded_window, expired"
+_Q_COLS = "id, body, reason, remote, received_at, last_seen, count, size, resolved_at, resolution"
+_EVENT_COLS = "id, at, kind, label, chat_id, operation_id, data"
+
+
+@implementer(ILedger)
+class SQLLedger:
+    """ILedger over an adbapi ConnectionPool; subclasses build the pool and the dialect."""
+
+    #: refuse to keep more than this many unresolved quarantined bodies / bytes
+    quarantine_max_rows = 10_000
+    quarantine_max_bytes = 64 * 1024 * 1024
+    quarantine_max_body = 65_536
+
+    def __init__(self, pool, dialect: Dialect, reactor, quarantine_max_rows: int | None = None,
+                 quarantine_max_bytes: int | None = None):
+        self._pool = pool
+        self._d = dialect
+        self._reactor = reactor
+        if quarantine_max_rows is not None:
+            self.quarantine_max_rows = quarantine_max_rows
+        if quarantine_max_bytes is not None:
+            self.quarantine_max_bytes = quarantine_max_bytes
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _run(self, fn: Callable, *args, write: bool = True, **kw) -> Deferred:
+        d = self._d
+
+        def interaction(txn):
+            begin = d.begin_write if write else d.begin_read
+            if begin:
+                txn.execute(begin)
+            return fn(txn, *args, **kw)
+
+        return self._pool.runInteraction(interaction)
+
+    def _x(self, txn, query: str, params: Iterable = ()):
+        txn.execute(self._d.sql(query), tuple(params))
+        return txn
+
+    def _one(self, txn, query: str, params: Iterable = ()):
+        return self._x(txn, query, params).fetchone()
+
+    def _all(self, txn, query: str, params: Iterable = ()):
+        return self._x(txn, query, params).fetchall()
+
+    def close(self) -> Deferred:
+        self._pool.close()
+        return succeed(None)
+
+    # --- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> Deferred:
+        migrations = known_migrations(self._d.name)
+        now = self._reactor.seconds()
+        return self._run(self._migrate, migrations, now)
+
+    def _migrate(self, txn, migrations, now):
+        if self._d.migration_lock:
+            self._x(txn, self._d.migration_lock)
+        self._x(txn, "CREATE TABLE IF NOT EXISTS schema_version ("
+                     "version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
+        row = self._one(txn, "SELECT MAX(version) FROM schema_version")
+        current = int(row[0]) if row and row[0] is not None else 0
+        newest = migrations[-1][0] if migrations else 0
+        if current > newest:
+            raise SchemaTooNew(
+                f"the ledger database has schema version {current} but this ymds knows only up to "
+                f"{newest}; upgrade ymds (or point ledger.url at the right database)")
+        for version, path in migrations:
+            if version <= current:
+                continue
+            with open(path, encoding="utf-8") as f:
+                for statement in _statements(f.read()):
+                    txn.execute(statement)
+            self._x(txn, "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, now))
+            log.info("ledger schema migrated to version {version}", version=version)
+        return max(current, newest)
+
+    def schema_version(self) -> Deferred:
+        def q(txn):
+            row = self._one(txn, "SELECT MAX(version) FROM schema_version")
+            return int(row[0]) if row and row[0] is not None else 0
+        return self._run(q, write=False)
+
+    # --- rows -> values ---------------------------------------------------------------
+
+    def _invoice(self, row) -> Invoice | None:
+        if row is None:
+            return None
+        (label, kind, plan, days, chat_id, user_id, amount, description, metadata, status,
+         created_at, expires_at, paid_at, operation_id) = row
+        return Invoice(label, kind, plan, days, chat_id, user_id, self._d.money_out(amount), description,
+                       json.loads(metadata or "{}"), status, created_at, expires_at, paid_at, operation_id)
+
+    def _payment(self, row) -> Payment | None:
+        if row is None:
+            return None
+        (operation_id, label, invoice_label, amount, withdraw_amount, notification_type, datetime_raw,
+         sender, held, status, source, received_at, accepted_at, chat_id, granted_until, notified,
+         seq, raw) = row
+        return Payment(operation_id, label, invoice_label, self._d.money_out(amount),
+                       self._d.money_out(withdraw_amount), notification_type, datetime_raw, sender,
+                       bool(held), status, source, received_at, accepted_at, chat_id, granted_until,
+                       bool(notified), seq, json.loads(raw or "{}"))
+
+    @staticmethod
+    def _subscription(row) -> Subscription | None:
+        if row is None:
+            return None
+        chat_id, plan, ends_at, updated_at, reminded_window, expired = row
+        return Subscription(chat_id, plan, float(ends_at), float(updated_at), reminded_window, bool(expired))
+
+    @staticmethod
+    def _quarantined(row) -> QuarantinedNotification:
+        return QuarantinedNotification(*row)
+
+    @staticmethod
+    def _event(row) -> Event:
+        id_, at, kind, label, chat_id, operation_id, data = row
+        return Event(id_, at, kind, label, chat_id, operation_id, json.loads(data or "{}"))
+
+    def _add_event(self, txn, now, kind, label=None, chat_id=None, operation_id=None, **data) -> Event:
+        row = self._one(
+            txn,
+            "INSERT INTO events (at, kind, label, chat_id, operation_id, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (now, kind, label, chat_id, operation_id, _json(data)))
+        return Event(row[0], now, kind, label, chat_id, operation_id, json.loads(_json(data)))
+
+    # --- invoices ---------------------------------------------------------------------
+
+    def create_invoice(self, kind, amount, now, ttl, plan=None, days=None, chat_id=None, user_id=None,
+                       description="", metadata=None, label=None, reuse_open=False) -> Deferred:
+        if kind not in ("subscription", "donation"):
+            return fail(LedgerError(f"invoice kind {kind!r} is not subscription or donation"))
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0 or amount >= Decimal("1e10"):
+            return fail(LedgerError(f"invoice amount {amount!r} is not a positive Decimal below 10^10"))
+        if kind == "subscription" and (not plan or not days or chat_id is None):
+            return fail(LedgerError("a subscription invoice needs a plan, its days and a chat"))
+        amount = amount.quantize(CENT)
+        label = label or new_label()
+        if not is_our_label(label):
+            return fail(LedgerError(f"invoice label {label!r} is not in our format"))
+        return self._run(self._create_invoice, kind, amount, now, ttl, plan, days, chat_id, user_id,
+                         description or "", dict(metadata or {}), label, reuse_open)
+
+    def _create_invoice(self, txn, kind, amount, now, ttl, plan, days, chat_id, user_id, description,
+                        metadata, label, reuse_open):
+        if reuse_open and chat_id is not None and plan:
+            row = self._one(
+                txn,
+                f"SELECT {_INVOICE_COLS} FROM invoices WHERE chat_id = ? AND plan = ? AND status = 'open' "
+                "AND amount = ? AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
+                (chat_id, plan, self._d.money_in(amount), now + ttl / 2))
+            if row is not None:
+                return self._invoice(row)
+        expires_at = now + ttl
+        self._x(txn, f"INSERT INTO invoices ({_INVOICE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, NULL, NULL)",
+                (label, kind, plan, days, chat_id, user_id, self._d.money_in(amount), description,
+                 _json(metadata), now, expires_at))
+        self._add_event(txn, now, "invoice_created", label=label, chat_id=chat_id, invoice_kind=kind, plan=plan,
+                        amount=amount, expires_at=expires_at)
+        return Invoice(label, kind, plan, days, chat_id, user_id, amount, description, metadata, "open",
+                       now, expires_at)
+
+    def get_invoice(self, label) -> Deferred:
+        def q(txn):
+            return self._invoice(self._one(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE label = ?", (label,)))
+        return self._run(q, write=False)
+
+    def open_invoices_for(self, chat_id, now) -> Deferred:
+        def q(txn):
+            rows = self._all(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE chat_id = ? AND status = 'open' "
+                                  "AND expires_at > ? ORDER BY created_at DESC", (chat_id, now))
+            return [self._invoice(r) for r in rows]
+        return self._run(q, write=False)
+
+    def expire_invoices(self, now) -> Deferred:
+        def q(txn):
+            rows = self._all(txn, "UPDATE invoices SET status = 'expired' WHERE status = 'open' AND expires_at <= ? "
+                                  "RETURNING label, chat_id", (now,))
+            for label, chat_id in rows:
+                self._add_event(txn, now, "invoice_expired", label=label, chat_id=chat_id)
+            return [label for label, _ in rows]
+        return self._run(q)
+
+    def prune_unpaid(self, older_than) -> Deferred:
+        def q(txn):
+            # Unpaid invoices (and their own creation/expiry events) go, so nobody can grow
+            # the ledger without paying; anything that saw money keeps its full history.
+            self._x(txn, "DELETE FROM events WHERE kind IN ('invoice_created', 'invoice_expired') AND label IN "
+                         "(SELECT label FROM invoices WHERE status = 'expired' AND expires_at < ?)", (older_than,))
+            cur = self._x(txn, "DELETE FROM invoices WHERE status = 'expired' AND expires_at < ?", (older_than,))
+            return max(cur.rowcount, 0)
+        return self._run(q)
+
+    # --- payments ---------------------------------------------------------------------
+
+    def apply_payment(self, fields, source, now, held=None) -> Deferred:
+        if source not in SOURCES:
+            return fail(LedgerError(f"payment source {source!r} is not one of {SOURCES}"))
+        try:
+            pf = fields if isinstance(fields, PaymentFields) else PaymentFields.from_fields(fields)
+        except BadPaymentFields:
+            return fail()
+        if pf.is_test:
+            return succeed(ApplyResult("test", None, None, None, (), False))
+        return self._run(self._apply, pf, source, now, pf.held if held is None else bool(held))
+
+    def _lock_invoice(self, txn, label) -> Invoice | None:
+        if not label or not is_our_label(label):
+            return None
+        return self._invoice(self._one(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE label = ?{self._d.for_update}",
+                                       (label,)))
+
+    def _lock_payment(self, txn, operation_id) -> Payment | None:
+        return self._payment(self._one(txn, f"SELECT {_PAYMENT_COLS} FROM payments WHERE operation_id = ?{self._d.for_update}",
+                                       (operation_id,)))
+
+    @staticmethod
+    def _classify(invoice: Invoice | None, withdraw: Decimal, held: bool, received_at: float) -> str:
+        if held:
+            return "held"
+        if invoice is None:
+            return "unmatched"
+        if withdraw < invoice.amount:
+            return "underpaid"
+        if withdraw > invoice.amount:
+            return "overpaid"
+        if invoice.status == "expired" or received_at > invoice.expires_at:
+            return "late"
+        return "paid"
+
+    def _settle(self, txn, invoice: Invoice | None, operation_id: str, outcome: str, now: float,
+                events: list) -> tuple[Invoice | None, Subscription | None]:
+        """Set the invoice's status for this outcome and extend the subscription when it grants."""
+        subscription = None
+        if invoice is None:
+            return None, None
+        if invoice.status not in GRANTING:  # a second payment never downgrades a paid invoice
+            paid_at = now if outcome in GRANTING else invoice.paid_at
+            op = operation_id if outcome in GRANTING or invoice.operation_id is None else invoice.operation_id
+            if outcome != invoice.status or op != invoice.operation_id:
+                self._x(txn, "UPDATE invoices SET status = ?, paid_at = ?, operation_id = ? WHERE label = ?",
+                        (outcome, paid_at, op, invoice.label))
+                events.append(self._add_event(txn, now, "invoice_" + outcome, label=invoice.label,
+                                              chat_id=invoice.chat_id, operation_id=operation_id,
+                                              previous=invoice.status))
+                invoice = replace(invoice, status=outcome, paid_at=paid_at, operation_id=op)
+        if outcome in GRANTING and invoice.kind == "subscription" and invoice.chat_id is not None and invoice.days:
+            g = self._d.greatest
+            row = self._one(
+                txn,
+                f"INSERT INTO subscriptions ({_SUB_COLS}) VALUES (?, ?, ?, ?, NULL, 0) "
+                f"ON CONFLICT (chat_id) DO UPDATE SET ends_at = {g}(subscriptions.ends_at, ?) + ?, "
+                "plan = excluded.plan, updated_at = excluded.updated_at, reminded_window = NULL, expired = 0 "
+                f"RETURNING {_SUB_COLS}",
+                (invoice.chat_id, invoice.plan, now + invoice.days * DAY, now, now, float(invoice.days * DAY)))
+            subscription = self._subscription(row)
+            self._x(txn, "UPDATE payments SET granted_until = ?, chat_id = ? WHERE operation_id = ?",
+                    (subscription.ends_at, invoice.chat_id, operation_id))
+            events.append(self._add_event(txn, now, "subscription_extended", label=invoice.label,
+                                          chat_id=invoice.chat_id, operation_id=operation_id,
+                                          plan=invoice.plan, days=invoice.days, ends_at=subscription.ends_at))
+        return invoice, subscription
+
+    def _apply(self, txn, pf: PaymentFields, source: str, now: float, held: bool) -> ApplyResult:
+        invoice = self._lock_invoice(txn, pf.label)
+        outcome = self._classify(invoice, pf.withdraw_amount, held, now)
+        money = self._d.money_in
+        inserted = self._one(
+            txn,
+            f"INSERT INTO payments ({_PAYMENT_INSERT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?) "
+            "ON CONFLICT (operation_id) DO NOTHING RETURNING seq",
+            (pf.operation_id, pf.label, invoice.label if invoice else None, money(pf.amount),
+             money(pf.withdraw_amount), pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome,
+             source, now, None if held else now, invoice.chat_id if invoice else None, _json(dict(pf.raw))))
+        if inserted is None:
+            return self._again(txn, pf, source, now, held, invoice)
+        events = [self._add_event(txn, now, "payment_" + outcome, label=pf.label or None,
+                                  chat_id=invoice.chat_id if invoice else None, operation_id=pf.operation_id,
+                                  source=source, amount=pf.amount, withdraw_amount=pf.withdraw_amount,
+                                  held=held)]
+        invoice, subscription = self._settle(txn, invoice, pf.operation_id, outcome, now, events)
+        payment = self._lock_payment(txn, pf.operation_id) if subscription else Payment(
+            pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
+            pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, now,
+            None if held else now, invoice.chat_id if invoice else None, None, False, inserted[0], pf.raw)
+        return ApplyResult(outcome, payment, invoice, subscription, tuple(events), True)
+
+    def _again(self, txn, pf, source, now, held, invoice) -> ApplyResult:
+        """The operation is already recorded: a release if it was held and now is not,
+        otherwise a duplicate."""
+        existing = self._lock_payment(txn, pf.operation_id)
+        if existing.held and not held:
+            return self._release(txn, existing, source, now)
+        if existing.invoice_label and (invoice is None or invoice.label != existing.invoice_label):
+            invoice = self._invoice(self._one(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE label = ?",
+                                              (existing.invoice_label,)))
+        chat_id = existing.chat_id
+        subscription = self._subscription(self._one(txn, f"SELECT {_SUB_COLS} FROM subscriptions WHERE chat_id = ?",
+                                                    (chat_id,))) if chat_id is not None else None
+        if (pf.amount, pf.withdraw_amount) != (existing.amount, existing.withdraw_amount):
+            # Same operation_id, different money: never credited twice, but worth a look.
+            self._add_event(txn, now, "duplicate_mismatch", label=existing.label or None, chat_id=chat_id,
+                            operation_id=pf.operation_id, source=source, amount=pf.amount,
+                            withdraw_amount=pf.withdraw_amount)
+        return ApplyResult("duplicate", existing, invoice, subscription, (), False)
+
+    def _release(self, txn, existing: Payment, source: str, now: float) -> ApplyResult:
+        invoice = self._lock_invoice(txn, existing.invoice_label) if existing.invoice_label else None
+        outcome = self._classify(invoice, existing.withdraw_amount, False, existing.received_at)
+        self._x(txn, "UPDATE payments SET held = 0, status = ?, accepted_at = ? WHERE operation_id = ?",
+                (outcome, now, existing.operation_id))
+        events = [self._add_event(txn, now, "payment_released", label=existing.label or None,
+                                  chat_id=existing.chat_id, operation_id=existing.operation_id,
+                                  source=source, outcome=outcome)]
+        invoice, subscription = self._settle(txn, invoice, existing.operation_id, outcome, now, events)
+        payment = self._lock_payment(txn, existing.operation_id)
+        return ApplyResult(outcome, payment, invoice, subscription, tuple(events), False, released=True)
+
+    def release_payment(self, operation_id, now, source="manual") -> Deferred:
+        def q(txn):
+            existing = self._lock_payment(txn, operation_id)
+            if existing is None:
+                return None
+            if not existing.held:
+                return ApplyResult("duplicate", existing, None, None, (), False)
+            return self._release(txn, existing, source, now)
+        return self._run(q)
+
+    def get_payment(self, operation_id) -> Deferred:
+        def q(txn):
+            return self._payment(self._one(txn, f"SELECT {_PAYMENT_COLS} FROM payments WHERE operation_id = ?",
+                                           (operation_id,)))
+        return self._run(q, write=False)
+
+    def mark_notified(self, operation_id) -> Deferred:
+        def q(txn):
+            return self._x(txn, "UPDATE payments SET notified = 1 WHERE operation_id = ? AND notified = 0",
+                           (operation_id,)).rowcount == 1
+        return self._run(q)
+
+    def list_payments(self, since=None, until=None, status=None, label=None, chat_id=None,
+                      after_cursor=None, limit=100) -> Deferred:
+        limit = max(1, min(int(limit), 10_000))
+        where, params = [], []
+        for clause, value in (("received_at >= ?", since), ("received_at < ?", until), ("status = ?", status),
+                              ("label = ?", label), ("chat_id = ?", chat_id), ("seq > ?", after_cursor)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        query = f"SELECT {_PAYMENT_COLS} FROM payments"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY seq LIMIT ?"
+        params.append(limit + 1)
+
+        def q(txn):
+            rows = self._all(txn, query, params)
+            payments = tuple(self._payment(r) for r in rows[:limit])
+            return PaymentPage(payments, payments[-1].seq if len(rows) > limit else None)
+        return self._run(q, write=False)
+
+    # --- subscriptions ----------------------------------------------------------------
+
+    def subscription(self, chat_id) -> Deferred:
+        def q(txn):
+            return self._subscription(self._one(txn, f"SELECT {_SUB_COLS} FROM subscriptions WHERE chat_id = ?", (chat_id,)))
+        return self._run(q, write=False)
+
+    def due_reminders(self, now, window, limit=1000) -> Deferred:
+        def q(txn):
+            rows = self._all(txn, f"SELECT {_SUB_COLS} FROM subscriptions WHERE expired = 0 AND ends_at > ? "
+                                  "AND ends_at <= ? AND (reminded_window IS NULL OR reminded_window > ?) "
+                                  "ORDER BY ends_at LIMIT ?", (now, now + window, int(window), int(limit)))
+            return [self._subscription(r) for r in rows]
+        return self._run(q, write=False)
+
+    def mark_reminded(self, items, window) -> Deferred:
+        items = [(int(c), float(e)) for c, e in items]
+
+        def q(txn):
+            claimed = []
+            for chat_id, ends_at in items:
+                cur = self._x(txn, "UPDATE subscriptions SET reminded_window = ? WHERE chat_id = ? AND ends_at = ? "
+                                   "AND expired = 0 AND (reminded_window IS NULL OR reminded_window > ?)",
+                              (int(window), chat_id, ends_at, int(window)))
+                if cur.rowcount == 1:
+                    claimed.append(chat_id)
+            return claimed
+        return self._run(q)
+
+    def unmark_reminded(self, chat_id, ends_at, window) -> Deferred:
+        def q(txn):
+            return self._x(txn, "UPDATE subscriptions SET reminded_window = NULL WHERE chat_id = ? AND ends_at = ? "
+                                "AND reminded_window = ?", (chat_id, ends_at, int(window))).rowcount == 1
+        return self._run(q)
+
+    def expired_subscriptions(self, now, limit=1000) -> Deferred:
+        def q(txn):
+            rows = self._all(txn, f"SELECT {_SUB_COLS} FROM subscriptions WHERE expired = 0 AND ends_at <= ? "
+                                  "ORDER BY ends_at LIMIT ?", (now, int(limit)))
+            return [self._subscription(r) for r in rows]
+        return self._run(q, write=False)
+
+    def mark_expired(self, items, now=None) -> Deferred:
+        items = [(int(c), float(e)) for c, e in items]
+        at = self._reactor.seconds() if now is None else now
+
+        def q(txn):
+            claimed = []
+            for chat_id, ends_at in items:
+                cur = self._x(txn, "UPDATE subscriptions SET expired = 1 WHERE chat_id = ? AND ends_at = ? AND expired = 0",
+                              (chat_id, ends_at))
+                if cur.rowcount == 1:
+                    claimed.append(chat_id)
+                    self._add_event(txn, at, "subscription_expired", chat_id=chat_id, ends_at=ends_at)
+            return claimed
+        return self._run(q)
+
+    def unmark_expired(self, chat_id, ends_at) -> Deferred:
+        def q(txn):
+            return self._x(txn, "UPDATE subscriptions SET expired = 0 WHERE chat_id = ? AND ends_at = ? AND expired = 1",
+                           (chat_id, ends_at)).rowcount == 1
+        return self._run(q)
+
+    def mark_blocked(self, chat_id, now) -> Deferred:
+        def q(txn):
+            cur = self._x(txn, "INSERT INTO blocked_chats (chat_id, blocked_at) VALUES (?, ?) ON CONFLICT (chat_id) DO NOTHING",
+                          (chat_id, now))
+            if cur.rowcount == 1:
+                self._add_event(txn, now, "chat_blocked", chat_id=chat_id)
+                return True
+            return False
+        return self._run(q)
+
+    def is_blocked(self, chat_id) -> Deferred:
+        def q(txn):
+            return self._one(txn, "SELECT 1 FROM blocked_chats WHERE chat_id = ?", (chat_id,)) is not None
+        return self._run(q, write=False)
+
+    # --- quarantine -------------------------------------------------------------------
+
+    def quarantine_add(self, body, reason, remote, now) -> Deferred:
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        body = str(body)[: self.quarantine_max_body]
+        reason = str(reason)[:200]
+        remote = str(remote)[:64]
+        size = len(body.encode("utf-8"))
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        return self._run(self._quarantine_add, body, digest, size, reason, remote, now)
+
+    def _quarantine_add(self, txn, body, digest, size, reason, remote, now) -> QuarantineResult:
+        upsert = ("INSERT INTO quarantine (body, body_hash, size, reason, remote, received_at, last_seen, count) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (body_hash) DO UPDATE SET count = quarantine.count + 1, "
+                  "last_seen = excluded.last_seen RETURNING id, count")
+        known = self._one(txn, "SELECT id FROM quarantine WHERE body_hash = ?", (digest,))
+        action = "repeated"
+        if known is None:
+            rows, used = self._one(txn, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM quarantine WHERE resolved_at IS NULL")
+            if rows >= self.quarantine_max_rows or int(used) + size > self.quarantine_max_bytes:
+                # Full: count what arrives per reason but keep no more bodies.
+                digest, body, size, action = "overflow:" + hashlib.sha256(reason.encode()).hexdigest(), "", 0, "aggregated"
+            else:
+                action = "stored"
+        id_, count = self._one(txn, upsert, (body, digest, size, reason, remote, now, now))
+        if action == "stored" and count > 1:
+            action = "repeated"  # a concurrent process stored the same body first
+        if action == "stored":
+            self._add_event(txn, now, "quarantined", quarantine_id=id_, reason=reason)
+        unresolved = self._one(txn, "SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")[0]
+        return QuarantineResult(id_, action, int(unresolved))
+
+    def quarantine_list(self, unresolved_only=True, limit=100) -> Deferred:
+        def q(txn):
+            where = " WHERE resolved_at IS NULL" if unresolved_only else ""
+            rows = self._all(txn, f"SELECT {_Q_COLS} FROM quarantine{where} ORDER BY id LIMIT ?", (int(limit),))
+            return [self._quarantined(r) for r in rows]
+        return self._run(q, write=False)
+
+    def quarantine_resolve(self, id, how, now) -> Deferred:
+        def q(txn):
+            cur = self._x(txn, "UPDATE quarantine SET resolved_at = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL",
+                          (now, str(how)[:200], id))
+            if cur.rowcount == 1:
+                self._add_event(txn, now, "quarantine_resolved", quarantine_id=id, how=str(how)[:200])
+                return True
+            return False
+        return self._run(q)
+
+    # --- owner's view -----------------------------------------------------------------
+
+    def stats(self, now) -> Deferred:
+        day = now - now % DAY
+        t = time.gmtime(now)
+        month = float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
+        d = self._d
+
+        def q(txn):
+            counted = f"SELECT COUNT(*), {d.sum_money('amount')} FROM payments WHERE status <> 'held' AND received_at >= ?"
+            today_n, today_sum = self._one(txn, counted, (day,))
+            month_n, month_sum = self._one(txn, counted, (month,))
+            active = self._one(txn, "SELECT COUNT(*) FROM subscriptions WHERE ends_at > ?", (now,))[0]
+            quarantined = self._one(txn, "SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")[0]
+            return Stats(int(today_n), d.sum_out(today_sum), int(month_n), d.sum_out(month_sum), int(active),
+                         int(quarantined))
+        return self._run(q, write=False)
+
+    def get_cursor(self, name) -> Deferred:
+        def q(txn):
+            row = self._one(txn, "SELECT value FROM cursors WHERE name = ?", (name,))
+            return row[0] if row else None
+        return self._run(q, write=False)
+
+    def set_cursor(self, name, value) -> Deferred:
+        def q(txn):
+            self._x(txn, "INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, str(value)))
+        return self._run(q)
+
+    def events(self, label=None, chat_id=None, operation_id=None, limit=1000) -> Deferred:
+        where, params = [], []
+        for clause, value in (("label = ?", label), ("chat_id = ?", chat_id), ("operation_id = ?", operation_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if not where:
+            return fail(LedgerError("events() needs a label, chat_id or operation_id"))
+
+        def q(txn):
+            rows = self._all(txn, f"SELECT {_EVENT_COLS} FROM events WHERE {' OR '.join(where)} ORDER BY id LIMIT ?",
+                             params + [int(limit)])
+            return [self._event(r) for r in rows]
+        return self._run(q, write=False)
+
