@@ -1,0 +1,96 @@
+"""Start ``twistd ymds`` and helper programs as real child processes for tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+
+
+def test_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YMDS_")}
+    env.update(extra)
+    return env
+
+
+def run_twistd(args: list[str], env: dict | None = None, cwd: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(TWISTD + args, env=env or test_env(), cwd=cwd or tempfile.gettempdir(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class Child:
+    """A long-running child with its output captured to a file we can poll."""
+
+    def __init__(self, argv: list[str], env: dict | None = None, cwd: str | None = None, name: str = "child"):
+        self.argv = argv
+        self.env = env or test_env()
+        self.cwd = cwd or tempfile.gettempdir()
+        fd, self.log_path = tempfile.mkstemp(prefix=f"ymds-{name}-", suffix=".log")
+        os.close(fd)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Child":
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def output(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            if self.process.poll() is not None:
+                raise RuntimeError(f"process exited ({self.process.returncode}) before printing {text!r}:\n{out[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"no {text!r} within {timeout}s:\n{self.output()[-3000:]}")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
+
+    def close(self) -> None:
+        self.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Child pids of ``pid`` (recursively), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out

@@ -1,0 +1,171 @@
+"""twistd ymds as a real subprocess: plugin discovery, config errors, --check, the demo."""
+import json
+import os
+import shutil
+import ssl
+import tempfile
+import urllib.request
+
+from twisted.trial import unittest
+
+from tests.support.processes import Child, TWISTD, descendants, run_twistd, test_env
+from tests.support.redis_server import RedisServer, free_port
+
+
+def https_get(url: str, timeout: float = 10):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class PluginTests(unittest.TestCase):
+    def test_twistd_help_lists_ymds(self):
+        result = run_twistd(["--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r"\n\s+ymds\s+YooMoney payments")
+
+    def test_ymds_help(self):
+        result = run_twistd(["ymds", "--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for option in ("--config", "--roles", "--demo", "--check", "--log-format", "--data-dir"):
+            self.assertIn(option, result.stdout)
+
+    def test_bad_roles_is_usage_error(self):
+        result = run_twistd(["-n", "ymds", "--roles", "web,cashier"])
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--roles takes any of web,billing,bot", result.stdout + result.stderr)
+
+
+class ConfigErrorTests(unittest.TestCase):
+    def write(self, text: str) -> str:
+        d = self.mktemp()
+        os.makedirs(d)
+        path = os.path.join(d, "bad.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        return os.path.abspath(path)
+
+    def assertOneLine(self, result, expected: str):
+        self.assertEqual(result.returncode, 1)
+        lines = [l for l in result.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(expected, lines[0])
+        self.assertNotIn("Traceback", result.stderr + result.stdout)
+
+    def test_wrong_value_one_line_exit_1(self):
+        path = self.write('[server]\nmax_body = "lots"\n')
+        self.assertOneLine(run_twistd(["-n", "ymds", "--config", path]),
+                           "configuration error: server.max_body: 'lots' is not a whole number; write digits only")
+
+    def test_mc_payment_type_refused(self):
+        path = self.write('[yoomoney]\npayment_types = ["AC", "MC"]\n')
+        self.assertOneLine(run_twistd(["-n", "ymds", "--config", path]), '"MC" (phone balance) is no longer accepted')
+
+    def test_env_value_checked_too(self):
+        path = self.write("")
+        result = run_twistd(["-n", "ymds", "--config", path], env=test_env(YMDS_LINKS_TTL="forever"))
+        self.assertOneLine(result, "links.ttl: 'forever' is not a duration")
+
+    def test_missing_secret_for_role(self):
+        path = self.write('[yoomoney]\nwallet = "4100123456789012"\n')
+        self.assertOneLine(run_twistd(["-n", "ymds", "--config", path, "--roles", "web"]),
+                           "yoomoney.notification_secret: is not set")
+
+    def test_bot_role_without_token(self):
+        path = self.write("")
+        self.assertOneLine(run_twistd(["-n", "ymds", "--config", path, "--roles", "bot"]), "telegram.token: is not set")
+
+    def test_missing_file(self):
+        self.assertOneLine(run_twistd(["-n", "ymds", "--config", "/nonexistent/ymds.toml"]), "does not exist")
+
+
+class CheckTests(unittest.TestCase):
+    def setUp(self):
+        self.redis = RedisServer(appendonly=False).start()
+        self.addCleanup(self.redis.cleanup)
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    def config(self, redis_url):
+        path = os.path.join(self.dir, "ymds.toml")
+        with open(path, "w") as f:
+            f.write(f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
+                    f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis_url}"\n'
+                    f'[ledger]\nurl = "sqlite:///{self.dir}/ledger.sqlite3"\n')
+        return path
+
+    def test_check_ok(self):
+        result = run_twistd(["-n", "ymds", "--config", self.config(self.redis.url), "--check"])
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("redis: ok", result.stdout)
+        self.assertIn("ledger: ok", result.stdout)
+        self.assertIn("check: ok", result.stdout)
+
+    def test_check_redis_down(self):
+        url = f"redis://127.0.0.1:{free_port()}/0"
+        result = run_twistd(["-n", "ymds", "--config", self.config(url), "--check"])
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("redis: FAILED", result.stdout)
+        self.assertIn("check: FAILED", result.stdout)
+
+
+class DemoTests(unittest.TestCase):
+    """The demo with no Redis reachable: it must start its own private redis-server."""
+
+    def test_demo_serves_healthz_over_tls_and_stops_cleanly(self):
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")  # short path: unix socket names are limited
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        port = free_port()
+        env = test_env(YMDS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)], env=env, name="demo")
+        self.addCleanup(child.close)
+        child.start()
+        out = child.wait_for(f"open https://localhost:{port}/", timeout=60)
+        self.assertIn("starting a private redis-server", out)
+        for name in ("cert.pem", "key.pem", "notification_secret", "link_secret"):
+            self.assertTrue(os.path.exists(os.path.join(data_dir, name)), name)
+        self.assertEqual(os.stat(os.path.join(data_dir, "key.pem")).st_mode & 0o777, 0o600)
+        children = descendants(child.process.pid)
+        self.assertTrue(any("redis-server" in open(f"/proc/{p}/cmdline").read() for p in children), children)
+
+        status, body = https_get(f"https://localhost:{port}/healthz")
+        for _ in range(100):  # the private Redis may still be loading
+            if status == 200:
+                break
+            import time
+            time.sleep(0.1)
+            status, body = https_get(f"https://localhost:{port}/healthz")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["status"], "ok")
+
+        # twistd re-raises the signal after a clean shut-down, so the status is -SIGTERM.
+        self.assertIn(child.terminate(timeout=30), (0, -15), child.output()[-2000:])
+        self.assertIn("Server Shut Down.", child.output())
+        for pid in children:  # no orphan left behind (they would be re-parented, not gone)
+            self.assertFalse(os.path.exists(f"/proc/{pid}") and _not_zombie(pid), f"child {pid} still runs")
+        self.assertFalse(os.path.exists(os.path.join(data_dir, "redis.sock")) and _socket_alive(os.path.join(data_dir, "redis.sock")))
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _socket_alive(path: str) -> bool:
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
