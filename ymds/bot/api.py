@@ -1,0 +1,186 @@
+"""Telegram Bot API client over treq, with its own connection pool.
+
+URLs are ``{api_url}/bot{token}/{method}`` (so a local Bot API server works too).  The
+token is in every URL, so nothing here logs or puts a URL into an exception: errors
+name the method only.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
+from zope.interface import implementer
+
+from treq.client import HTTPClient
+
+from ymds.bot.errors import NetworkError, ServerError, TelegramError, error_from_answer
+from ymds.bot.interfaces import IBotAPI
+
+log = Logger()
+
+# getUpdates with 100 updates of long texts fits well below this; anything larger is not Telegram.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+
+class _AnswerTooLarge(Exception):
+    pass
+
+
+class _BoundedBody(Protocol):
+    """Collects an answer body up to ``limit`` bytes; cancelling aborts the connection."""
+
+    def __init__(self, finished: Deferred, limit: int):
+        self.finished: Deferred | None = finished
+        self.limit = limit
+        self.size = 0
+        self.chunks: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished is None:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            d, self.finished = self.finished, None
+            self.transport.stopProducing()
+            d.errback(_AnswerTooLarge())
+            return
+        self.chunks.append(data)
+
+    def connectionLost(self, reason=None) -> None:
+        if self.finished is None:
+            return
+        d, self.finished = self.finished, None
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            d.callback(b"".join(self.chunks))
+        else:
+            d.errback(reason)
+
+    def abort(self) -> None:
+        self.finished = None
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+def _read_body(response, limit: int) -> Deferred:
+    protocol: _BoundedBody
+
+    def cancel(d: Deferred) -> None:
+        protocol.abort()
+
+    finished: Deferred = Deferred(cancel)
+    protocol = _BoundedBody(finished, limit)
+    response.deliverBody(protocol)
+    return finished
+
+
+@implementer(IBotAPI)
+class BotAPI:
+    """One bot's API client.
+
+    ``timeout`` bounds each call (connect, request, and reading the whole answer);
+    getUpdates adds its long-poll ``timeout`` on top.
+    """
+
+    def __init__(self, reactor, token: str, api_url: str = "https://api.telegram.org",
+                 timeout: float = 30.0, max_connections: int = 8):
+        if not token:
+            raise ValueError("a bot token is required")
+        self._reactor = reactor
+        self._base = f"{api_url.rstrip('/')}/bot{token}/"
+        self._timeout = timeout
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = max_connections
+        self.pool.cachedConnectionTimeout = 120
+        self._http = HTTPClient(Agent(reactor, pool=self.pool, connectTimeout=10))
+
+    def __repr__(self) -> str:
+        return "<BotAPI>"  # never the URL: it holds the token
+
+    async def close(self) -> None:
+        await self.pool.closeCachedConnections()
+
+    async def call(self, method: str, params: dict | None = None, timeout: float | None = None):
+        """Call ``method`` with JSON ``params``; Telegram's ``result`` or a TelegramError."""
+        body = {k: v for k, v in (params or {}).items() if v is not None}
+        limit = self._timeout if timeout is None else timeout
+        d = Deferred.fromCoroutine(self._request(method, body))
+        timer = self._reactor.callLater(limit, d.cancel)
+        try:
+            return await d
+        except TelegramError:
+            raise
+        except Exception as e:
+            if not timer.active():  # our timer cancelled it, whatever error that surfaced as
+                raise NetworkError(method, f"no answer within {limit:g}s") from None
+            if isinstance(e, CancelledError):
+                raise
+            if isinstance(e, _AnswerTooLarge):
+                raise NetworkError(method, f"answer larger than {MAX_ANSWER_BYTES} bytes") from None
+            # connection refused/lost, DNS, TLS: the type says enough, and carries no URL
+            raise NetworkError(method, type(e).__name__) from None
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    async def _request(self, method: str, body: dict):
+        response = await self._http.request(
+            "POST", self._base + method, json=body, allow_redirects=False, unbuffered=True,
+            headers={"Accept": ["application/json"]})
+        raw = await _read_body(response, MAX_ANSWER_BYTES)
+        try:
+            answer = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            answer = None
+        if isinstance(answer, dict) and answer.get("ok") is True and "result" in answer:
+            return answer["result"]
+        if isinstance(answer, dict) and answer.get("ok") is False:
+            raise error_from_answer(method, response.code, answer)
+        if response.code >= 500:
+            raise error_from_answer(method, response.code, None)
+        raise ServerError(method, response.code, "answer is not Telegram JSON")
+
+    # --- the methods ymds uses -------------------------------------------------------
+
+    async def getMe(self):
+        return await self.call("getMe")
+
+    async def deleteWebhook(self, drop_pending_updates: bool = False):
+        return await self.call("deleteWebhook", {"drop_pending_updates": drop_pending_updates})
+
+    async def getUpdates(self, offset: int | None = None, timeout: int = 0, limit: int = 100,
+                         allowed_updates: list[str] | None = None):
+        # The HTTP timeout must exceed the long-poll timeout, or every idle poll fails.
+        result = await self.call("getUpdates", {
+            "offset": offset, "timeout": timeout, "limit": limit, "allowed_updates": allowed_updates,
+        }, timeout=timeout + self._timeout)
+        if not isinstance(result, list):
+            raise ServerError("getUpdates", None, "result is not a list")
+        return result
+
+    async def sendMessage(self, chat_id, text: str, reply_markup: dict | None = None,
+                          disable_web_page_preview: bool = True):
+        return await self.call("sendMessage", {
+            "chat_id": chat_id, "text": text, "parse_mode": "HTML", "reply_markup": reply_markup,
+            "link_preview_options": {"is_disabled": True} if disable_web_page_preview else None,
+        })
+
+    async def createChatInviteLink(self, chat_id, member_limit: int | None = None,
+                                   expire_date: int | None = None, name: str | None = None):
+        return await self.call("createChatInviteLink", {
+            "chat_id": chat_id, "member_limit": member_limit, "expire_date": expire_date, "name": name,
+        })
+
+    async def banChatMember(self, chat_id, user_id: int, until_date: int | None = None):
+        return await self.call("banChatMember", {"chat_id": chat_id, "user_id": user_id, "until_date": until_date})
+
+    async def unbanChatMember(self, chat_id, user_id: int, only_if_banned: bool = True):
+        return await self.call("unbanChatMember", {
+            "chat_id": chat_id, "user_id": user_id, "only_if_banned": only_if_banned,
+        })
+
+    async def answerCallbackQuery(self, callback_query_id: str, text: str | None = None):
+        return await self.call("answerCallbackQuery", {"callback_query_id": callback_query_id, "text": text})
