@@ -1,5 +1,10 @@
 """``tls:<directory>`` server endpoint: modern TLS from a certificate directory, reloaded.
 
+Twisted ships a ``tls:`` server endpoint of its own, but it re-reads a directory only when
+an unknown host name arrives (so a renewed certificate is never picked up, and strangers
+can make it re-scan at will).  ymds therefore parses ``tls:`` itself through
+:func:`server_endpoint`; every other endpoint type goes to Twisted's serverFromString.
+
 The directory holds either one certificate (``fullchain.pem`` + ``privkey.pem`` as
 certbot writes them, or ``cert.pem`` + ``key.pem``) or one sub-directory per host name
 for SNI.  Files are re-read when their modification time changes (checked at most every
@@ -16,12 +21,11 @@ import os
 import time
 
 from OpenSSL import SSL
+from OpenSSL.crypto import FILETYPE_PEM
 from twisted.internet import ssl
+from twisted.internet import endpoints
 from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.interfaces import IStreamServerEndpointStringParser
 from twisted.logger import Logger
-from twisted.plugin import IPlugin
-from zope.interface import implementer
 
 log = Logger()
 
@@ -52,7 +56,7 @@ def _load_context(cert_path: str, key_path: str) -> SSL.Context:
     if not blocks:
         raise ValueError(f"{cert_path} holds no certificate")
     leaf = ssl.Certificate.loadPEM(blocks[0])
-    key = ssl.KeyPair.load(key_pem, ssl.crypto.FILETYPE_PEM)
+    key = ssl.KeyPair.load(key_pem, FILETYPE_PEM)
     options = ssl.CertificateOptions(
         privateKey=key.original,
         certificate=leaf.original,
@@ -114,16 +118,20 @@ class DirectoryContextFactory:
             self._checked = now
             try:
                 self._load()
-            except (OSError, ValueError, SSL.Error) as e:
+            except Exception as e:  # noqa: BLE001 - any failure keeps the working certificate
                 # Half-written renewal: keep serving the old certificate.
                 log.warn("tls: keeping the current certificate, reload failed: {error}", error=str(e))
         return self._default
 
 
-@implementer(IPlugin, IStreamServerEndpointStringParser)
-class TLSDirectoryServerParser:
-    prefix = "tls"
+def tls_directory_endpoint(reactor, directory, port="443", interface="", backlog="50", reload="60"):
+    factory = DirectoryContextFactory(directory, float(reload))
+    return SSL4ServerEndpoint(reactor, int(port), factory, backlog=int(backlog), interface=interface)
 
-    def parseStreamServer(self, reactor, directory, port="443", interface="", backlog="50", reload="60"):
-        factory = DirectoryContextFactory(directory, float(reload))
-        return SSL4ServerEndpoint(reactor, int(port), factory, backlog=int(backlog), interface=interface)
+
+def server_endpoint(reactor, description: str):
+    """Like serverFromString, with ``tls:`` meaning our reloading directory endpoint."""
+    if description.startswith("tls:"):
+        args, kwargs = endpoints._parse(description)  # Twisted's own escaping rules
+        return tls_directory_endpoint(reactor, *args[1:], **kwargs)
+    return endpoints.serverFromString(reactor, description)

@@ -1,10 +1,8 @@
-"""twistd plugin: ``twistd ymds``, and the ``tls:`` server endpoint.
+"""twistd plugin: ``twistd ymds``.
 
 No __init__.py in twisted/plugins on purpose: it is Twisted's plugin namespace.
 """
 from twisted.application.service import ServiceMaker
-
-from ymds.tlsendpoint import TLSDirectoryServerParser
 
 ymds = ServiceMaker(
     "ymds",
@@ -12,5 +10,3 @@ ymds = ServiceMaker(
     "YooMoney payments for a Telegram bot or channel (web, billing, bot roles)",
     "ymds",
 )
-
-tlsDirectoryServer = TLSDirectoryServerParser()

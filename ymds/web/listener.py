@@ -10,9 +10,10 @@ from typing import Callable
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.web.server import Site
+
+from ymds.tlsendpoint import server_endpoint
 
 log = Logger()
 
@@ -55,7 +56,7 @@ class WebListener(Service):
 
     def startService(self):
         super().startService()
-        endpoint = serverFromString(self._reactor, self._endpoint_description)
+        endpoint = server_endpoint(self._reactor, self._endpoint_description)
         d = endpoint.listen(self.site)
 
         def listening(port):
