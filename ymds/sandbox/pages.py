@@ -50,7 +50,7 @@ def _page(title: str, *body) -> Tag:
         tags.body(
             tags.div(class_="banner")("ТЕСТОВЫЙ КОШЕЛЁК — песочница, деньги не списываются · "
                                       "TEST WALLET — sandbox, no real money moves"),
-            tags.main(*body),
+            Tag("main")(*body),
         ),
     )
 

@@ -171,8 +171,9 @@ class WalletAPI:
 
     def __init__(self, reactor, api_url: str, token: str, pool: HTTPConnectionPool | None = None,
                  timeout: float = 30.0, trust_pem: bytes | None = None, insecure_local_tls: bool = False,
-                 max_response: int = MAX_RESPONSE):
+                 max_response: int = MAX_RESPONSE, clock=None):
         self._reactor = reactor
+        self._clock = clock if clock is not None else reactor  # for the per-call timeout
         self._base = api_url.rstrip("/")
         self._token = token
         self._timeout = timeout
@@ -238,12 +239,18 @@ class WalletAPI:
 
     async def _call(self, method: str, params: list[tuple[str, str]]) -> dict:
         d = Deferred.fromCoroutine(self._request(method, params))
-        d.addTimeout(self._timeout, self._reactor)
+        timer = self._clock.callLater(self._timeout, d.cancel)
         try:
             return await d
-        except defer.TimeoutError:
+        except (defer.CancelledError, WalletAPIError):
+            if timer.active():
+                raise
+            # the cancellation surfaces as CancelledError or wrapped in a connection failure
             log.warn("wallet API {method} timed out after {timeout}s", method=method, timeout=self._timeout)
             raise Timeout(f"{method} took longer than {self._timeout}s") from None
+        finally:
+            if timer.active():
+                timer.cancel()
 
     async def _request(self, method: str, params: list[tuple[str, str]]) -> dict:
         url = f"{self._base}/api/{method}"
