@@ -296,7 +296,7 @@ class ILedger(Interface):
     def expired_subscriptions(now, limit=1000):
         """Subscriptions that ended and were not yet processed as expired."""
 
-    def mark_expired(items):
+    def mark_expired(items, now=None):
         """Claim expiries like mark_reminded; fires with the claimed chat ids."""
 
     def unmark_expired(chat_id, ends_at):
@@ -311,8 +311,8 @@ class ILedger(Interface):
     def quarantine_add(body, reason, remote, now):
         """Keep a notification that failed verification; bounded (QuarantineResult)."""
 
-    def quarantine_list(unresolved_only=True, limit=100):
-        """QuarantinedNotification rows, oldest first."""
+    def quarantine_list(unresolved_only=True, limit=100, after_id=0):
+        """QuarantinedNotification rows with id > after_id, oldest first."""
 
     def quarantine_resolve(id, how, now):
         """Mark one resolved; fires with True if it was unresolved."""

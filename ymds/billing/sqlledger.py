@@ -441,7 +441,7 @@ class SQLLedger:
     def _release(self, txn, existing: Payment, source: str, now: float) -> ApplyResult:
         invoice = self._lock_invoice(txn, existing.invoice_label) if existing.invoice_label else None
         outcome = self._classify(invoice, existing.withdraw_amount, False, existing.received_at)
-        self._x(txn, "UPDATE payments SET held = 0, status = ?, accepted_at = ? WHERE operation_id = ?",
+        self._x(txn, "UPDATE payments SET held = 0, status = ?, accepted_at = ?, notified = 0 WHERE operation_id = ?",
                 (outcome, now, existing.operation_id))
         events = [self._add_event(txn, now, "payment_released", label=existing.label or None,
                                   chat_id=existing.chat_id, operation_id=existing.operation_id,
@@ -502,8 +502,10 @@ class SQLLedger:
 
     def due_reminders(self, now, window, limit=1000) -> Deferred:
         def q(txn):
+            # blocked chats get no reminders (their expiry is still processed)
             rows = self._all(txn, f"SELECT {_SUB_COLS} FROM subscriptions WHERE expired = 0 AND ends_at > ? "
                                   "AND ends_at <= ? AND (reminded_window IS NULL OR reminded_window > ?) "
+                                  "AND chat_id NOT IN (SELECT chat_id FROM blocked_chats) "
                                   "ORDER BY ends_at LIMIT ?", (now, now + window, int(window), int(limit)))
             return [self._subscription(r) for r in rows]
         return self._run(q, write=False)
@@ -604,10 +606,11 @@ class SQLLedger:
         unresolved = self._one(txn, "SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")[0]
         return QuarantineResult(id_, action, int(unresolved))
 
-    def quarantine_list(self, unresolved_only=True, limit=100) -> Deferred:
+    def quarantine_list(self, unresolved_only=True, limit=100, after_id=0) -> Deferred:
         def q(txn):
-            where = " WHERE resolved_at IS NULL" if unresolved_only else ""
-            rows = self._all(txn, f"SELECT {_Q_COLS} FROM quarantine{where} ORDER BY id LIMIT ?", (int(limit),))
+            where = " AND resolved_at IS NULL" if unresolved_only else ""
+            rows = self._all(txn, f"SELECT {_Q_COLS} FROM quarantine WHERE id > ?{where} ORDER BY id LIMIT ?",
+                             (int(after_id), int(limit)))
             return [self._quarantined(r) for r in rows]
         return self._run(q, write=False)
 
