@@ -97,7 +97,8 @@ class Invoices:
         return label, sign_token(self.config.links.secret, label, expires)
 
     def invoice_status(self, args):
-        return self.invoices.get(args["label"])
+        found = self.invoices.get(args["label"])
+        return dict(found) if found is not None else None  # a fresh copy, as from the queue
 
     def create_donation(self, args):
         label, token = self.add(str(args["amount"]))

@@ -56,7 +56,7 @@ class WebContext:
     def language(self, request) -> str:
         lang, explicit = request_language(request, self.config.telegram.language)
         if explicit:
-            request.addCookie(b"lang", lang.encode(), path=b"/", max_age=31536000, samesite=b"lax",
+            request.addCookie(b"lang", lang.encode(), path=b"/", max_age=b"31536000", sameSite="lax",
                               secure=self.public_url.startswith("https://") or None, httpOnly=True)
         request.setHeader(b"vary", b"Accept-Language, Cookie")
         return lang
