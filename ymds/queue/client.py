@@ -338,7 +338,7 @@ class RedisJobQueue(Service):
         age = 0.0
         if first:
             first_ms = int(first[0][0].split("-")[0])
-            age = max(0.0, self.clock.seconds() - first_ms / 1000.0)
+            age = max(0.0, self.reactor.seconds() - first_ms / 1000.0)
         pending = int(summary[0]) if summary else 0
         return {"depth": int(xlen), "pending": pending, "delayed": int(zcard), "dead": int(dead),
                 "oldest_pending_age": age}

@@ -13,8 +13,9 @@ from typing import Any
 
 DECIMAL_TAG = "$dec"
 # Finite numbers only (plus the signed forms str(Decimal) produces): NaN and
-# Infinity have no business in money and would poison comparisons.
-_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# Infinity have no business in money and would poison comparisons; a bounded exponent
+# keeps a forged value from making later arithmetic explode.
+_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
 
 
 class CodecError(ValueError):

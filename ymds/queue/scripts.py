@@ -167,11 +167,12 @@ return 0
 """)
 
 # KEYS: dead, stream.  ARGV: entry ids (none = all).  Re-enqueues dead letters as first
-# attempts and removes them from the dead stream.  Returns the number replayed.
+# attempts and removes them from the dead stream (all: up to 1000 a call).
+# Returns {replayed, entries removed}.
 REPLAY = Script("""
 local entries
 if #ARGV == 0 then
-  entries = redis.call('XRANGE', KEYS[1], '-', '+')
+  entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1000)
 else
   entries = {}
   for i = 1, #ARGV do
@@ -190,5 +191,5 @@ for _, e in ipairs(entries) do
   end
   redis.call('XDEL', KEYS[1], e[1])
 end
-return n
+return {n, #entries}
 """)

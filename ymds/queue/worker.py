@@ -256,19 +256,21 @@ class Worker(Service):
                     text = fields[i + 1]
                 elif fields[i] == "n":
                     attempt = int(fields[i + 1]) if str(fields[i + 1]).isdigit() else 1
-        if text is None:
+        if not fields:
             # an entry deleted while pending: nothing to run, just clear it from the group
             self._pool.execute("XACK", self.keys.stream, GROUP, entry_id).addErrback(lambda f: None)
             return
         started = self.reactor.seconds()
         try:
+            if text is None:
+                raise codec.CodecError("entry has no job field")
             job = codec.loads(text)
             if not isinstance(job, dict) or not isinstance(job.get("t"), str):
                 raise codec.CodecError("job is not an object with a task name")
             rec = _Job(entry_id, str(job.get("i", entry_id)), job["t"], job.get("a"), attempt,
                        job.get("r") or "", job.get("c"), text, started)
         except Exception as e:
-            rec = _Job(entry_id, entry_id, "", None, attempt, "", None, text, started)
+            rec = _Job(entry_id, entry_id, "", None, attempt, "", None, text or "", started)
             self._inflight[entry_id] = rec
             self._finish_failed(rec, "dead", "malformed", type(e).__name__, str(e))
             return
