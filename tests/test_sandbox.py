@@ -24,7 +24,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from ymds.config import load_config
 from ymds.sandbox import SandboxResource
-from ymds.yoomoney.notification import parse_notification
+from ymds.yoomoney.notification import notification_from_fields, parse_notification
 from ymds.yoomoney.signature import verify
 from ymds.yoomoney.test_notification import send_test_notification
 from ymds.yoomoney.wallet_api import (
@@ -182,6 +182,14 @@ class ConfirmPageTests(SandboxTestCase):
         self.assertEqual(response.code, 200)
         self.assertIn("indexlabel1", html)
         self.assertIn("0s: 200", html)
+
+
+    @inline
+    async def test_bare_mount_point_redirects(self):
+        response = await self.http.get(self.base, allow_redirects=False)
+        await response.content()
+        self.assertEqual(response.code, 302)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/sandbox/"])
 
 
 class PayTests(SandboxTestCase):
@@ -459,6 +467,33 @@ class WalletAPITests(SandboxTestCase):
                                        headers={"Authorization": f"Bearer {TOKEN}"})
         self.assertEqual(response.code, 405)
         await response.content()
+
+
+    @inline
+    async def test_operations_become_notification_fields_for_reconciliation(self):
+        await self.pay(paymentType="PC", sum="101.00", label="reconcilepc1")
+        pc_note = parse_notification(self.receiver.received[-1][1])
+        await self.pay(paymentType="AC", sum="100.00", label="reconcileac1", codepro=True)
+        ac_note = parse_notification(self.receiver.received[-1][1])
+        card, wallet = (await self.api.operation_history(details=True)).operations
+        for operation, note in ((wallet, pc_note), (card, ac_note)):
+            rebuilt = notification_from_fields(operation.notification_fields(self.config.yoomoney))
+            self.assertEqual(rebuilt.operation_id, note.operation_id)
+            self.assertEqual(rebuilt.notification_type, note.notification_type)
+            self.assertEqual(rebuilt.amount, note.amount)
+            self.assertEqual(rebuilt.withdraw_amount, note.withdraw_amount)
+            self.assertEqual(rebuilt.label, note.label)
+            self.assertEqual(rebuilt.sender, note.sender)
+            self.assertEqual(rebuilt.held, note.held)
+            self.assertIsNone(rebuilt.sign)
+
+    def test_refused_or_outgoing_operations_are_not_payments(self):
+        from ymds.yoomoney.wallet_api import parse_operation
+        base = {"operation_id": "1", "status": "success", "datetime": "2020-01-01T00:00:00Z", "amount": Decimal("1.00"),
+                "direction": "in", "type": "deposition"}
+        self.assertEqual(parse_operation(base).notification_fields(self.config.yoomoney)["amount"], "1.00")
+        for change in ({"status": "refused"}, {"direction": "out"}):
+            self.assertRaises(ValueError, parse_operation({**base, **change}).notification_fields, self.config.yoomoney)
 
 
 class WalletAPIFailureTests(SandboxTestCase):

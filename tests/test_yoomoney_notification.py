@@ -223,6 +223,21 @@ class FuzzTests(unittest.TestCase):
         except NotificationError:
             pass
 
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.binary(min_size=0, max_size=3),
+                              st.integers(min_value=0, max_value=3)), min_size=1, max_size=6))
+    def test_mutated_valid_bodies_raise_only_notification_error(self, edits):
+        body = bytearray(encode_form(base_fields(email="a@b.c", sign="ab" * 32)))
+        for position, insert, remove in edits:
+            position = min(position, len(body))
+            body[position:position + remove] = insert
+        try:
+            note = parse_notification(bytes(body))
+        except NotificationError:
+            return
+        self.assertLessEqual(note.amount, note.withdraw_amount)
+        self.assertEqual(note.currency, "643")
+
     @settings(max_examples=300, deadline=None)
     @given(st.dictionaries(st.sampled_from(list(base_fields()) + ["sign", "sha1_hash", "test_notification", "email"]),
                            st.text(max_size=30), max_size=14))

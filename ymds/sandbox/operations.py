@@ -41,7 +41,8 @@ class SandboxOperation:
             "pattern_id": "p2p",
             "direction": "in",
             "amount": self.amount,
-            "type": "deposition" if self.payment_type == "AC" else "incoming-transfer",
+            "type": ("deposition" if self.payment_type == "AC"
+                     else "incoming-transfer-protected" if self.codepro else "incoming-transfer"),
         }
         if self.label:
             record["label"] = self.label

@@ -21,8 +21,10 @@ from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 from zope.interface import Interface, implementer
 
+from ymds.config import YooMoneyConfig
 from ymds.yoomoney.http import BodyTooLarge, make_http_client, read_body
 from ymds.yoomoney.notification import parse_datetime
+from ymds.yoomoney.quickpay import sum_for_credited
 
 log = Logger()
 
@@ -88,6 +90,35 @@ class Operation:
     sender: str | None = None
     codepro: bool | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+    def notification_fields(self, config: YooMoneyConfig) -> dict[str, str]:
+        """Notification-like raw fields for an incoming operation found by reconciliation
+        (billing.apply_payment with source "reconcile"; they carry no signature).
+
+        The wallet API does not say what the payer paid, so ``withdraw_amount`` is the
+        smallest sum that credits ``amount`` under the configured fee for the operation's
+        payment type (``incoming-transfer*`` = wallet, anything else = card): an estimate.
+        Raises ValueError for outgoing or refused operations.
+        """
+        if self.direction != "in":
+            raise ValueError(f"operation {self.operation_id} is not incoming")
+        if self.status not in ("success", "in_progress"):
+            raise ValueError(f"operation {self.operation_id} is {self.status}")
+        wallet = self.type.startswith("incoming-transfer")
+        amount = self.amount.quantize(Decimal("0.01"))
+        return {
+            "notification_type": "p2p-incoming" if wallet else "card-incoming",
+            "operation_id": self.operation_id,
+            "amount": f"{amount:.2f}",
+            "withdraw_amount": f"{sum_for_credited(amount, 'PC' if wallet else 'AC', config):.2f}",
+            "currency": "643",
+            "datetime": self.datetime_raw,
+            "sender": self.sender or "",
+            "codepro": "true" if self.codepro else "false",
+            "label": self.label,
+            "unaccepted": "true" if (self.status == "in_progress" and not self.codepro) else "false",
+        }
 
 
 @dataclass(frozen=True)
