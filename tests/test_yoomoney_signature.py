@@ -84,10 +84,18 @@ class PolicyTests(unittest.TestCase):
         self.assertEqual(verify(fields, SECRET, "sign").scheme, "sign")
         self.assertEqual(verify(fields, SECRET, "sha1").scheme, "sha1")
 
-    def test_sign_computed_without_sha1_hash_is_accepted(self):
+    def test_sign_covers_sha1_hash(self):
+        # sign computed without sha1_hash: only the literal formula counts for "sign";
+        # "auto" still accepts through sha1_hash.
         plain = sample_fields()
         fields = dict(plain, sha1_hash=sha1_hash(plain, SECRET), sign=sign_hmac(plain, SECRET))
-        self.assertEqual(verify(fields, SECRET, "sign").scheme, "sign")
+        self.assertEqual(verify(fields, SECRET, "sign").reason, "sign_mismatch")
+        self.assertEqual(verify(fields, SECRET, "auto").scheme, "sha1")
+
+    def test_adding_sha1_hash_to_a_sign_only_notification_fails(self):
+        fields = add_signatures(sample_fields(), SECRET, "sign")
+        fields["sha1_hash"] = sha1_hash(fields, SECRET)
+        self.assertFalse(verify(fields, SECRET, "sign"))
 
     def test_auto_falls_back_to_sha1_when_sign_wrong(self):
         fields = add_signatures(sample_fields(), SECRET, "both")
@@ -136,7 +144,8 @@ class PolicyTests(unittest.TestCase):
 
 
 _values = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20)
-_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+_names = st.one_of(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=12),
+                   st.sampled_from(("sha1_hash", "test_notification", "email", "lastname")))
 
 
 class PropertyTests(unittest.TestCase):
@@ -176,7 +185,8 @@ class PropertyTests(unittest.TestCase):
             self.assertFalse(verify(fields, other, policy))
 
     @settings(max_examples=200, deadline=None)
-    @given(st.dictionaries(_names, _values, max_size=8), st.text(min_size=1, max_size=40),
+    @given(st.dictionaries(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).map("x_".__add__),
+                           _values, max_size=8), st.text(min_size=1, max_size=40),
            st.sampled_from(("sign", "sha1", "both")))
     def test_signed_fields_survive_the_wire(self, extra, secret, scheme):
         fields = add_signatures({**extra, **sample_fields()}, secret, scheme)

@@ -65,11 +65,9 @@ def _equal(received: str, expected: str) -> bool:
 
 
 def _sign_matches(fields: Mapping[str, str], secret: str) -> bool:
-    received = fields["sign"]
-    if _equal(received, sign_hmac(fields, secret)):
-        return True
-    # While both were sent, whether ``sign`` covers ``sha1_hash`` is not known: accept either.
-    return "sha1_hash" in fields and _equal(received, sign_hmac(fields, secret, ("sign", "sha1_hash")))
+    # Literally the formula: every field but ``sign`` itself, ``sha1_hash`` included.  Were
+    # YooMoney to leave sha1_hash out while sending both, ``auto`` still accepts by sha1_hash.
+    return _equal(fields["sign"], sign_hmac(fields, secret))
 
 
 def verify(notification_or_fields: Notification | Mapping[str, str], secret: str, policy: str = "auto") -> VerifyResult:
