@@ -218,7 +218,7 @@ class PayPage(_Translated):
             hidden = [tags.input(type="hidden", name=k, value=v) for k, v in fields]
             style = "button primary" if index == 0 else "button secondary"
             label = t.get(f"pay_{payment_type}", payment_type)
-            yield tags.form(hidden, tags.button(label, type="submit", class_=style, name="pay", value=payment_type),
+            yield tags.form(hidden, tags.button(label, type="submit", class_=style),
                             method="post", action=action, class_=f"pay pay-{payment_type}")
 
     @renderer

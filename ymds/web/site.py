@@ -175,8 +175,7 @@ def make_site(reactor, config, queue, metrics, health_checks, sandbox=None, cloc
     root = make_web_root(reactor, config, queue, metrics, health_checks, sandbox=sandbox, clock=clock, **root_options)
     request_class = type("ServerRequest", (LimitedRequest,),
                          {"max_body": config.server.max_body, "request_deadline": request_deadline})
-    site = site_class(root, requestFactory=request_class, timeout=timeout, reactor=reactor,
-                      parsePOSTFormSubmission=False)
+    site = site_class(root, requestFactory=request_class, timeout=timeout, reactor=reactor)
     site.displayTracebacks = False
     site.log = lambda request: None  # no access log: URLs carry pay tokens
     return site
