@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from twisted.application.service import Service
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from ymds.billing.tasks import iso
@@ -72,7 +72,7 @@ class BillingTimers(Service):
         if self._running is not None:
             running, self._running = self._running, None
             return running  # let the sweep in progress finish
-        return None
+        return succeed(None)
 
     def _tick_safely(self):
         if self._running is not None:
