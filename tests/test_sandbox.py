@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
-import treq
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor, ssl
 from twisted.internet.defer import Deferred
