@@ -475,7 +475,8 @@ class WalletAPITests(SandboxTestCase):
         await self.pay(paymentType="AC", sum="100.00", label="reconcileac1", codepro=True)
         ac_note = parse_notification(self.receiver.received[-1][1])
         card, wallet = (await self.api.operation_history(details=True)).operations
-        for operation, note in ((wallet, pc_note), (card, ac_note)):
+        brief_card, brief_wallet = (await self.api.operation_history()).operations  # no fee: estimated
+        for operation, note in ((wallet, pc_note), (card, ac_note), (brief_wallet, pc_note), (brief_card, ac_note)):
             rebuilt = notification_from_fields(operation.notification_fields(self.config.yoomoney))
             self.assertEqual(rebuilt.operation_id, note.operation_id)
             self.assertEqual(rebuilt.notification_type, note.notification_type)
@@ -491,6 +492,8 @@ class WalletAPITests(SandboxTestCase):
         base = {"operation_id": "1", "status": "success", "datetime": "2020-01-01T00:00:00Z", "amount": Decimal("1.00"),
                 "direction": "in", "type": "deposition"}
         self.assertEqual(parse_operation(base).notification_fields(self.config.yoomoney)["amount"], "1.00")
+        given = parse_operation(base).notification_fields(self.config.yoomoney, withdraw_amount=Decimal("1.5"))
+        self.assertEqual(given["withdraw_amount"], "1.50")
         for change in ({"status": "refused"}, {"direction": "out"}):
             self.assertRaises(ValueError, parse_operation({**base, **change}).notification_fields, self.config.yoomoney)
 

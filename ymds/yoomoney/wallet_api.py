@@ -92,14 +92,15 @@ class Operation:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-    def notification_fields(self, config: YooMoneyConfig) -> dict[str, str]:
+    def notification_fields(self, config: YooMoneyConfig, withdraw_amount: Decimal | None = None) -> dict[str, str]:
         """Notification-like raw fields for an incoming operation found by reconciliation
         (billing.apply_payment with source "reconcile"; they carry no signature).
 
-        The wallet API does not say what the payer paid, so ``withdraw_amount`` is the
-        smallest sum that credits ``amount`` under the configured fee for the operation's
-        payment type (``incoming-transfer*`` = wallet, anything else = card): an estimate.
-        Raises ValueError for outgoing or refused operations.
+        The wallet API does not say what the payer paid.  ``withdraw_amount`` is, in order:
+        the one given (e.g. the invoice price when the credited amount matches it), amount +
+        fee when the details carry the fee, else the smallest sum that credits ``amount``
+        under the configured fee for the payment type (``incoming-transfer*`` = wallet,
+        anything else = card).  Raises ValueError for outgoing or refused operations.
         """
         if self.direction != "in":
             raise ValueError(f"operation {self.operation_id} is not incoming")
@@ -107,11 +108,15 @@ class Operation:
             raise ValueError(f"operation {self.operation_id} is {self.status}")
         wallet = self.type.startswith("incoming-transfer")
         amount = self.amount.quantize(Decimal("0.01"))
+        if withdraw_amount is None and self.fee is not None:
+            withdraw_amount = amount + self.fee
+        if withdraw_amount is None:
+            withdraw_amount = sum_for_credited(amount, "PC" if wallet else "AC", config)
         return {
             "notification_type": "p2p-incoming" if wallet else "card-incoming",
             "operation_id": self.operation_id,
             "amount": f"{amount:.2f}",
-            "withdraw_amount": f"{sum_for_credited(amount, 'PC' if wallet else 'AC', config):.2f}",
+            "withdraw_amount": f"{withdraw_amount.quantize(Decimal('0.01')):.2f}",
             "currency": "643",
             "datetime": self.datetime_raw,
             "sender": self.sender or "",
