@@ -164,15 +164,17 @@ def make_endpoint(reactor, address: RedisAddress, connect_timeout: float = 5.0):
 
 
 class _ProtocolFactory(Factory):
-    """Builds txredisapi protocols (convertNumbers=False) that log in and select the db."""
+    """Builds txredisapi protocols (convertNumbers=False) that log in and select the db,
+    and tells the connection about each one that becomes usable."""
 
     noisy = False
     isLazy = True
 
-    def __init__(self, reactor, address: RedisAddress, name: str):
+    def __init__(self, reactor, address: RedisAddress, connection: "RedisConnection"):
         self._reactor = reactor
         self._address = address
-        self._name = name
+        self._connection = connection
+        self._error_logged = False
 
     def buildProtocol(self, addr):
         a = self._address
@@ -180,14 +182,18 @@ class _ProtocolFactory(Factory):
                                      convertNumbers=False, username=a.username)
         p.factory = self
         p.callLater = self._reactor.callLater
+        p.whenConnected().addCallback(self._connection._logged_in)
         return p
 
-    # txredisapi's connectionMade calls these when AUTH or SELECT fail
+    # txredisapi's connectionMade calls these when AUTH or SELECT fail; the connection is
+    # then closed and retried with backoff, so an operator's fix is picked up
     def stopTrying(self):
         pass
 
     def connectionError(self, why):
-        log.error("redis {name}: {why}", name=self._name, why=why)
+        if not self._error_logged:  # once per outage, not every retry
+            self._error_logged = True
+            log.error("redis {name}: {why}; retrying", name=self._connection.name, why=why)
 
 
 def _retry_delay(attempt: int) -> float:
@@ -208,12 +214,15 @@ class RedisConnection:
         self.name = name
         self.command_timeout = command_timeout
         self._protocol = None
+        self._waiters: list[defer.Deferred] = []
         self._was_connected = False
-        self._lost_logged = False
         self._endpoint = make_endpoint(reactor, address, connect_timeout)
-        self._service = ClientService(self._endpoint, _ProtocolFactory(reactor, address, name),
-                                      retryPolicy=_retry_delay, clock=reactor,
-                                      prepareConnection=self._prepare)
+        self._factory = _ProtocolFactory(reactor, address, self)
+        # readiness (AUTH, SELECT, the Sentinel role check) is tracked here rather than
+        # through prepareConnection: ClientService cannot cope with a connection that is
+        # closed while being prepared (a refused password)
+        self._service = ClientService(self._endpoint, self._factory, retryPolicy=_retry_delay,
+                                      clock=reactor)
         self._started = False
         self._stopped = False
 
@@ -222,23 +231,25 @@ class RedisConnection:
             self._started = True
             self._service.startService()
 
-    def _prepare(self, protocol):
-        d = protocol.whenConnected()
+    def _logged_in(self, protocol):
         if self.address.kind == "sentinel":
-            d.addCallback(self._check_master)
-        d.addCallback(self._ready)
-        return d
+            def check(role):
+                if not role or role[0] != "master":
+                    log.warn("redis {name}: Sentinel named a server that is not a master", name=self.name)
+                    protocol.transport.loseConnection()
+                    return
+                self._ready(protocol)
 
-    def _check_master(self, protocol):
-        def check(role):
-            if not role or role[0] != "master":
-                protocol.transport.loseConnection()
-                raise ConnectionLost("sentinel gave a server that is not a master")
-            return protocol
-        return protocol.execute_command("ROLE").addCallback(check)
+            protocol.execute_command("ROLE").addCallbacks(check, lambda f: protocol.transport.loseConnection())
+            return
+        self._ready(protocol)
 
     def _ready(self, protocol):
+        if self._stopped or not protocol.connected:
+            protocol.transport.loseConnection()
+            return
         self._protocol = protocol
+        self._factory._error_logged = False
         lost = protocol.connectionLost
 
         def connection_lost(reason, _lost=lost):
@@ -253,7 +264,9 @@ class RedisConnection:
         if self._was_connected:
             log.info("redis {name}: reconnected to {where}", name=self.name, where=self.address.describe())
         self._was_connected = True
-        return protocol
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w.callback(protocol)
 
     @property
     def connected(self) -> bool:
@@ -273,31 +286,34 @@ class RedisConnection:
             except ConnectionLost:
                 sent = None
             if sent is not None:
-                return self._bounded(sent, protocol, timeout, args[0])
+                return self._bounded(sent, protocol, None, timeout, args[0])
         # not connected: wait for the connection, then send, all within the timeout
         box = [None]
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
 
         def send(protocol):
             box[0] = protocol
             return protocol.execute_command(*args)
 
-        waiting = self._service.whenConnected()
-        waiting.addCallback(send)
-        return self._bounded(waiting, box, timeout, args[0])
+        waiter.addCallback(send)
+        return self._bounded(waiter, box, waiter, timeout, args[0])
 
-    def _bounded(self, sent: defer.Deferred, protocol, timeout: float, command) -> defer.Deferred:
+    def _bounded(self, sent: defer.Deferred, protocol, waiter, timeout: float, command) -> defer.Deferred:
         result = defer.Deferred()
 
         def expire():
             if result.called:
                 return
+            result.errback(RedisUnavailable(f"redis {self.name}: no reply to {command} within {timeout:g}s"))
             p = protocol[0] if isinstance(protocol, list) else protocol
             if p is None:
-                sent.cancel()  # still waiting for a connection: nothing was sent
+                # still waiting for a connection: nothing was sent
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
             elif p.transport is not None:
                 # the reply of this command may still come: the stream is out of step
                 p.transport.abortConnection()
-            result.errback(RedisUnavailable(f"redis {self.name}: no reply to {command} within {timeout:g}s"))
 
         timer = self.reactor.callLater(timeout, expire)
 
@@ -319,6 +335,9 @@ class RedisConnection:
         self._stopped = True
         if not self._started:
             return defer.succeed(None)
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w.errback(RedisUnavailable(f"redis {self.name} is closed"))
         ds = [self._service.stopService()]
         if isinstance(self._endpoint, _SentinelMasterEndpoint):
             ds.append(self._endpoint.close())

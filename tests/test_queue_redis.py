@@ -1,0 +1,247 @@
+"""Queue plumbing: Redis URLs, the JSON codec, connections (unix socket, password, db,
+Sentinel), timeouts, and surviving a Redis restart in the middle of a stream of jobs."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from decimal import Decimal
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.trial import unittest
+
+from ymds.config import QueueConfig, RedisConfig
+from ymds.queue import RedisUnavailable, codec
+from ymds.queue.client import RedisJobQueue
+from ymds.queue.redis import RedisAddress, RedisConnection, RedisURLError, parse_redis_url
+from ymds.queue.registry import TaskRegistry
+from ymds.queue.worker import Worker
+from tests.support.redis_server import RedisServer, free_port
+from tests.test_queue import as_deferred, scan, wait_until
+
+
+class URLs(unittest.TestCase):
+    def test_tcp(self):
+        a = parse_redis_url("redis://127.0.0.1:6380/2")
+        self.assertEqual((a.kind, a.host, a.port, a.db, a.tls, a.password), ("tcp", "127.0.0.1", 6380, 2, False, None))
+        self.assertEqual(parse_redis_url("redis://localhost").port, 6379)
+        self.assertEqual(parse_redis_url("redis://localhost").db, 0)
+
+    def test_password_and_tls(self):
+        a = parse_redis_url("rediss://:s3cr%40t@redis.example.org:6390/1")
+        self.assertEqual((a.tls, a.password, a.username, a.db), (True, "s3cr@t", None, 1))
+        self.assertNotIn("s3cr", repr(a))
+        self.assertNotIn("s3cr", a.describe())
+        b = parse_redis_url("redis://app:pw@h/0")
+        self.assertEqual((b.username, b.password), ("app", "pw"))
+
+    def test_unix(self):
+        a = parse_redis_url("unix:///run/redis/redis.sock?db=3&password=pw")
+        self.assertEqual((a.kind, a.path, a.db, a.password), ("unix", "/run/redis/redis.sock", 3, "pw"))
+        self.assertEqual(parse_redis_url("unix:///tmp/r.sock").db, 0)
+
+    def test_sentinel(self):
+        a = parse_redis_url("redis+sentinel://:pw@h1:26379,h2:26380,h3/mymaster/4")
+        self.assertEqual(a.kind, "sentinel")
+        self.assertEqual(a.sentinels, (("h1", 26379), ("h2", 26380), ("h3", 26379)))
+        self.assertEqual((a.service, a.db, a.password), ("mymaster", 4, "pw"))
+
+    def test_bad_urls(self):
+        for url in ["", "http://x", "redis://", "redis://h:99999/0", "redis://h/x",
+                    "unix://", "redis+sentinel://h1:26379", "redis+sentinel://h1:abc/m"]:
+            with self.assertRaises(RedisURLError, msg=url):
+                parse_redis_url(url)
+
+
+class Codec(unittest.TestCase):
+    def test_decimal_round_trip(self):
+        value = {"amount": Decimal("12.50"), "list": [Decimal("-0.01"), 1, "x", None, True],
+                 "nested": {"sum": Decimal("1E+3")}, "text": "Привет"}
+        back = codec.loads(codec.dumps(value))
+        self.assertEqual(back, value)
+        self.assertIsInstance(back["amount"], Decimal)
+        self.assertEqual(str(back["amount"]), "12.50")  # the exponent survives: 12.50, not 12.5
+        self.assertEqual(codec.dumps(Decimal("12.50")), '{"$dec":"12.50"}')
+
+    def test_refusals(self):
+        for bad in ['{"$dec": "NaN"}', '{"$dec": "Infinity"}', '{"$dec": 5}', '{"$dec": "1e99999"}',
+                    '{"$dec": "12,50"}', '{"$dec": "' + "9" * 100 + '"}', "{bad", b"\xff\xfe"]:
+            with self.assertRaises(codec.CodecError, msg=bad):
+                codec.loads(bad)
+        with self.assertRaises(codec.CodecError):
+            codec.dumps(Decimal("sNaN"))
+        with self.assertRaises(codec.CodecError):
+            codec.dumps(float("inf"))
+        with self.assertRaises(TypeError):
+            codec.dumps({"when": object()})
+        # a dict that merely contains the tag among other keys is ordinary data
+        self.assertEqual(codec.loads('{"$dec": "1", "x": 2}'), {"$dec": "1", "x": 2})
+
+
+class _CustomRedis:
+    """A redis-server with a unix socket, a password and no TCP port."""
+
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="ymds-redis-unix-")
+        self.socket = os.path.join(self.dir, "redis.sock")
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", "0", "--unixsocket", self.socket, "--dir", self.dir,
+             "--save", "", "--appendonly", "no", "--requirepass", "pw-unix", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not create its socket")
+            time.sleep(0.02)
+
+    def cleanup(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Connections(unittest.TestCase):
+    @as_deferred
+    async def test_unix_socket_password_db(self):
+        server = _CustomRedis()
+        self.addCleanup(server.cleanup)
+        url = f"unix://{server.socket}?db=5&password=pw-unix"
+        conn = RedisConnection(reactor, parse_redis_url(url), "t")
+        self.addCleanup(conn.close)
+        self.assertEqual(await conn.execute("SET", "k", "v"), "OK")
+        self.assertEqual(await conn.execute("CLIENT", "INFO"), (await conn.execute("CLIENT", "INFO")))
+        info = await conn.execute("CLIENT", "INFO")
+        self.assertIn("db=5", info)
+        # and the whole queue works over it
+        ran = []
+
+        async def job(args):
+            ran.append(args["amount"])
+            return args["amount"]
+
+        cfg = RedisConfig(url=url, prefix="u")
+        q = RedisJobQueue(reactor, cfg)
+        self.addCleanup(q.stopService)
+        q.startService()
+        w = Worker(reactor, cfg, QueueConfig(), "billing", TaskRegistry({"job": job}), block=0.2)
+        w.startService()
+        self.addCleanup(lambda: w.running and w.stopService())
+        self.assertEqual(await q.call("billing", "job", {"amount": Decimal("3.30")}), Decimal("3.30"))
+
+    @as_deferred
+    async def test_wrong_password_times_out_clearly(self):
+        server = _CustomRedis()
+        self.addCleanup(server.cleanup)
+        conn = RedisConnection(reactor, parse_redis_url(f"unix://{server.socket}?password=wrong"), "t",
+                               command_timeout=0.3)
+        self.addCleanup(conn.close)
+        with self.assertRaises(RedisUnavailable) as caught:
+            await conn.execute("PING")
+        self.assertIn("no reply to PING", str(caught.exception))
+        self.assertNotIn("wrong", str(caught.exception))
+        self.flushLoggedErrors()
+
+    @as_deferred
+    async def test_silent_server_times_out_and_reconnects(self):
+        """A server that accepts and never answers: the command fails with a clear timeout
+        and the connection is dropped (its replies would be out of step)."""
+        connections = []
+
+        class Silent(protocol.Protocol):
+            def connectionMade(self):
+                connections.append(self)
+
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Silent), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        conn = RedisConnection(reactor, RedisAddress("tcp", "127.0.0.1", port.getHost().port), "t",
+                               command_timeout=0.2)
+        self.addCleanup(conn.close)
+        with self.assertRaises(RedisUnavailable):
+            await conn.execute("GET", "x")
+        await wait_until(lambda: len(connections) >= 2)  # dropped and made afresh
+        for c in connections:
+            c.transport.loseConnection()
+
+    @as_deferred
+    async def test_sentinel(self):
+        """redis+sentinel:// asks Sentinel for the master and talks to it."""
+        master = RedisServer(appendonly=False).start()
+        self.addCleanup(master.cleanup)
+        sdir = tempfile.mkdtemp(prefix="ymds-sentinel-")
+        sport = free_port()
+        conf = os.path.join(sdir, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(f"port {sport}\nbind 127.0.0.1\ndir {sdir}\n"
+                    f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n")
+        proc = subprocess.Popen([shutil.which("redis-server"), conf, "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stop_sentinel():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            shutil.rmtree(sdir, ignore_errors=True)
+
+        self.addCleanup(stop_sentinel)
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", sport), timeout=0.2).close()
+                break
+            except OSError:
+                await task.deferLater(reactor, 0.02)
+        url = f"redis+sentinel://127.0.0.1:{sport}/mymaster/2"
+        conn = RedisConnection(reactor, parse_redis_url(url), "t", command_timeout=10)
+        self.addCleanup(conn.close)
+        self.assertEqual(await conn.execute("SET", "via-sentinel", "1"), "OK")
+        self.assertEqual(master.command("SELECT", "2"), "OK")
+        self.assertEqual(master.command("DBSIZE"), 0)  # the raw helper is on db 0
+        self.assertIn("via-sentinel", await conn.execute("KEYS", "*"))
+
+
+class RedisRestart(unittest.TestCase):
+    @as_deferred
+    async def test_jobs_survive_kill_and_restart(self):
+        """Redis is killed (SIGKILL, appendonly on) and restarted during a stream of jobs:
+        every enqueue succeeds and every job completes; nothing is left behind."""
+        server = RedisServer(appendonly=True).start()
+        self.addCleanup(server.cleanup)
+        cfg = RedisConfig(url=server.url, prefix="r")
+        done: dict[int, int] = {}
+
+        async def job(args):
+            done[args["i"]] = done.get(args["i"], 0) + 1
+            return args["i"]
+
+        q = RedisJobQueue(reactor, cfg, command_timeout=1.0)
+        q.startService()
+        self.addCleanup(q.stopService)
+        qc = QueueConfig(concurrency=16, batch=20, visibility_timeout=2.0, stop_timeout=5.0)
+        w = Worker(reactor, cfg, qc, "billing", TaskRegistry({"job": job}), "w1",
+                   block=0.2, command_timeout=1.0, reclaim_interval=0.5, lease_interval=0.5)
+        w.startService()
+        self.addCleanup(lambda: w.running and w.stopService())
+        total = 600
+        enqueued = []
+        for i in range(total):
+            enqueued.append(q.enqueue("billing", "job", {"i": i}))
+            if i % 20 == 19:
+                await task.deferLater(reactor, 0.005)
+            if i == 250:
+                server.kill()
+                await task.deferLater(reactor, 0.3)  # Redis is down for a moment
+                server.start()
+        ids = await defer.gatherResults(enqueued)
+        self.assertTrue(all(ids))
+        # calls work again as well
+        self.assertEqual(await q.call("billing", "job", {"i": total}, timeout=10), total)
+        await wait_until(lambda: len(done) == total + 1, timeout=60)
+        self.assertEqual(set(done), set(range(total + 1)))
+        stream = "r:q:billing"
+        await wait_until(lambda: server.command("XLEN", stream) == 0, timeout=30)
+        self.assertEqual(int(server.command("XPENDING", stream, "workers")[0]), 0)
+        await w.stopService()
+        self.assertEqual([k for k in scan(server, "r") if not k.startswith("r:reply:")], [stream])
+        self.flushLoggedErrors()
