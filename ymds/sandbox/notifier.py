@@ -46,7 +46,6 @@ class Delivery:
     delivered: bool = False
     gave_up: bool = False
     _waiters: dict = field(default_factory=dict, repr=False)
-    _pending: object = field(default=None, repr=False)
 
     def when_attempted(self, index: int) -> Deferred:
         """Fires with the Attempt once attempt ``index`` (0-based) has finished."""
@@ -79,7 +78,9 @@ class Notifier:
         self._timeout = timeout
         self._schedule = tuple(schedule)
         self._keep = keep
-        self.deliveries: list[Delivery] = []
+        self.deliveries: list[Delivery] = []   # the last ``keep``, for the index page and tests
+        self._scheduled: set = set()             # DelayedCalls of pending retries
+        self._stopped = False
 
     def deliver(self, url: str, body: bytes, operation_id: str, fail_first: bool = False,
                 duplicate: bool = False) -> Deferred:
@@ -91,13 +92,13 @@ class Notifier:
         return d
 
     def stop(self) -> None:
-        for delivery in self.deliveries:
-            pending, delivery._pending = delivery._pending, None
-            if pending is not None and pending.active():
-                pending.cancel()
+        self._stopped = True
+        for call in self._scheduled:
+            if call.active():
+                call.cancel()
+        self._scheduled.clear()
 
     async def _attempt(self, delivery: Delivery, index: int) -> None:
-        delivery._pending = None
         attempt = Attempt(index, self._clock.seconds())
         delivery.attempts.append(attempt)
         if index == 0 and delivery.fail_first:
@@ -113,9 +114,12 @@ class Notifier:
                  operation_id=delivery.operation_id, attempt=index + 1, statuses=attempt.statuses)
         if attempt.ok:
             delivery.delivered = True
+        elif self._stopped:
+            delivery.gave_up = True
         elif index + 1 < len(self._schedule):
             delay = max(0.0, delivery.started + self._schedule[index + 1] - self._clock.seconds())
-            delivery._pending = self._clock.callLater(delay, self._retry, delivery, index + 1)
+            call = self._clock.callLater(delay, self._retry, delivery, index + 1)
+            self._scheduled.add(call)
         else:
             delivery.gave_up = True
             log.warn("sandbox notification {operation_id} given up after {n} attempts",
@@ -123,6 +127,7 @@ class Notifier:
         delivery._fire(index)
 
     def _retry(self, delivery: Delivery, index: int) -> None:
+        self._scheduled = {call for call in self._scheduled if call.active()}
         Deferred.fromCoroutine(self._attempt(delivery, index)).addErrback(
             lambda f: log.failure("sandbox retry failed", f))
 
