@@ -2,13 +2,18 @@
 
 ``build_service`` takes the reactor and a validated Config and returns one MultiService
 holding, in start order: the private Redis (demo), the shared queue client, then one
-MultiService per role.  Stopping runs in reverse: web stops accepting first, the bot and
-billing workers finish in-flight jobs, then connections and pools close.
+service per role.  Stopping runs in reverse: web stops accepting and drains first, the bot
+and billing workers finish in-flight jobs within queue.stop_timeout, then the ledger pool,
+the Redis connections and the private Redis close.
 """
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService
+import os
+import sys
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ymds.config import Config
@@ -17,36 +22,120 @@ from ymds.metrics import Registry
 log = Logger()
 
 
+def fatal(reactor, message: str) -> None:
+    """Stop with one line on stderr and exit status 1 (a start-up problem found late)."""
+    log.critical("{message}", message=message)
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+    reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)
+
+
+class BillingRole(MultiService):
+    """Migrates the ledger, then starts the billing worker, timers and heartbeat.
+
+    The worker must not take jobs before the schema is current, so the inner services are
+    built only once ``migrate()`` succeeded; a schema newer than this code stops ymds.
+    """
+
+    name = "billing"
+
+    def __init__(self, reactor, config: Config, queue, metrics: Registry, stats, redis_execute):
+        super().__init__()
+        self._reactor = reactor
+        self._config = config
+        self._queue = queue
+        self._metrics = metrics
+        self._stats = stats
+        self._redis_execute = redis_execute
+        self.ledger = None
+        self.started: Deferred = Deferred()
+
+    def startService(self):
+        Service.startService(self)
+        Deferred.fromCoroutine(self._start()).addErrback(
+            lambda f: fatal(self._reactor, f"ledger: {f.getErrorMessage()}"))
+
+    async def _start(self) -> None:
+        from ymds.billing.ledger import open_ledger
+        from ymds.billing.service import make_billing_service
+        from ymds.heartbeat import LedgerHeartbeat
+
+        config = self._config
+        self.ledger = open_ledger(config.ledger.url, self._reactor)
+        await self.ledger.migrate()
+        wallet_api = None
+        if config.yoomoney.api_token:
+            from ymds.yoomoney.wallet_api import WalletAPI
+            wallet_api = WalletAPI(self._reactor, config.yoomoney.api_url, config.yoomoney.api_token,
+                                   **_sandbox_tls_options(config))
+        if not self.running:  # stopped while migrating
+            await self.ledger.close()
+            return
+        billing = make_billing_service(self._reactor, config, self._queue, self.ledger, wallet_api=wallet_api,
+                                       stats=self._stats)
+        billing.setServiceParent(self)
+        LedgerHeartbeat(self.ledger, self._redis_execute, config.redis.prefix, self._reactor).setServiceParent(self)
+        log.info("billing role started (ledger {kind})", kind=config.ledger.url.split(":", 1)[0])
+        self.started.callback(None)
+
+
+def _sandbox_tls_options(config: Config) -> dict:
+    """The demo's sandbox API lives on our own self-signed TLS endpoint."""
+    if config.yoomoney.sandbox and config.yoomoney.api_url.startswith("https://localhost"):
+        return {"insecure_local_tls": True}
+    return {}
+
+
 def build_service(reactor, config: Config, roles: set[str], private_redis=None, say=print, demo=False) -> MultiService:
+    from ymds.heartbeat import ledger_health_check
+    from ymds.queue.client import RedisJobQueue
+    from ymds.queue.stats import QueueStats
+
     top = MultiService()
     top.setName("ymds")
     if private_redis is not None:
         private_redis.setServiceParent(top)
     metrics = Registry()
+    stats = QueueStats()
+    queue = RedisJobQueue(reactor, config.redis, stats=stats)
+    queue.setServiceParent(top)
+    top.queue = queue
+    top.metrics = metrics
 
-    # TEMPORARY until the queue's connector lands: a plain txredisapi connection.
-    import txredisapi
-    from urllib.parse import urlsplit
-    parts = urlsplit(config.redis.url)
-    if parts.scheme == "unix":
-        conn = txredisapi.lazyUnixConnection(parts.path, convertNumbers=False)
-    else:
-        conn = txredisapi.lazyConnection(parts.hostname, parts.port or 6379, convertNumbers=False)
+    def redis_execute(*args):
+        return queue.pool.execute(*args)
 
     async def redis_check():
-        await conn.ping()
-        return True, "ok"
+        answer = await redis_execute("PING")
+        return answer in ("PONG", b"PONG", True), "ok"
 
-    checks = {"redis": redis_check}
+    checks = {"redis": redis_check, "ledger": ledger_health_check(redis_execute, config.redis.prefix)}
+    _queue_metrics(metrics, stats, queue)
+
+    if "billing" in roles:
+        top.billing = BillingRole(reactor, config, queue, metrics, stats, redis_execute)
+        top.billing.setServiceParent(top)
+
+    if "bot" in roles:
+        from ymds.bot.service import make_bot_service
+        top.bot = make_bot_service(reactor, config, queue, metrics=metrics, stats=stats)
+        top.bot.setServiceParent(top)
 
     if "web" in roles:
-        from ymds.web.health import HealthResource
         from ymds.web.listener import TrackingSite, WebListener
-        from twisted.web.resource import Resource
+        from ymds.web.site import make_site
 
-        root = Resource()
-        root.putChild(b"healthz", HealthResource(reactor, checks))
-        site = TrackingSite(root)
+        sandbox = None
+        if config.yoomoney.sandbox:
+            from ymds.sandbox.resource import SandboxResource
+            local = config.server.public_url.startswith("https://localhost")
+            sandbox = SandboxResource(reactor, config, insecure_local_tls=local)
+            log.warn("yoomoney.sandbox is on: /sandbox is a FAKE wallet for tests and demos; turn it off to go live")
+        site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite)
 
         def listening(port):
             if demo:
@@ -54,7 +143,32 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
 
         web = MultiService()
         web.setName("web")
-        WebListener(reactor, config.server.endpoint, site, on_listening=listening).setServiceParent(web)
+        if sandbox is not None:
+            _Stopper(sandbox.stop).setServiceParent(web)
+        top.web_listener = WebListener(reactor, config.server.endpoint, site, on_listening=listening)
+        top.web_listener.setServiceParent(web)
         web.setServiceParent(top)
     log.info("roles: {roles}", roles=",".join(sorted(roles)))
     return top
+
+
+class _Stopper(Service):
+    """Runs an async close function when the service stops."""
+
+    def __init__(self, close):
+        self._close = close
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._close())
+
+
+def _queue_metrics(metrics: Registry, stats, queue) -> None:
+    """Expose the queue's own counters on /metrics."""
+    gauge = metrics.gauge("ymds_queue_events", "Queue events in this process since start", ["event"])
+
+    def read():
+        snapshot = stats.snapshot() if hasattr(stats, "snapshot") else {}
+        return {(name,): float(value) for name, value in snapshot.items() if isinstance(value, (int, float))}
+
+    gauge.set_function(read)

@@ -25,7 +25,9 @@ from OpenSSL.crypto import FILETYPE_PEM
 from twisted.internet import ssl
 from twisted.internet import endpoints
 from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 log = Logger()
 
@@ -67,6 +69,7 @@ def _load_context(cert_path: str, key_path: str) -> SSL.Context:
     return options.getContext()
 
 
+@implementer(IOpenSSLContextFactory)
 class DirectoryContextFactory:
     """Serves the certificates of a directory, with SNI and reload on change."""
 
