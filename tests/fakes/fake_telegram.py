@@ -220,6 +220,19 @@ class FakeBotAPI(resource.Resource):
         self._chat_buckets: dict[int, TokenBucket] = {}
         self._group_buckets: dict[int, TokenBucket] = {}
         self._callback_ids = itertools.count(1)
+        self._delayed: set = set()
+
+    def close(self) -> None:
+        """Drop slow answers and the waiting long poll (their clients are going away)."""
+        for call in list(self._delayed):
+            if call.active():
+                call.cancel()
+        self._delayed.clear()
+        if self._poll is not None:
+            _, waiting, timer, _ = self._poll
+            self._poll = None
+            if timer.active():
+                timer.cancel()
 
     # --- what the test does --------------------------------------------------------------
 
@@ -571,14 +584,15 @@ class _MethodResource(resource.Resource):
         waiting = answer
         request.notifyFinish().addErrback(lambda _: self.fake.poll_gone(waiting))
         if delay:
-            answer.addCallback(lambda result: _later(self.fake.clock, delay, result))
+            answer.addCallback(lambda result: _later(self.fake, delay, result))
         answer.addCallback(lambda result: _write(request, *result))
         return server.NOT_DONE_YET
 
 
-def _later(clock, seconds: float, result):
+def _later(fake: "FakeBotAPI", seconds: float, result):
     d = defer.Deferred()
-    clock.callLater(seconds, d.callback, result)
+    call = fake.clock.callLater(seconds, lambda: (fake._delayed.discard(call), d.callback(result)))
+    fake._delayed.add(call)
     return d
 
 

@@ -1,0 +1,333 @@
+"""Outgoing messages: the ``bot`` queue's tasks and the one way every message goes out.
+
+Every message is sent by a queue job and carries a dedup key.  :meth:`Sender.send`:
+
+1. skips chats that blocked the bot (remembered in Redis after a 403);
+2. skips keys already delivered (``{prefix}:bot:sent:<key>``);
+3. waits for a slot from the rate limiter, calls sendMessage;
+4. on success records the key (SET NX EX) *after* Telegram accepted the message.
+
+Crash window: the Bot API has no idempotency key, so if the process dies (or Redis is
+unreachable) after Telegram accepted a message and before step 4 is recorded, the job is
+redelivered and the message goes out a second time.  The window is one HTTP answer plus
+one Redis round trip; we prefer a rare duplicate to a lost payment confirmation.  The
+opposite order (record first, then send) would lose messages instead.  A network error
+or a 5xx is equally ambiguous (Telegram may have delivered it) and is retried by the queue.
+
+429: the limiter pauses every sender for retry_after and the message is tried again (up
+to ``flood_retries`` times in place; a very long retry_after goes back to the queue).
+403: billing is told (``billing.mark_blocked``, enqueued with a key), the chat is
+remembered as blocked and nothing more is sent to it until the user writes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+from twisted.logger import Logger
+
+from ymds.bot import texts
+from ymds.bot.errors import BadRequest, Forbidden, RetryAfter
+from ymds.queue.errors import PermanentJobError
+
+log = Logger()
+
+NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite")
+ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter")
+INVITE_VALIDITY = 2 * 86400  # an invite link not used within two days lapses; /status gives a new one
+_GONE = ("user not found", "participant_id_invalid", "user_not_participant", "member not found",
+         "user is an administrator", "can't remove chat owner")
+
+
+def content_key(task: str, args) -> str:
+    """A dedup key made of the job's content, for jobs that bring no ``key``."""
+    text = json.dumps([task, args], sort_keys=True, default=str, ensure_ascii=False)
+    return f"{task}:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def keyboard(rows) -> dict | None:
+    return {"inline_keyboard": rows} if rows else None
+
+
+class Sender:
+    def __init__(self, api, limiter, store, queue, flood_retries: int = 5, max_flood_wait: float = 60.0):
+        self.api = api
+        self.limiter = limiter
+        self.store = store
+        self.queue = queue
+        self.flood_retries = flood_retries
+        self.max_flood_wait = max_flood_wait
+        self.counters = {"sent": 0, "duplicate": 0, "blocked": 0, "rejected": 0, "flood_waits": 0}
+
+    async def send(self, key: str, chat_id: int, text: str, buttons=None) -> str:
+        """Send once per ``key``: "sent", "duplicate", "blocked" or "rejected"."""
+        if await self.store.is_blocked(chat_id):
+            self.counters["blocked"] += 1
+            return "blocked"
+        if await self.store.was_sent(key):
+            self.counters["duplicate"] += 1
+            log.info("bot: message {key} was already sent; not again", key=key)
+            return "duplicate"
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.limiter.acquire(chat_id)
+            try:
+                message = await self.api.sendMessage(chat_id, text, keyboard(buttons))
+            except RetryAfter as e:
+                self.counters["flood_waits"] += 1
+                self.limiter.pause(e.retry_after)
+                log.warn("bot: flood control, all sending paused for {seconds:g}s", seconds=e.retry_after)
+                if attempt >= self.flood_retries or e.retry_after > self.max_flood_wait:
+                    raise
+                continue
+            except Forbidden:
+                await self.chat_blocked(chat_id)
+                return "blocked"
+            except BadRequest as e:
+                self.counters["rejected"] += 1
+                if "can't parse" in e.description or "BUTTON" in e.description or "too long" in e.description:
+                    # our own text is wrong: retrying cannot help, the dead letter shows it
+                    raise PermanentJobError(f"Telegram refused message {key}: {e.description}") from None
+                log.warn("bot: Telegram refused message {key} to {chat_id}: {description}",
+                         key=key, chat_id=chat_id, description=e.description)
+                return "rejected"
+            break
+        message_id = message.get("message_id") if isinstance(message, dict) else None
+        try:
+            await self.store.mark_sent(key, message_id if message_id is not None else "?")
+        except Exception as e:
+            # Telegram has it; failing the job now would only send it again
+            log.error("bot: sent {key} but could not record it ({error}); a redelivery would repeat it",
+                      key=key, error=str(e) or type(e).__name__)
+        self.counters["sent"] += 1
+        return "sent"
+
+    async def chat_blocked(self, chat_id: int) -> None:
+        # Billing first: if Redis fails between the two, the retry sends again, gets 403
+        # again and tells billing again (the enqueue key makes that one job).
+        self.counters["blocked"] += 1
+        day = int(datetime.now(timezone.utc).timestamp() // 86400)
+        await self.queue.enqueue("billing", "mark_blocked", {"chat_id": chat_id}, key=f"mark_blocked:{chat_id}:{day}")
+        await self.store.set_blocked(chat_id)
+        log.info("bot: chat {chat_id} blocked the bot; no more messages to it", chat_id=chat_id)
+
+
+def _int(args: dict, name: str) -> int:
+    value = args.get(name) if isinstance(args, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PermanentJobError(f"{name} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _timestamp(value) -> float | None:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+class BotTasks:
+    """Handlers of the ``bot`` queue: notify, notify_admins, grant_access, revoke_access,
+    send (raw HTML, e.g. a broadcast) and update (an incoming Telegram update)."""
+
+    def __init__(self, config, sender: Sender, api, store, queue, clock, limiter, handlers=None):
+        self.config = config
+        self.sender = sender
+        self.api = api
+        self.store = store
+        self.queue = queue
+        self.clock = clock
+        self.limiter = limiter
+        self.handlers = handlers
+
+    def register(self, registry) -> None:
+        registry.register("notify", self.notify)
+        registry.register("notify_admins", self.notify_admins)
+        registry.register("grant_access", self.grant_access)
+        registry.register("revoke_access", self.revoke_access)
+        registry.register("send", self.send)
+        if self.handlers is not None:
+            registry.register("update", self.update)
+
+    async def language(self, chat_id: int) -> str:
+        return await self.store.get_language(chat_id) or self.config.telegram.language
+
+    def plan_title(self, plan) -> str:
+        found = self.config.plan(str(plan)) if plan is not None else None
+        return found.title if found else ("" if plan is None else str(plan))
+
+    # --- notify -------------------------------------------------------------------------
+
+    def render_notification(self, lang: str, message: str, params: dict) -> str:
+        p = dict(params)
+        amount = p.get("amount")
+        expected = p.get("expected", p.get("price"))
+        title = p.get("plan_title") if isinstance(p.get("plan_title"), str) and p.get("plan_title") else None
+        fields = {
+            "plan": title or self.plan_title(p.get("plan")) or "—",
+            "ends_at": texts.date(p.get("ends_at"), lang),
+            "expires_at": texts.date(p.get("expires_at"), lang),
+            "amount_html": texts.money(amount, lang),
+            "amount_part_html": f" ({texts.money(amount, lang)})" if amount is not None else "",
+            "expected_part_html": f" ({texts.money(expected, lang)})" if expected is not None else "",
+        }
+        return texts.render(lang, message, **fields)
+
+    async def renew_buttons(self, chat_id: int, lang: str):
+        """URL buttons to pay each plan, or None if billing does not answer now."""
+        try:
+            result = await self.queue.call("billing", "create_invoices", {"chat_id": chat_id, "user_id": chat_id})
+        except Exception as e:
+            log.warn("bot: no renew buttons for {chat_id}: {error}", chat_id=chat_id, error=str(e) or type(e).__name__)
+            return None
+        return invoice_buttons(result, lang)
+
+    async def notify(self, args: dict):
+        chat_id = _int(args, "chat_id")
+        message = args.get("message")
+        if message not in NOTIFY_MESSAGES:
+            raise PermanentJobError(f"unknown notify message {str(message)[:40]!r}")
+        params = args.get("params") or {}
+        if not isinstance(params, dict):
+            raise PermanentJobError("params must be an object")
+        key = args.get("key") or content_key("notify", args)
+        if await self.store.was_sent(key):
+            return {"outcome": "duplicate"}
+        lang = await self.language(chat_id)
+        buttons = None
+        if message == "invite":
+            link = params.get("link")
+            if not isinstance(link, str) or not link.startswith("https://"):
+                raise PermanentJobError("invite needs an https link")
+            buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
+        elif message in ("reminder", "expired"):
+            buttons = await self.renew_buttons(chat_id, lang)
+        text = self.render_notification(lang, message, params)
+        return {"outcome": await self.sender.send(key, chat_id, text, buttons)}
+
+    async def notify_admins(self, args: dict):
+        message = args.get("message") if isinstance(args, dict) else None
+        if message not in ADMIN_MESSAGES:
+            raise PermanentJobError(f"unknown admin message {str(message)[:40]!r}")
+        params = args.get("params") or {}
+        if not isinstance(params, dict):
+            raise PermanentJobError("params must be an object")
+        base = args.get("key") or content_key("notify_admins", args)
+        outcomes = {}
+        for admin in self.config.telegram.admins:
+            lang = await self.language(admin)
+            text = render_admin(lang, message, params)
+            outcomes[str(admin)] = await self.sender.send(f"{base}:{admin}", admin, text)
+        return {"outcomes": outcomes}
+
+    async def send(self, args: dict):
+        chat_id = _int(args, "chat_id")
+        text = args.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > 4096:
+            raise PermanentJobError("text must be 1-4096 characters of Telegram HTML")
+        buttons = args.get("buttons")
+        if buttons is not None and not isinstance(buttons, list):
+            raise PermanentJobError("buttons must be a list of rows")
+        key = args.get("key") or content_key("send", args)
+        return {"outcome": await self.sender.send(str(key), chat_id, text, buttons)}
+
+    async def update(self, args: dict):
+        update = args.get("update") if isinstance(args, dict) else None
+        await self.handlers.handle(update)
+        return None
+
+    # --- channel access -----------------------------------------------------------------
+
+    async def grant_access(self, args: dict):
+        chat_id = _int(args, "chat_id")
+        channel = self.config.telegram.channel_id
+        if not channel:
+            return {"granted": False, "reason": "no channel configured"}
+        key = args.get("key") or content_key("grant_access", args)
+        if await self.store.was_sent(key):
+            return {"granted": True, "outcome": "duplicate"}
+        lang = await self.language(chat_id)
+        link, expires = await self.invite_link(key, chat_id, _timestamp(args.get("ends_at")))
+        expires_iso = datetime.fromtimestamp(expires, timezone.utc).isoformat()
+        text = texts.render(lang, "invite", expires_at=texts.date(expires_iso, lang))
+        buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
+        return {"granted": True, "outcome": await self.sender.send(key, chat_id, text, buttons)}
+
+    async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
+        """A one-person link, the same one for every delivery of the same job."""
+        now = self.clock.seconds()
+        expires = int(now + INVITE_VALIDITY)
+        if ends_at is not None:
+            expires = int(max(now + 60, min(ends_at, expires)))
+        known = await self.store.get_invite(key)
+        if known:
+            link, _, stamp = known.partition(" ")
+            return link, int(stamp) if stamp.isdigit() else expires
+        await self.limiter.acquire(None)
+        channel = self.config.telegram.channel_id
+        try:
+            result = await self.api.createChatInviteLink(channel, member_limit=1, expire_date=expires,
+                                                         name=f"ymds {chat_id}"[:32])
+        except (BadRequest, Forbidden) as e:
+            raise PermanentJobError(
+                f"cannot create an invite link for telegram.channel_id {channel}: {e.description}; "
+                "make the bot an administrator of the channel with the right to invite users") from None
+        link = result.get("invite_link") if isinstance(result, dict) else None
+        if not isinstance(link, str) or not link.startswith("https://"):
+            raise PermanentJobError("Telegram returned no invite link")
+        stored = await self.store.remember_invite(key, f"{link} {expires}")
+        link, _, stamp = stored.partition(" ")
+        return link, int(stamp) if stamp.isdigit() else expires
+
+    async def revoke_access(self, args: dict):
+        chat_id = _int(args, "chat_id")
+        channel = self.config.telegram.channel_id
+        if not channel:
+            return {"revoked": False, "reason": "no channel configured"}
+        for method in (self.api.banChatMember, self.api.unbanChatMember):
+            await self.limiter.acquire(None)
+            try:
+                await method(channel, chat_id)
+            except (BadRequest, Forbidden) as e:
+                if any(word in e.description.lower() for word in _GONE):
+                    log.info("bot: {chat_id} was not in the channel ({description})",
+                             chat_id=chat_id, description=e.description)
+                    return {"revoked": True, "outcome": "not_member"}
+                raise PermanentJobError(
+                    f"cannot remove {chat_id} from telegram.channel_id {channel}: {e.description}; "
+                    "make the bot an administrator of the channel with the right to ban users") from None
+        log.info("bot: removed {chat_id} from the channel", chat_id=chat_id)
+        return {"revoked": True, "outcome": "removed"}
+
+
+def invoice_buttons(result, lang: str):
+    """One URL button per invoice of billing.create_invoices' answer (bad entries skipped)."""
+    invoices = result.get("invoices") if isinstance(result, dict) else None
+    rows = []
+    for invoice in invoices or []:
+        if not isinstance(invoice, dict):
+            continue
+        url = invoice.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            continue
+        title = str(invoice.get("title") or invoice.get("plan") or "")
+        rows.append([{"text": texts.plain(lang, "plan_button", title=title, amount=texts.money(invoice.get("amount"), lang)),
+                      "url": url}])
+    return rows or None
+
+
+def render_admin(lang: str, message: str, params: dict) -> str:
+    p = {k: v for k, v in params.items() if not k.endswith("_html")}
+    amount = texts.money(p.pop("amount", None), lang)
+    expected = texts.money(p.pop("expected", p.pop("price", None)), lang)
+    if message == "donation":
+        note = p.get("message")
+        part = f": «{texts.escape(note)}»" if note else ""
+        return texts.render(lang, "admin_donation", amount_html=amount, name=p.get("name") or "—", message_part_html=part)
+    return texts.render(lang, f"admin_{message}", amount_html=amount, expected_html=expected, **p)

@@ -1,0 +1,135 @@
+"""The bot role as one MultiService: the polling (with its lease), the ``bot`` queue worker,
+and the shared pieces (API client, rate limiter, Redis state).
+
+For ymds/tap.py::
+
+    from ymds.bot.service import make_bot_service
+    bot = make_bot_service(reactor, config, queue)       # queue: the process's RedisJobQueue
+    bot.setServiceParent(top)
+
+Every bot process runs a worker (sending is shared by all of them; the rate limiter is per
+process, so run one bot process per token for the limits to hold, or several with only one
+consuming: see DESIGN.md section 1); only the lease holder polls.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+from ymds.bot.api import BotAPI
+from ymds.bot.handlers import UpdateHandler
+from ymds.bot.lease import RedisLease
+from ymds.bot.polling import PollingService
+from ymds.bot.ratelimit import RateLimiter
+from ymds.bot.sender import BotTasks, Sender
+from ymds.bot.store import BotStore
+
+log = Logger()
+
+
+def dead_letter_alert(queue):
+    """An ``on_dead`` callback for any Worker: tell the owner (not for the alerts themselves)."""
+
+    def on_dead(queue_name: str, info: dict):
+        if info.get("task") == "notify_admins":
+            return None
+        params = {"queue": queue_name, "task": str(info.get("task", "")), "error": str(info.get("error", ""))[:300]}
+        return queue.enqueue("bot", "notify_admins", {"message": "dead_letter", "params": params},
+                             key=f"dead:{queue_name}:{info.get('job_id')}")
+
+    return on_dead
+
+
+class _Closer(Service):
+    """Stops last (added first): closes the limiter, the HTTP pool and the Redis pool."""
+
+    name = "bot-resources"
+
+    def __init__(self, limiter, api, redis, own_redis: bool):
+        self.limiter = limiter
+        self.api = api
+        self.redis = redis
+        self.own_redis = own_redis
+
+    def stopService(self):
+        super().stopService()
+        self.limiter.close()
+        closing = [Deferred.fromCoroutine(self.api.close())]
+        if self.own_redis and hasattr(self.redis, "close"):
+            closing.append(self.redis.close())
+        return DeferredList(closing, consumeErrors=True)
+
+
+class BotParts:
+    """The pieces, for tests and tools that want to reach them."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def make_bot_service(reactor, config, queue, registry=None, worker_factory=None, redis=None, *,
+                     api=None, limiter=None, lease_ttl: float = 15.0, poll: bool = True,
+                     worker: bool = True) -> MultiService:
+    """Build the bot role.
+
+    - ``queue``: an IJobQueue (enqueue to billing/bot, RPC to billing).
+    - ``registry``: an ITaskRegistry for the ``bot`` queue (a new TaskRegistry by default);
+      the bot's tasks are registered in it.
+    - ``worker_factory(registry) -> IService``: the bot queue's consumer; by default
+      ``Worker(reactor, config.redis, config.queue, "bot", registry, on_dead=...)``.
+    - ``redis``: an object with ``execute(*args) -> Deferred`` (default: a RedisPool of its own
+      from config.redis.url, convertNumbers=False, closed on stop).
+    - ``poll``/``worker``: leave out polling or the worker (e.g. a send-only process).
+
+    The returned MultiService has ``.parts`` (api, limiter, store, sender, tasks, handlers,
+    polling, lease) for tests and /healthz.
+    """
+    telegram = config.telegram
+    if not telegram.token:
+        raise ValueError("the bot role needs telegram.token")
+    top = MultiService()
+    top.setName("bot")
+    api = api or BotAPI(reactor, telegram.token, telegram.api_url)
+    own_redis = redis is None
+    if redis is None:
+        from ymds.queue.redis import RedisPool, parse_redis_url
+        redis = RedisPool(reactor, parse_redis_url(config.redis.url), size=1, name="bot:")
+    store = BotStore(redis, config.redis.prefix)
+    limiter = limiter or RateLimiter(reactor)
+    sender = Sender(api, limiter, store, queue)
+    handlers = UpdateHandler(config, queue, sender, store, api)
+    tasks = BotTasks(config, sender, api, store, queue, reactor, limiter, handlers)
+    if registry is None:
+        from ymds.queue.registry import TaskRegistry
+        registry = TaskRegistry()
+    tasks.register(registry)
+    _Closer(limiter, api, redis, own_redis).setServiceParent(top)
+
+    consumer = None
+    if worker:
+        if worker_factory is None:
+            from ymds.queue.worker import Worker
+
+            def worker_factory(registry):
+                return Worker(reactor, config.redis, config.queue, "bot", registry, on_dead=dead_letter_alert(queue))
+
+        consumer = worker_factory(registry)
+        consumer.setServiceParent(top)
+
+    polling = lease = None
+    if poll:
+        bot_id = telegram.token.split(":", 1)[0]  # the public numeric id, not the secret part
+
+        async def dispatch(update: dict) -> None:
+            # The key makes a re-fetched update (crash before the offset was stored) a no-op.
+            await queue.enqueue("bot", "update", {"update": update}, key=f"update:{bot_id}:{update['update_id']}")
+
+        lease = RedisLease(redis, reactor, store.lease_key, ttl=lease_ttl)
+        polling = PollingService(reactor, api, store, lease, dispatch, poll_timeout=telegram.poll_timeout)
+        polling.setServiceParent(top)
+
+    top.parts = BotParts(api=api, limiter=limiter, store=store, sender=sender, tasks=tasks, handlers=handlers,
+                         polling=polling, lease=lease, worker=consumer, registry=registry, redis=redis)
+    return top
