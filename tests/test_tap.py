@@ -151,6 +151,33 @@ class DemoTests(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(data_dir, "redis.sock")) and _socket_alive(os.path.join(data_dir, "redis.sock")))
 
 
+class DemoPaymentTests(unittest.TestCase):
+    """The demo's whole path without a browser: donate, pay in the sandbox, see it paid."""
+
+    def test_donation_paid_through_the_sandbox(self):
+        from tests.support import webflow
+        redis = RedisServer(appendonly=False).start()
+        self.addCleanup(redis.cleanup)
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        port = free_port()
+        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)],
+                      env=test_env(YMDS_REDIS_URL=redis.url), name="demo")
+        self.addCleanup(child.close)
+        child.start()
+        out = child.wait_for("billing role started", timeout=60)
+        self.assertIn(f"using the Redis at {redis.url}", out)
+        base = f"https://localhost:{port}"
+        pay_url = webflow.donate(base, "150", "Ann", "for the <b>songs</b>")
+        self.assertTrue(pay_url.startswith(base + "/pay/"), pay_url)
+        success = webflow.pay_in_sandbox(pay_url, "AC")
+        self.assertTrue(success.startswith(base + "/thanks?t="), success)
+        status = webflow.wait_for_status(pay_url, "paid")
+        self.assertEqual(status["amount"], "150.00")
+        self.assertIn("payment applied", child.wait_for("payment applied"))
+        self.assertEqual(child.output().count("payment applied"), 1)
+
+
 def _not_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

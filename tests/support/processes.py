@@ -8,7 +8,9 @@ import sys
 import tempfile
 import time
 
-TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+# No pid file: tests run several twistd processes at once from the same directory.
+TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+          "--pidfile", ""]
 
 
 def test_env(**extra: str) -> dict:
