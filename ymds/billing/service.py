@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
-from twisted.logger import Logger
 
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
 
-log = Logger()
 
 
 class _LedgerLifecycle(Service):

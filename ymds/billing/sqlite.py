@@ -8,7 +8,6 @@ through busy_timeout instead of failing with "database is locked".
 from __future__ import annotations
 
 import os
-import sqlite3
 
 from twisted.enterprise import adbapi
 
@@ -58,4 +57,4 @@ class SQLiteLedger(SQLLedger):
         return f"<SQLiteLedger {self.path}>"
 
 
-__all__ = ["SQLiteLedger", "sqlite_path", "sqlite3"]
+__all__ = ["SQLiteLedger", "sqlite_path"]

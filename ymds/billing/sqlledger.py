@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
