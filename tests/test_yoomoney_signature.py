@@ -97,11 +97,14 @@ class PolicyTests(unittest.TestCase):
         fields["sha1_hash"] = sha1_hash(fields, SECRET)
         self.assertFalse(verify(fields, SECRET, "sign"))
 
-    def test_auto_falls_back_to_sha1_when_sign_wrong(self):
+    def test_auto_never_falls_back_to_sha1_when_sign_wrong(self):
+        # sha1_hash does not cover withdraw_amount: a wrong sign must not be rescued by it.
         fields = add_signatures(sample_fields(), SECRET, "both")
+        fields["withdraw_amount"] = "9999.00"
         fields["sign"] = "0" * 64
-        self.assertEqual(verify(fields, SECRET, "auto").scheme, "sha1")
+        self.assertEqual(verify(fields, SECRET, "auto").reason, "sign_mismatch")
         self.assertEqual(verify(fields, SECRET, "sign").reason, "sign_mismatch")
+        self.assertEqual(verify(fields, SECRET, "sha1").scheme, "sha1")  # only when the owner asks for sha1
 
     def test_auto_with_wrong_sign_only(self):
         fields = add_signatures(sample_fields(), SECRET, "sign")

@@ -80,10 +80,11 @@ def verify(notification_or_fields: Notification | Mapping[str, str], secret: str
     has_sign = "sign" in fields
     has_sha1 = "sha1_hash" in fields
     if policy in ("auto", "sign") and has_sign:
+        # A present ``sign`` decides alone: sha1_hash does not cover withdraw_amount or
+        # unaccepted, so falling back to it would let a broken ``sign`` smuggle those in.
         if _sign_matches(fields, secret):
             return VerifyResult(True, scheme="sign")
-        if policy == "sign" or not has_sha1:
-            return VerifyResult(False, reason="sign_mismatch")
+        return VerifyResult(False, reason="sign_mismatch")
     if policy in ("auto", "sha1") and has_sha1:
         if _equal(fields["sha1_hash"], sha1_hash(fields, secret)):
             return VerifyResult(True, scheme="sha1")
