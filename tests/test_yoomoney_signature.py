@@ -84,13 +84,14 @@ class PolicyTests(unittest.TestCase):
         self.assertEqual(verify(fields, SECRET, "sign").scheme, "sign")
         self.assertEqual(verify(fields, SECRET, "sha1").scheme, "sha1")
 
-    def test_sign_covers_sha1_hash(self):
-        # sign computed without sha1_hash: only the literal formula counts for "sign";
-        # "auto" still accepts through sha1_hash.
+    def test_sign_with_or_without_sha1_hash(self):
+        # While both are sent, a sign computed without sha1_hash is accepted too.
         plain = sample_fields()
         fields = dict(plain, sha1_hash=sha1_hash(plain, SECRET), sign=sign_hmac(plain, SECRET))
-        self.assertEqual(verify(fields, SECRET, "sign").reason, "sign_mismatch")
-        self.assertEqual(verify(fields, SECRET, "auto").scheme, "sha1")
+        self.assertEqual(verify(fields, SECRET, "sign").scheme, "sign")
+        self.assertEqual(verify(fields, SECRET, "auto").scheme, "sign")
+        fields["withdraw_amount"] = "1.00"  # not covered by sha1_hash, covered by sign
+        self.assertEqual(verify(fields, SECRET, "auto").reason, "sign_mismatch")
 
     def test_adding_sha1_hash_to_a_sign_only_notification_fails(self):
         fields = add_signatures(sample_fields(), SECRET, "sign")

@@ -65,9 +65,15 @@ def _equal(received: str, expected: str) -> bool:
 
 
 def _sign_matches(fields: Mapping[str, str], secret: str) -> bool:
-    # Literally the formula: every field but ``sign`` itself, ``sha1_hash`` included.  Were
-    # YooMoney to leave sha1_hash out while sending both, ``auto`` still accepts by sha1_hash.
-    return _equal(fields["sign"], sign_hmac(fields, secret))
+    # Literally the formula: every field but ``sign`` itself, ``sha1_hash`` included.  While
+    # both are sent we also accept an HMAC that leaves sha1_hash out: either reading
+    # authenticates every field that matters (withdraw_amount, unaccepted included).
+    if _equal(fields["sign"], sign_hmac(fields, secret)):
+        return True
+    if "sha1_hash" in fields:
+        without = {k: v for k, v in fields.items() if k != "sha1_hash"}
+        return _equal(fields["sign"], sign_hmac(without, secret))
+    return False
 
 
 def verify(notification_or_fields: Notification | Mapping[str, str], secret: str, policy: str = "auto") -> VerifyResult:
