@@ -66,11 +66,12 @@ def _equal(received: str, expected: str) -> bool:
 
 def _sign_matches(fields: Mapping[str, str], secret: str) -> bool:
     # Literally the formula: every field but ``sign`` itself, ``sha1_hash`` included.  While
-    # both are sent we also accept an HMAC that leaves sha1_hash out: either reading
-    # authenticates every field that matters (withdraw_amount, unaccepted included).
+    # both are sent we also accept an HMAC that leaves a *genuine* sha1_hash out: either
+    # reading authenticates every field that matters (withdraw_amount, unaccepted included),
+    # and nobody without the secret can add a sha1_hash that verifies.
     if _equal(fields["sign"], sign_hmac(fields, secret)):
         return True
-    if "sha1_hash" in fields:
+    if "sha1_hash" in fields and _equal(fields["sha1_hash"], sha1_hash(fields, secret)):
         without = {k: v for k, v in fields.items() if k != "sha1_hash"}
         return _equal(fields["sign"], sign_hmac(without, secret))
     return False
