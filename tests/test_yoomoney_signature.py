@@ -94,9 +94,11 @@ class PolicyTests(unittest.TestCase):
         self.assertEqual(verify(fields, SECRET, "auto").reason, "sign_mismatch")
 
     def test_adding_sha1_hash_to_a_sign_only_notification_fails(self):
+        # Without the secret nobody can add a sha1_hash that verifies.
         fields = add_signatures(sample_fields(), SECRET, "sign")
-        fields["sha1_hash"] = sha1_hash(fields, SECRET)
+        fields["sha1_hash"] = sha1_hash(fields, "not-the-secret")
         self.assertFalse(verify(fields, SECRET, "sign"))
+        self.assertFalse(verify(fields, SECRET, "auto"))
 
     def test_auto_never_falls_back_to_sha1_when_sign_wrong(self):
         # sha1_hash does not cover withdraw_amount: a wrong sign must not be rescued by it.
