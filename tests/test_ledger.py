@@ -13,7 +13,7 @@ import sys
 import tempfile
 from decimal import Decimal
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -333,6 +333,16 @@ class LedgerContract:
         for event in await self.ledger.events(operation_id="op1"):
             self.assertNotIn("a@example.org", json.dumps(dict(event.data)))
 
+    async def test_concurrent_burst_in_one_process(self):
+        """Many calls at once (on SQLite they share group commits): each operation once."""
+        invoices = [await self.invoice(chat=5) for _ in range(30)]
+        calls = [self.ledger.apply_payment(fields(f"burst-{i % 30}", invoices[i % 30].label), "notification", T0)
+                 for i in range(60)]
+        outcomes = [r.outcome for r in await defer.gatherResults(calls)]
+        self.assertEqual(outcomes[:30], ["paid"] * 30)
+        self.assertEqual(outcomes[30:], ["duplicate"] * 30)
+        self.assertEqual((await self.ledger.subscription(5)).ends_at, T0 + 30 * 30 * DAY)
+
     # --- listing and stats -----------------------------------------------------------
 
     async def test_list_payments_pages_with_cursor(self):
@@ -556,6 +566,29 @@ class SQLiteLedgerTests(LedgerContract, unittest.TestCase):
             txn.execute("PRAGMA journal_mode")
             return txn.fetchone()[0]
         self.assertEqual(await self.ledger._pool.runInteraction(mode), "wal")
+
+    async def test_group_commit_isolates_a_failing_payment(self):
+        from ymds.billing.sqlite import SQLiteLedger
+
+        class Flaky(SQLiteLedger):
+            def _apply(self, txn, pf, *rest):
+                result = super()._apply(txn, pf, *rest)
+                if pf.operation_id == "boom":
+                    raise RuntimeError("disk on fire")  # after its writes: they must be rolled back
+                return result
+
+        ledger = Flaky(self.url[len("sqlite:///"):], reactor)
+        self.addCleanup(ledger.close)
+        inv = [await self.invoice(chat=c) for c in (1, 2, 3)]
+        calls = [ledger.apply_payment(fields(op, i.label), "notification", T0) for op, i in zip(("a", "boom", "c"), inv)]
+        results = await defer.DeferredList(calls, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        self.assertTrue(results[1][1].check(RuntimeError))
+        self.assertIsNone(await ledger.get_payment("boom"))
+        self.assertIsNone(await ledger.subscription(2))
+        self.assertEqual((await ledger.get_invoice(inv[1].label)).status, "open")
+        self.assertIsNotNone(await ledger.subscription(1))
+        self.assertIsNotNone(await ledger.subscription(3))
 
     def test_missing_directory_is_a_clear_error(self):
         with self.assertRaises(LedgerError) as caught:
