@@ -1,0 +1,623 @@
+"""The ``ymds`` admin command, run as a real subprocess against a private redis-server and a
+real SQLite (and PostgreSQL) ledger: output and exit statuses.
+
+Exit statuses under test: 0 ok, 1 usage/configuration error, 2 dependency unreachable,
+3 something needs attention.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import sys
+import time
+from decimal import Decimal
+
+from twisted.internet import defer, reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial import unittest
+
+from tests.support.redis_server import RedisServer, free_port
+from ymds.links import new_label, verify_token
+
+WALLET = "4100100000000000"
+SECRET = "cli-test-notification-secret"
+LINK_SECRET = "cli-test-link-secret-0123456789abcdef"
+API_TOKEN = "4100100000000000.CLITESTTOKEN0123456789"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def child_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YMDS_")}
+    env.update(extra)
+    return env
+
+
+class CLITestCase(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.redis = RedisServer(appendonly=False).start()
+        self.addCleanup(self.redis.cleanup)
+        self.prefix = "cli" + os.urandom(4).hex()
+        self.ledger_path = os.path.join(self.dir, "ledger.sqlite3")
+        self.config_path = self.write_config()
+
+    def write_config(self, redis_url=None, ledger_url=None, extra: str = "") -> str:
+        path = os.path.join(self.dir, "ymds.toml")
+        with open(path, "w") as f:
+            f.write(f"""
+[server]
+public_url = "https://pay.example.org"
+[yoomoney]
+wallet = "{WALLET}"
+notification_secret = "{SECRET}"
+[links]
+secret = "{LINK_SECRET}"
+[redis]
+url = "{redis_url or self.redis.url}"
+prefix = "{self.prefix}"
+[ledger]
+url = "{ledger_url or 'sqlite:///ledger.sqlite3'}"
+[[plans]]
+id = "month"
+title = "1 month"
+price = "199.00"
+days = 30
+{extra}
+""")
+        return path
+
+    def ymds(self, *args, config=True, env=None, wrapper=None):
+        """Run ``python -m ymds.cli``; fires with (stdout, stderr, exit status)."""
+        argv = list(wrapper or ["-m", "ymds.cli"])
+        if config:
+            argv += ["--config", self.config_path]
+        argv += list(args)
+        d = getProcessOutputAndValue(sys.executable, argv, env=env or child_env(), path=REPO, reactor=reactor)
+        return d.addCallback(lambda r: (r[0].decode(), r[1].decode(), r[2]))
+
+    async def ledger(self):
+        from ymds.billing.ledger import open_ledger
+        ledger = open_ledger("sqlite:///" + self.ledger_path, reactor)
+        await ledger.migrate()
+        closed = []
+        close = ledger.close
+
+        def close_once():
+            if not closed:
+                closed.append(True)
+                return close()
+
+        ledger.close = close_once
+        self.addCleanup(close_once)
+        return ledger
+
+    async def pay(self, ledger, chat_id=None, amount="199.00", label=None, now=None, **extra):
+        """An invoice (for a chat) and its payment through the ledger API."""
+        now = time.time() if now is None else now
+        if label is None:
+            invoice = await ledger.create_invoice("subscription", Decimal("199.00"), now, 86400, plan="month", days=30,
+                                                  chat_id=chat_id if chat_id is not None else 1000)
+            label = invoice.label
+        fields = {"notification_type": "card-incoming", "operation_id": "op" + os.urandom(6).hex(),
+                  "amount": f"{Decimal(amount) * Decimal('0.97'):.2f}", "withdraw_amount": amount,
+                  "currency": "643", "datetime": "2026-11-26T10:00:00Z", "sender": "", "codepro": "false",
+                  "label": label, "unaccepted": "false", "email": "payer@example.org", **extra}
+        return await ledger.apply_payment(fields, "notification", now)
+
+
+class ConfigurationAndReachability(CLITestCase):
+
+    async def test_no_configuration(self):
+        out, err, code = await self.ymds("stats", config=False)
+        self.assertEqual(code, 1)
+        self.assertIn("no configuration: give --config", err)
+        self.assertEqual(err.count("\n"), 1)
+
+    async def test_config_from_environment_variable(self):
+        out, err, code = await self.ymds("payments", config=False, env=child_env(YMDS_CONFIG=self.config_path))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("0 payments", out)
+
+    async def test_bad_value_is_one_line_naming_the_key(self):
+        self.write_config(extra="[donations]\nmin = 12.5\n")
+        out, err, code = await self.ymds("payments")
+        self.assertEqual(code, 1)
+        self.assertTrue(err.startswith("ymds: configuration error: donations.min:"), err)
+        self.assertEqual(err.count("\n"), 1)
+        self.assertNotIn("Traceback", err)
+
+    async def test_missing_config_file(self):
+        out, err, code = await self.ymds("--config", os.path.join(self.dir, "nope.toml"), "stats", config=False)
+        self.assertEqual(code, 1)
+        self.assertIn("does not exist", err)
+
+    async def test_usage_errors_exit_1(self):
+        for args in (["bogus"], ["replay"], ["replay", "1-0", "--all"], ["payments", "--since", "yesterday"],
+                     ["link", "--plan", "nope", "--chat", "5"], ["--set", "novalue", "stats"]):
+            out, err, code = await self.ymds(*args)
+            self.assertEqual(code, 1, (args, err))
+            self.assertTrue(err.startswith("ymds: "), (args, err))
+            self.assertNotIn("Traceback", err)
+
+    async def test_redis_unreachable(self):
+        self.write_config(redis_url=f"redis://:hunter2pass@127.0.0.1:{free_port()}/0")
+        for command in (["stats"], ["dead-letters"], ["replay", "--all"], ["reverify"]):
+            out, err, code = await self.ymds(*command)
+            self.assertEqual(code, 2, (command, err))
+            self.assertIn("redis unreachable", err)
+            self.assertNotIn("hunter2pass", err)
+            self.assertEqual(err.count("\n"), 1, err)
+
+    async def test_sqlite_ledger_unreachable(self):
+        self.write_config(ledger_url="sqlite:///no/such/dir/ledger.sqlite3")
+        for command in (["payments"], ["export"], ["quarantine"], ["link", "--plan", "month", "--chat", "1"]):
+            out, err, code = await self.ymds(*command)
+            self.assertEqual(code, 2, (command, err))
+            self.assertIn("ledger unreachable", err)
+
+    async def test_postgres_ledger_unreachable_hides_password(self):
+        self.write_config(ledger_url=f"postgresql://ymds:s3cretpw@127.0.0.1:{free_port()}/ymds")
+        out, err, code = await self.ymds("payments")
+        self.assertEqual(code, 2, err)
+        self.assertIn("ledger unreachable", err)
+        self.assertNotIn("s3cretpw", err)
+
+    async def test_check(self):
+        out, err, code = await self.ymds("check")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("redis: ok", out)
+        self.assertIn("check: ok", out)
+        self.write_config(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+        out, err, code = await self.ymds("check")
+        self.assertEqual(code, 2, out + err)
+        self.assertIn("redis: FAILED", out)
+
+
+class Payments(CLITestCase):
+
+    async def test_table_json_and_filters(self):
+        ledger = await self.ledger()
+        await self.pay(ledger, chat_id=111)
+        await self.pay(ledger, chat_id=222, amount="150.00")  # underpaid
+        await self.pay(ledger, label="foreign-label-xyz", amount="42.00")  # unmatched
+        await ledger.close()
+
+        out, err, code = await self.ymds("payments")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("3 payments", out)
+        for status in ("paid", "underpaid", "unmatched"):
+            self.assertIn(status, out)
+        self.assertIn("391.00 RUB", out)  # 199 + 150 + 42 paid
+
+        out, err, code = await self.ymds("payments", "--status", "paid", "--json")
+        rows = json.loads(out)
+        self.assertEqual([r["status"] for r in rows], ["paid"])
+        self.assertEqual(rows[0]["withdraw_amount"], "199.00")
+        self.assertEqual(rows[0]["chat_id"], 111)
+        self.assertNotIn("payer@example.org", out)  # personal fields stay in the ledger
+
+        out, _, _ = await self.ymds("payments", "--chat", "222", "--json")
+        self.assertEqual([r["status"] for r in json.loads(out)], ["underpaid"])
+        out, _, _ = await self.ymds("payments", "--label", "foreign-label-xyz", "--json")
+        self.assertEqual([r["withdraw_amount"] for r in json.loads(out)], ["42.00"])
+        out, _, _ = await self.ymds("payments", "--since", "2099-01-01", "--json")
+        self.assertEqual(json.loads(out), [])
+        out, _, _ = await self.ymds("payments", "--since", "1h", "--json")
+        self.assertEqual(len(json.loads(out)), 3)
+        out, _, _ = await self.ymds("payments", "--limit", "1")
+        self.assertIn("last 1 of 3 payments", out)
+
+    async def test_stats(self):
+        ledger = await self.ledger()
+        await self.pay(ledger, chat_id=7)
+        await ledger.close()
+        out, err, code = await self.ymds("stats", "--json")
+        self.assertEqual((code, err), (0, ""))
+        stats = json.loads(out)
+        self.assertEqual(stats["payments_today"], 1)
+        self.assertEqual(stats["sum_today"], "193.03")  # credited
+        self.assertEqual(stats["active_subscribers"], 1)
+        self.assertEqual(stats["queues"]["billing"]["dead"], 0)
+        out, err, code = await self.ymds("stats")
+        self.assertIn("active subscribers:    1", out)
+        self.assertIn("queue billing:", out)
+
+
+class Export(CLITestCase):
+
+    def bulk(self, n: int) -> None:
+        """n payments straight into the payments table (fast), with personal raw fields."""
+        conn = sqlite3.connect(self.ledger_path)
+        base = 1.7e9
+        raw = json.dumps({"email": "payer@example.org", "phone": "+70000000000"})
+        rows = ((f"bulk{i:07d}", f"label{i:07d}", None, "97.00", "100.00", "card-incoming",
+                 "2026-11-26T10:00:00Z", "", 0, "unmatched", "notification", base + i, base + i, None, None, 1, raw)
+                for i in range(n))
+        with conn:
+            conn.executemany(
+                "INSERT INTO payments (operation_id, label, invoice_label, amount, withdraw_amount, notification_type,"
+                " datetime_raw, sender, held, status, source, received_at, accepted_at, chat_id, granted_until,"
+                " notified, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.close()
+
+    async def test_csv_and_json(self):
+        ledger = await self.ledger()
+        await self.pay(ledger, chat_id=5)
+        await self.pay(ledger, label="=HYPERLINK(\"http://evil\")", amount="10.00")
+        await ledger.close()
+        target = os.path.join(self.dir, "out.csv")
+        out, err, code = await self.ymds("export", "--format", "csv", "--output", target)
+        self.assertEqual(code, 0, err)
+        self.assertIn("export: 2 payments", err)
+        self.assertFalse(os.path.exists(target + ".part"))
+        self.assertEqual(os.stat(target).st_mode & 0o777, 0o600)
+        with open(target, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([r["status"] for r in rows], ["paid", "unmatched"])
+        self.assertEqual(rows[0]["withdraw_amount"], "199.00")
+        self.assertEqual(rows[1]["label"], "'=HYPERLINK(\"http://evil\")")  # no formula in a spreadsheet
+        self.assertNotIn("payer@example.org", open(target).read())
+
+        out, err, code = await self.ymds("export", "--format", "json", "--status", "paid")
+        self.assertEqual(code, 0, err)
+        rows = json.loads(out)
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0]["chat_id"], 5)
+        out, err, code = await self.ymds("export", "--format", "jsonl")
+        self.assertEqual([json.loads(line)["status"] for line in out.splitlines()], ["paid", "unmatched"])
+
+    async def test_empty_json_export_is_valid(self):
+        out, err, code = await self.ymds("export", "--format", "json")
+        self.assertEqual((code, json.loads(out)), (0, []))
+
+    async def peak_rss_kib(self, target: str, fmt: str) -> int:
+        rss_file = os.path.join(self.dir, "rss")
+        wrapper = ["-c", "import atexit, resource, sys\n"
+                   "path = sys.argv[1]\n"
+                   "atexit.register(lambda: open(path, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+                   "sys.argv = ['ymds'] + sys.argv[2:]\n"
+                   "from ymds.cli import main\n"
+                   "main()\n", rss_file]
+        out, err, code = await self.ymds("export", "--format", fmt, "--output", target, "--progress-every", "10000",
+                                          wrapper=wrapper)
+        self.assertEqual(code, 0, err)
+        with open(rss_file) as f:
+            return int(f.read())
+
+    async def test_memory_stays_flat(self):
+        await (await self.ledger()).close()
+        self.bulk(10_000)
+        small = await self.peak_rss_kib(os.path.join(self.dir, "small.csv"), "csv")
+        self.bulk_more(90_000)
+        big_target = os.path.join(self.dir, "big.csv")
+        big = await self.peak_rss_kib(big_target, "csv")
+        with open(big_target) as f:
+            lines = sum(1 for _ in f)
+        self.assertEqual(lines, 100_001)  # header + every payment
+        # ten times the rows, (almost) the same memory: one page is in memory at a time
+        self.assertLess(big - small, 8 * 1024, f"peak RSS {small} KiB for 10k rows, {big} KiB for 100k rows")
+        big_json = await self.peak_rss_kib(os.path.join(self.dir, "big.json"), "json")
+        self.assertLess(big_json - small, 8 * 1024, f"json export peak RSS {big_json} KiB vs {small} KiB")
+        with open(os.path.join(self.dir, "big.json")) as f:
+            self.assertEqual(len(json.load(f)), 100_000)
+
+    def bulk_more(self, n: int) -> None:
+        conn = sqlite3.connect(self.ledger_path)
+        start = conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
+        conn.close()
+        conn = sqlite3.connect(self.ledger_path)
+        rows = ((f"more{i:07d}", "", None, "9.70", "10.00", "p2p-incoming", "2026-11-26T10:00:00Z", "41001",
+                 0, "unmatched", "reconcile", 1.8e9 + i, 1.8e9 + i, None, None, 1, "{}") for i in range(start, start + n))
+        with conn:
+            conn.executemany(
+                "INSERT INTO payments (operation_id, label, invoice_label, amount, withdraw_amount, notification_type,"
+                " datetime_raw, sender, held, status, source, received_at, accepted_at, chat_id, granted_until,"
+                " notified, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.close()
+
+    async def test_postgres_export(self):
+        from tests.support.postgres import create_database, drop_database
+        from ymds.billing.ledger import open_ledger
+        url = create_database()
+        self.addCleanup(drop_database, url)
+        ledger = open_ledger(url, reactor)
+        await ledger.migrate()
+        try:
+            for _ in range(3):
+                await self.pay(ledger, chat_id=9)
+        finally:
+            await ledger.close()
+        self.write_config(ledger_url=url)
+        out, err, code = await self.ymds("export", "--format", "csv", "--progress-every", "2")
+        self.assertEqual(code, 0, err)
+        rows = list(csv.DictReader(io.StringIO(out)))
+        self.assertEqual(len(rows), 3)
+        self.assertEqual({r["status"] for r in rows}, {"paid"})
+        self.assertIn("export: 2 payments", err)
+
+
+class Quarantine(CLITestCase):
+
+    def signed_body(self, secret=SECRET, label="", amount="100.00", operation_id=None) -> str:
+        from ymds.yoomoney.notification import encode_form
+        from ymds.yoomoney.signature import add_signatures
+        fields = {"notification_type": "p2p-incoming", "operation_id": operation_id or "q" + os.urandom(5).hex(),
+                  "amount": f"{Decimal(amount) * Decimal('0.99'):.2f}", "withdraw_amount": amount, "currency": "643",
+                  "datetime": "2026-11-26T10:00:00Z", "sender": "41001000040", "codepro": "false",
+                  "label": label, "unaccepted": "false"}
+        return encode_form(add_signatures(fields, secret, "both")).decode()
+
+    async def test_list_and_resolve(self):
+        ledger = await self.ledger()
+        first = await ledger.quarantine_add(self.signed_body(secret="old-secret"), "signature: mismatch",
+                                            "203.0.113.5", time.time())
+        await ledger.quarantine_add("garbage\x1b[31m=", "malformed", "198.51.100.7", time.time())
+        await ledger.close()
+        out, err, code = await self.ymds("quarantine")
+        self.assertEqual(code, 3, err)  # something needs attention
+        self.assertIn("2 unresolved", out)
+        self.assertIn("203.0.113.5", out)
+        self.assertNotIn("\x1b", out)  # hostile bytes never reach the terminal
+        out, err, code = await self.ymds("quarantine", "--json")
+        rows = json.loads(out)
+        self.assertEqual(rows[0]["id"], first.id)
+        self.assertTrue(rows[0]["operation_id"].startswith("q"))
+
+        out, err, code = await self.ymds("quarantine", "--resolve", str(first.id), "--note", "old secret, checked by hand")
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"quarantine #{first.id} resolved", out)
+        out, err, code = await self.ymds("quarantine", "--resolve", str(first.id))
+        self.assertEqual(code, 3)
+        self.assertIn("unknown or already resolved", err)
+        out, err, code = await self.ymds("quarantine", "--all", "--json")
+        self.assertEqual(len(json.loads(out)), 2)
+
+    async def test_reverify(self):
+        ledger = await self.ledger()
+        invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
+                                              days=30, chat_id=4242)
+        # signed with the secret now configured (it was quarantined under an older one)
+        good = self.signed_body(label=invoice.label, amount="199.00")
+        await ledger.quarantine_add(good, "signature: mismatch", "203.0.113.5", time.time())
+        out, err, code = await self.ymds("reverify")
+        self.assertEqual(code, 0, err)
+        self.assertIn("applied 1", out)
+        self.assertEqual((await ledger.get_invoice(invoice.label)).status, "paid")
+        # the buyer hears about it: a bot job went to the bot queue
+        self.assertGreaterEqual(int(self.redis.command("XLEN", f"{self.prefix}:q:bot")), 1)
+
+        await ledger.quarantine_add(self.signed_body(secret="forger"), "signature: mismatch", "198.51.100.1", time.time())
+        out, err, code = await self.ymds("reverify", "--json")
+        self.assertEqual(code, 3, err)
+        self.assertEqual(json.loads(out)["still_quarantined"], 1)
+        self.assertIn("stay in quarantine", err)
+
+
+class DeadLetters(CLITestCase):
+
+    async def make_dead_letters(self, n: int):
+        from ymds.config import load_config
+        from ymds.queue.client import RedisJobQueue
+        from ymds.queue.errors import PermanentJobError
+        from ymds.queue.registry import TaskRegistry
+        from ymds.queue.worker import Worker
+        config = load_config(path=self.config_path, env={})
+        registry = TaskRegistry()
+
+        async def broken(args):
+            raise PermanentJobError(f"cannot do {args['n']}")
+
+        registry.register("broken", broken)
+        died = []
+        all_dead = defer.Deferred()
+
+        def on_dead(queue, info):
+            died.append(info)
+            if len(died) == n and not all_dead.called:
+                all_dead.callback(None)
+
+        worker = Worker(reactor, config.redis, config.queue, "billing", registry, on_dead=on_dead, block=0.2)
+        worker.startService()
+        queue = RedisJobQueue(reactor, config.redis)
+        for i in range(n):
+            await queue.enqueue("billing", "broken", {"n": i})
+        await all_dead.addTimeout(30, reactor)
+        await worker.stopService()
+        await defer.Deferred.fromCoroutine(queue.close())
+
+    def xlen(self, key: str) -> int:
+        return int(self.redis.command("XLEN", key))
+
+    async def test_list_and_replay(self):
+        await self.make_dead_letters(3)
+        out, err, code = await self.ymds("dead-letters")
+        self.assertEqual(code, 3, err)
+        self.assertIn("billing: 3 dead letters", out)
+        self.assertIn("cannot do", out)
+        out, err, code = await self.ymds("dead-letters", "--queue", "billing", "--json")
+        letters = json.loads(out)
+        self.assertEqual(sorted(d["args"]["n"] for d in letters), [0, 1, 2])
+        self.assertEqual({d["task"] for d in letters}, {"broken"})
+
+        stream = f"{self.prefix}:q:billing"
+        before = self.xlen(stream)
+        out, err, code = await self.ymds("replay", letters[0]["id"])
+        self.assertEqual(code, 0, err)
+        self.assertIn("replayed 1 job", out)
+        self.assertEqual(self.xlen(stream), before + 1)
+        self.assertEqual(self.xlen(stream + ":dead"), 2)
+        out, err, code = await self.ymds("replay", letters[0]["id"])
+        self.assertEqual(code, 3)
+        self.assertIn("no dead letter", err)
+        out, err, code = await self.ymds("replay", "--queue", "billing", "--all")
+        self.assertEqual(code, 0, err)
+        self.assertIn("replayed 2 jobs", out)
+        self.assertEqual(self.xlen(stream + ":dead"), 0)
+        out, err, code = await self.ymds("dead-letters")
+        self.assertEqual(code, 0)
+        self.assertIn("billing: 0 dead letters, bot: 0 dead letters", out)
+
+    async def test_replay_bad_id(self):
+        out, err, code = await self.ymds("replay", "--queue", "bot", "not-an-id")
+        self.assertEqual(code, 1)
+        self.assertIn("not a stream entry id", err)
+
+
+class Links(CLITestCase):
+
+    async def test_link_is_signed_and_reused(self):
+        out, err, code = await self.ymds("link", "--plan", "month", "--chat", "-1001234")
+        self.assertEqual(code, 0, err)
+        url = out.strip()
+        self.assertTrue(url.startswith("https://pay.example.org/pay/"), url)
+        label = verify_token(LINK_SECRET.encode(), url.rsplit("/", 1)[1], time.time())
+        ledger = await self.ledger()
+        invoice = await ledger.get_invoice(label)
+        self.assertEqual((invoice.plan, invoice.chat_id, invoice.amount, invoice.status),
+                         ("month", -1001234, Decimal("199.00"), "open"))
+        out2, err, code = await self.ymds("link", "--plan", "month", "--chat", "-1001234", "--json")
+        self.assertEqual(json.loads(out2)["label"], label)  # the open invoice is reused
+
+    async def test_link_needs_link_secret(self):
+        with open(self.config_path) as f:
+            text = f.read().replace(f'secret = "{LINK_SECRET}"', 'secret = "short"')
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        out, err, code = await self.ymds("link", "--plan", "month", "--chat", "1")
+        self.assertEqual(code, 1)
+        self.assertIn("links.secret", err)
+
+
+class TestNotification(CLITestCase):
+    """Against the real web role (make_site) with a real RedisJobQueue, in this process."""
+
+    async def start_web(self):
+        from ymds.config import load_config
+        from ymds.metrics import Registry
+        from ymds.queue.client import RedisJobQueue
+        from ymds.web.site import make_site
+        config = load_config(path=self.config_path, env={})
+        queue = RedisJobQueue(reactor, config.redis)
+        queue.startService()
+        self.addCleanup(queue.stopService)
+        self.metrics = Registry()
+        site = make_site(reactor, config, queue, self.metrics, {})
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/yoomoney/notify"
+
+    def decisions(self, result):
+        return self.metrics.counter("ymds_web_notifications", "", ("result",)).value(result=result)
+
+    async def test_accepted_and_refused(self):
+        url = await self.start_web()
+        out, err, code = await self.ymds("test-notification", "--url", url)
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("HTTP 200", out)
+        self.assertEqual(self.decisions("test"), 1)
+
+        out, err, code = await self.ymds("--set", "yoomoney.notification_secret=some-other-secret",
+                                         "test-notification", "--url", url)
+        self.assertEqual(code, 3, out + err)
+        self.assertIn("HTTP 403", out)
+        self.assertIn("notification_secret", err)
+        self.assertEqual(self.decisions("forged"), 1)
+
+    async def test_unreachable_url(self):
+        out, err, code = await self.ymds("test-notification", "--url", f"http://127.0.0.1:{free_port()}/yoomoney/notify",
+                                         "--timeout", "5")
+        self.assertEqual(code, 2, err)
+        self.assertIn("cannot reach", err)
+
+
+class Reconcile(CLITestCase):
+    """Payments whose notifications never arrived, found in the sandbox's operation history."""
+
+    async def test_reconcile_applies_missing_payments(self):
+        from ymds.config import load_config
+        from ymds.sandbox.resource import QuickpayForm, SandboxResource
+        from twisted.web.server import Site
+        api_port = free_port()
+        with open(self.config_path) as f:
+            text = f.read().replace("[yoomoney]\n", f'[yoomoney]\napi_token = "{API_TOKEN}"\n'
+                                    f'api_url = "http://127.0.0.1:{api_port}/sandbox"\n')
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        config = load_config(path=self.config_path, env={})
+        # notifications go nowhere: all three deliveries would fail
+        sandbox = SandboxResource(reactor, config, notify_url=f"http://127.0.0.1:{free_port()}/yoomoney/notify")
+        self.addCleanup(lambda: defer.Deferred.fromCoroutine(sandbox.stop()))
+        root = __import__("twisted.web.resource", fromlist=["Resource"]).Resource()
+        root.putChild(b"sandbox", sandbox)
+        port = reactor.listenTCP(api_port, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        ledger = await self.ledger()
+        invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
+                                              days=30, chat_id=777)
+        await sandbox.sandbox.pay(QuickpayForm(WALLET, "AC", Decimal("199.00"), invoice.label, ""))
+        await sandbox.sandbox.pay(QuickpayForm(WALLET, "PC", Decimal("50.00"), new_label(), ""))
+
+        out, err, code = await self.ymds("reconcile", "--since", "1d", "--progress-every", "1")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("seen 2 incoming operations", out)
+        self.assertIn("2 applied now", out)
+        self.assertIn("reconcile: 2 operations", err)
+        self.assertEqual((await ledger.get_invoice(invoice.label)).status, "paid")
+
+        out, err, code = await self.ymds("reconcile", "--since", "1d")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("2 already in the ledger, 0 applied now", out)
+
+    async def test_reconcile_needs_a_token(self):
+        out, err, code = await self.ymds("reconcile", "--since", "1d")
+        self.assertEqual(code, 1)
+        self.assertIn("yoomoney.api_token is not set", err)
+
+
+class ExampleConfig(unittest.TestCase):
+    """contrib/ymds.example.toml documents every key of docs/CONFIGURATION.md and loads."""
+
+    def test_every_documented_key_is_in_the_example(self):
+        import re
+        with open(os.path.join(REPO, "docs", "CONFIGURATION.md")) as f:
+            doc = f.read()
+        with open(os.path.join(REPO, "contrib", "ymds.example.toml")) as f:
+            example = f.read()
+        section = None
+        documented = []
+        for line in doc.splitlines():
+            heading = re.match(r"^## \[(\w+)\]", line)
+            if heading:
+                section = heading.group(1)
+            row = re.match(r"^\| `(\w+)`(?: / `(\w+)`)?", line)
+            if row and section:
+                documented += [(section, k) for k in row.groups() if k]
+        self.assertGreater(len(documented), 30)
+        for section, key in documented:
+            if key == "_file":
+                continue
+            body = example.split(f"[{section}]", 1)[1].split("\n[", 1)[0]
+            self.assertRegex(body, rf"(?m)^#? ?{key}(_file)? =", f"{section}.{key} is missing from the example")
+
+    def test_example_loads(self):
+        from ymds.config import load_config
+        import tomllib
+        with open(os.path.join(REPO, "contrib", "ymds.example.toml"), "rb") as f:
+            doc = tomllib.load(f)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        for section, key in (("yoomoney", "notification_secret_file"), ("links", "secret_file"),
+                             ("telegram", "token_file")):
+            path = os.path.join(directory, key)
+            with open(path, "w") as f:
+                f.write("123456:" + "A" * 35 if section == "telegram" else "x" * 32)
+            doc[section][key] = path
+        config = load_config(raw=doc, env={})
+        self.assertEqual([p.id for p in config.plans], ["month", "year"])
+        self.assertEqual(config.server.endpoint, "tls:/etc/ymds/tls:port=443")
