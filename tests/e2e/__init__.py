@@ -1,0 +1,1 @@
+"""End to end on real processes: layouts, faults, security (docs/RELIABILITY.md)."""
