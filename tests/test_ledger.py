@@ -343,6 +343,19 @@ class LedgerContract:
         self.assertEqual(outcomes[30:], ["duplicate"] * 30)
         self.assertEqual((await self.ledger.subscription(5)).ends_at, T0 + 30 * 30 * DAY)
 
+    async def test_close_finishes_what_was_handed_in(self):
+        ledger = await self.open()
+        invoices = [await self.invoice(chat=6) for _ in range(5)]
+        calls = [ledger.apply_payment(fields(f"c{i}", inv.label), "notification", T0) for i, inv in enumerate(invoices)]
+        closing = ledger.close()
+        again = ledger.close()
+        self.assertEqual([r.outcome for r in await defer.gatherResults(calls)], ["paid"] * 5)
+        await closing
+        await again
+        with self.assertRaises(LedgerError):
+            await ledger.apply_payment(fields("late-call"), "notification", T0)
+        self.assertEqual((await self.ledger.subscription(6)).ends_at, T0 + 150 * DAY)
+
     # --- listing and stats -----------------------------------------------------------
 
     async def test_list_payments_pages_with_cursor(self):

@@ -57,6 +57,20 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def _fork(d: Deferred) -> Deferred:
+    """A new Deferred with ``d``'s result, leaving ``d`` usable by others."""
+    forked = Deferred()
+
+    def both(result):
+        if isinstance(result, Failure):
+            forked.errback(result)
+        else:
+            forked.callback(result)
+        return result
+    d.addBoth(both)
+    return forked
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -155,6 +169,8 @@ class SQLLedger:
         self._d = dialect
         self._pending_payments: list = []
         self._flushing_payments = False
+        self._batch: Deferred | None = None  # fires when the running payment batch is done
+        self._closed: Deferred | None = None
         self._reactor = reactor
         if quarantine_max_rows is not None:
             self.quarantine_max_rows = quarantine_max_rows
@@ -185,8 +201,22 @@ class SQLLedger:
         return self._x(txn, query, params).fetchall()
 
     def close(self) -> Deferred:
-        self._pool.close()
-        return succeed(None)
+        """Finish the payments already handed in, then close the pool (idempotent)."""
+        if self._closed is not None:
+            return self._closed
+        self._closed = Deferred()
+
+        async def shut():
+            try:
+                while self._batch is not None:
+                    await self._batch
+            finally:
+                if self._pool.running:
+                    self._pool.close()
+        d = Deferred.fromCoroutine(shut())
+        d.addErrback(lambda f: log.failure("closing the ledger", f))
+        d.chainDeferred(self._closed)
+        return _fork(self._closed)  # each caller gets its own Deferred
 
     # --- schema -----------------------------------------------------------------------
 
@@ -363,6 +393,8 @@ class SQLLedger:
             return fail()
         if pf.is_test:
             return succeed(ApplyResult("test", None, None, None, (), False))
+        if self._closed is not None:
+            return fail(LedgerError("the ledger is closed"))
         item = (pf, source, now, pf.held if held is None else bool(held))
         if not self._d.group_commit:
             return self._run(self._apply, *item)
@@ -379,8 +411,13 @@ class SQLLedger:
         del self._pending_payments[: self.max_payment_batch]
         if not batch:
             self._flushing_payments = False
+            finished, self._batch = self._batch, None
+            if finished is not None:
+                finished.callback(None)
             return
         self._flushing_payments = True
+        if self._batch is None:
+            self._batch = Deferred()
 
         def done(results):
             for (_, d), (ok, value) in zip(batch, results):
