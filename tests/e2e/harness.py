@@ -351,13 +351,13 @@ class Cluster:
             "redis": {"url": node.sections.get("redis_url") or self.redis.url, "prefix": self.prefix},
             "queue": dict(QUEUE),
             "ledger": {"url": self.ledger_url},
-            "telegram": {"language": "en", "admins": [OWNER]},
+            "telegram": {"language": "en", "admins": [OWNER], "channel_id": CHANNEL},
             "plans": PLANS,
             "donations": {"enabled": True, "min": "10.00", "max": "100000.00"},
         }
         if self.telegram is not None:
             doc["telegram"].update({"token": self.telegram.token, "api_url": self.telegram.api_url,
-                                    "channel_id": CHANNEL, "poll_timeout": 2})
+                                    "poll_timeout": 2})
         for section, values in node.sections.items():
             if isinstance(values, dict):
                 doc.setdefault(section, {}).update(values)

@@ -1,0 +1,257 @@
+"""Faults on real processes, each checked with exact counts.
+
+Every scenario ends with the same audit (:meth:`FaultTests.audit`): every payment applied
+exactly once (one ledger row per operation, every invoice paid, one subscription per chat),
+every user told exactly once (one confirmation and one invite job or message per chat),
+nothing left pending (billing stream empty, no pending entries, no delayed or dead jobs)
+and no stray Redis keys.
+
+CI runs short versions; ``YMDS_LONG=1`` runs the full ones (docs/RELIABILITY.md).
+"""
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+
+from twisted.internet import reactor, task, threads
+from twisted.trial import unittest
+
+from tests.e2e.harness import LONG, NOTIFICATION_SECRET, PRICE, Cluster, as_deferred, wait_until
+from tests.support.notify_sender import encode, notification_fields
+
+BURST = 1000
+CHATS = 200_000
+
+
+class FaultTests(unittest.TestCase):
+    timeout = 900 if LONG else 300
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def split_cluster(self, ledger: str = "pg", telegram: bool = False, web_sections=None) -> tuple:
+        """web on node 1, two billing workers on nodes 2 and 3."""
+        cluster = Cluster(self, ledger=ledger, telegram=telegram)
+        billing = [cluster.node("billing2", "billing"), cluster.node("billing3", "billing")]
+        web = cluster.node("web", "web,bot" if telegram else "web", **(web_sections or {}))
+        return cluster, web, billing
+
+    async def invoices(self, cluster: Cluster, n: int, first_chat: int = CHATS) -> dict[int, dict]:
+        invoices = await cluster.create_invoices(range(first_chat, first_chat + n))
+        self.assertEqual(len({inv["label"] for inv in invoices.values()}), n)
+        return invoices
+
+    def bodies(self, invoices: dict[int, dict]) -> dict[int, bytes]:
+        return {chat: encode(notification_fields(NOTIFICATION_SECRET, inv["amount"], inv["label"]))
+                for chat, inv in invoices.items()}
+
+    async def burst(self, cluster: Cluster, web, bodies: list[bytes], during=None, concurrency: int = 8):
+        """Deliver every body until answered 200 (YooMoney's retries), running ``during`` meanwhile."""
+        sender = cluster.sender(web, concurrency=concurrency)
+        delivering = threads.deferToThread(sender.deliver_all, list(bodies))
+        if during is not None:
+            await during(sender)
+        await delivering
+        return sender
+
+    async def settle(self, cluster: Cluster, n: int, timeout: float = 120):
+        await wait_until(lambda: cluster.ledger.payments() >= n and cluster.drained("billing"), timeout=timeout,
+                         what=f"{n} payments applied and the billing queue drained")
+
+    async def payments_reach(self, cluster: Cluster, n: int, timeout: float = 120):
+        await wait_until(lambda: cluster.ledger.payments() >= n, timeout=timeout, what=f"{n} payments in the ledger")
+
+    def audit(self, cluster: Cluster, invoices: dict[int, dict], bot_consumed: bool = False) -> dict:
+        n = len(invoices)
+        ledger = cluster.ledger
+        rows = ledger.payment_rows()
+        ops = Counter(r[0] for r in rows)
+        self.assertEqual(len(rows), n, "one ledger row per payment")
+        self.assertEqual(max(ops.values()), 1)
+        self.assertEqual(Counter(r[2] for r in rows), Counter({"paid": n}))
+        self.assertEqual({r[4] for r in rows}, set(invoices))
+        self.assertTrue(all(r[5] for r in rows), "every payment's follow-up jobs were enqueued")
+        self.assertEqual(ledger.invoice_statuses().get("paid"), n)
+        self.assertEqual(ledger.scalar("SELECT count(*) FROM subscriptions"), n)
+        self.assertEqual(ledger.scalar("SELECT count(*) FROM quarantine"), 0)
+        self.assertEqual(cluster.queue_state("billing"), {"length": 0, "pending": 0, "delayed": 0, "dead": 0})
+        told = Counter()
+        if not bot_consumed:
+            jobs = cluster.stream_jobs("bot")
+            for job in jobs:
+                args = job["args"]
+                told[(job["task"], args.get("message"), args.get("chat_id"))] += 1
+            confirmations = {k[2]: v for k, v in told.items() if k[:2] == ("notify", "payment_confirmed")}
+            grants = {k[2]: v for k, v in told.items() if k[0] == "grant_access"}
+            self.assertEqual(confirmations, {chat: 1 for chat in invoices}, "one confirmation per user")
+            self.assertEqual(grants, {chat: 1 for chat in invoices}, "one invite per user")
+            self.assertEqual(len(jobs), 2 * n, Counter(j["task"] for j in jobs))
+        self.assertEqual(cluster.stray_keys(), [])
+        return {"payments": len(rows), "told": sum(told.values())}
+
+    # --- scenarios -------------------------------------------------------------------------
+
+    @as_deferred
+    async def test_billing_worker_killed_mid_burst(self):
+        """1,000 notifications; billing node 2 is killed -9 a third of the way through."""
+        cluster, web, (billing2, billing3) = self.split_cluster("pg")
+        invoices = await self.invoices(cluster, BURST)
+        bodies = self.bodies(invoices)
+
+        async def kill_one(sender):
+            await self.payments_reach(cluster, BURST // 3)
+            billing2.kill()
+            await self.payments_reach(cluster, 2 * BURST // 3)
+            self.assertFalse(billing2.alive())
+
+        sender = await self.burst(cluster, web, list(bodies.values()), kill_one)
+        await self.settle(cluster, BURST)
+        self.assertEqual(sender.answers[200], BURST)
+        self.audit(cluster, invoices)
+        self.assertGreater(billing2.count("payment applied"), 0)
+        self.assertGreater(billing3.count("payment applied"), 0)
+
+    @as_deferred
+    async def test_redis_killed_and_restarted_mid_burst(self):
+        """Redis is killed -9 (appendfsync always) and restarted while 1,000 notifications arrive."""
+        cluster, web, billing = self.split_cluster("pg")
+        invoices = await self.invoices(cluster, BURST)
+        bodies = self.bodies(invoices)
+
+        async def crash_redis(sender):
+            await self.payments_reach(cluster, BURST // 3)
+            cluster.redis.kill()
+            refused_before = sender.answers[503] + sender.answers["error"]
+            await wait_until(lambda: sender.answers[503] + sender.answers["error"] > refused_before + 20,
+                             what="the web node refusing notifications while Redis is down")
+            cluster.redis.start()
+
+        sender = await self.burst(cluster, web, list(bodies.values()), crash_redis)
+        await self.settle(cluster, BURST, timeout=180)
+        self.assertEqual(sender.answers[200], BURST)
+        self.assertGreater(sender.answers[503] + sender.answers["error"], 20)
+        self.audit(cluster, invoices)
+        self.assertTrue(web.alive() and all(b.alive() for b in billing))
+
+    @as_deferred
+    async def test_postgres_stopped_mid_burst(self):
+        """The PostgreSQL server (our own) stops for 30 s (5 s in CI) during the burst."""
+        outage = 30.0 if LONG else 5.0
+        cluster, web, billing = self.split_cluster("own-pg")
+        invoices = await self.invoices(cluster, BURST)
+        bodies = self.bodies(invoices)
+        accepted_during = []
+
+        async def stop_postgres(sender):
+            await self.payments_reach(cluster, BURST // 3)
+            await threads.deferToThread(cluster.pg.stop, "fast")
+            before = sender.answers[200]
+            await task.deferLater(reactor, outage)  # the fault's duration, not a wait for a result
+            accepted_during.append(sender.answers[200] - before)
+            self.assertFalse(cluster.pg.reachable())
+            await threads.deferToThread(cluster.pg.start)
+
+        sender = await self.burst(cluster, web, list(bodies.values()), stop_postgres)
+        await self.settle(cluster, BURST, timeout=180)
+        self.assertEqual(sender.answers[200], BURST)
+        # The web role does not need the ledger: notifications kept being accepted.
+        self.assertGreater(accepted_during[0], 0)
+        self.audit(cluster, invoices)
+        self.assertTrue(all(b.alive() for b in billing))
+        self.outage_counts = {"accepted_during_outage": accepted_during[0]}
+
+    @as_deferred
+    async def test_web_killed_after_enqueue_before_answering(self):
+        """The job is in Redis but the web node dies before it answers: YooMoney's retry
+        must not double-credit.  A proxy between the web node and Redis holds Redis's replies,
+        so the enqueue script has run while the node has not answered; then SIGKILL."""
+        from tests.support.tcp_proxy import TCPProxy
+        cluster = Cluster(self, ledger="sqlite", telegram=False)
+        proxy = TCPProxy(cluster.redis.port)
+        self.addCleanup(proxy.close)
+        billing = cluster.node("billing", "billing")
+        web = cluster.node("web", "web", redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        invoices = await self.invoices(cluster, 3)
+        bodies = self.bodies(invoices)
+        (chat1, body1), (chat2, body2), (chat3, body3) = bodies.items()
+        sender = cluster.sender(web, concurrency=1, timeout=30)
+
+        for chat, body in ((chat1, body1), (chat2, body2)):
+            op = next(v for k, v in _fields(body).items() if k == "operation_id")
+            key = f"{cluster.prefix}:q:billing:key:op:{op}"
+            proxy.hold_replies()
+            answer = threads.deferToThread(sender.post_once, body)
+            await wait_until(lambda: cluster.r("EXISTS", key) == 1, what="the job durably in Redis")
+            web.kill()
+            self.assertEqual(await answer, "error", "YooMoney got no answer")
+            proxy.release()
+            if chat == chat2:
+                # Even if the enqueue key were gone (expired, Redis restored from an older
+                # file), the ledger's unique operation_id is the authority.
+                cluster.r("DEL", key)
+            web.start()
+            await threads.deferToThread(sender.deliver, body)  # YooMoney's retry, until 200
+
+        await threads.deferToThread(sender.deliver, body3)
+        await self.settle(cluster, 3)
+        self.audit(cluster, invoices)
+        self.assertEqual(sender.answers[200], 3)
+        self.assertEqual(web.count("notification duplicate"), 1)   # chat1's retry, stopped at the enqueue key
+        self.assertEqual(billing.count("outcome=duplicate") + billing.count(" duplicate source="), 1)  # chat2's
+
+    @as_deferred
+    async def test_every_notification_twice_out_of_order(self):
+        """YooMoney delivers each notification twice, all shuffled, from 8 connections."""
+        n = BURST if LONG else 300
+        cluster, web, billing = self.split_cluster("pg")
+        invoices = await self.invoices(cluster, n)
+        bodies = list(self.bodies(invoices).values()) * 2
+        random.Random(8).shuffle(bodies)
+        sender = await self.burst(cluster, web, bodies)
+        await self.settle(cluster, n)
+        self.assertEqual(sender.answers[200], 2 * n)
+        self.assertEqual(set(sender.delivered.values()), {2})
+        self.audit(cluster, invoices)
+        self.assertEqual(web.count("notification ok 200"), n)
+        self.assertEqual(web.count("notification duplicate 200"), n)
+
+    @as_deferred
+    async def test_telegram_429_and_500_window(self):
+        """The Bot API answers 429 and 500 to everything for a minute (10 s in CI) while
+        payments arrive and a user asks for links; afterwards everyone is told exactly once."""
+        window = 60.0 if LONG else 10.0
+        n = 30 if LONG else 10
+        cluster, web, billing = self.split_cluster("sqlite", telegram=True)
+        telegram = cluster.telegram
+        invoices = await self.invoices(cluster, n)
+        telegram.fault_window(window, codes=(429, 500), retry_after=1)
+        asker = 4999
+        telegram.user_sends(asker, "/subscribe")
+        sender = await self.burst(cluster, web, list(self.bodies(invoices).values()))
+        self.assertEqual(sender.answers[200], n)
+        self.assertTrue(telegram.window()["active"], "the payments arrived inside the fault window")
+        await wait_until(lambda: not telegram.window()["active"], timeout=window + 30, what="the end of the window")
+        answered = telegram.window()["answered"]
+        self.assertGreater(answered.get("429", 0), 0)
+        self.assertGreater(answered.get("500", 0), 0)
+
+        def everyone_told():
+            sent = telegram.sent()
+            per_chat = Counter(m["chat_id"] for m in sent)
+            return all(per_chat[c] >= 2 for c in invoices) and per_chat[asker] >= 1
+        await wait_until(everyone_told, timeout=120, what="every user told after the window")
+        await self.settle(cluster, n)
+        await wait_until(lambda: cluster.drained("bot"), timeout=60, what="the bot queue drained")
+        sent = telegram.sent()
+        per_chat = Counter(m["chat_id"] for m in sent)
+        self.assertEqual({c: per_chat[c] for c in invoices}, {c: 2 for c in invoices}, "confirmation + invite, once")
+        self.assertEqual(per_chat[asker], 1, "one answer to /subscribe")
+        self.assertEqual(len(telegram.stats()["invite_links"]), n)
+        self.assertEqual(telegram.stats()["throttled"], 0)
+        self.audit(cluster, invoices, bot_consumed=True)
+        self.assertEqual(cluster.queue_state("bot"), {"length": 0, "pending": 0, "delayed": 0, "dead": 0})
+
+
+def _fields(body: bytes) -> dict:
+    from urllib.parse import parse_qsl
+    return dict(parse_qsl(body.decode()))
