@@ -104,6 +104,8 @@ class LedgerContract:
         self.assertIsNone(await self.ledger.get_invoice("nonexistent-label"))
         self.assertEqual([i.label for i in await self.ledger.open_invoices_for(42, T0)], [inv.label])
         self.assertEqual(await self.ledger.open_invoices_for(42, T0 + 4 * DAY), [])
+        self.assertEqual(len(await self.ledger.open_invoices_for(42)), 1)  # not yet swept
+        self.assertEqual(await self.ledger.open_invoices_for(43), [])
 
     async def test_reuse_open_invoice(self):
         first = await self.invoice(reuse_open=True)

@@ -250,8 +250,8 @@ class ILedger(Interface):
     def get_invoice(label):
         """The Invoice or None."""
 
-    def open_invoices_for(chat_id, now):
-        """Open, unexpired invoices of a chat, newest first."""
+    def open_invoices_for(chat_id, now=None):
+        """Open invoices of a chat (with ``now``: only those not yet expired), newest first."""
 
     def apply_payment(fields, source, now, held=None):
         """Record a payment from a notification's raw fields in one transaction, idempotent
@@ -302,8 +302,8 @@ class ILedger(Interface):
     def unmark_expired(chat_id, ends_at):
         """Give an expiry claim back."""
 
-    def mark_blocked(chat_id, now):
-        """The user blocked the bot: stop sending to this chat."""
+    def mark_blocked(chat_id, now=None):
+        """The user blocked the bot: stop sending to this chat.  Fires True the first time."""
 
     def is_blocked(chat_id):
         """Fires with a bool."""

@@ -356,10 +356,14 @@ class SQLLedger:
             return self._invoice(self._one(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE label = ?", (label,)))
         return self._run(q, write=False)
 
-    def open_invoices_for(self, chat_id, now) -> Deferred:
+    def open_invoices_for(self, chat_id, now=None) -> Deferred:
         def q(txn):
-            rows = self._all(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE chat_id = ? AND status = 'open' "
-                                  "AND expires_at > ? ORDER BY created_at DESC", (chat_id, now))
+            query = f"SELECT {_INVOICE_COLS} FROM invoices WHERE chat_id = ? AND status = 'open'"
+            params = [chat_id]
+            if now is not None:
+                query += " AND expires_at > ?"
+                params.append(now)
+            rows = self._all(txn, query + " ORDER BY created_at DESC", params)
             return [self._invoice(r) for r in rows]
         return self._run(q, write=False)
 
@@ -666,7 +670,10 @@ class SQLLedger:
                            (chat_id, ends_at)).rowcount == 1
         return self._run(q)
 
-    def mark_blocked(self, chat_id, now) -> Deferred:
+    def mark_blocked(self, chat_id, now=None) -> Deferred:
+        if now is None:
+            now = self._reactor.seconds()
+
         def q(txn):
             cur = self._x(txn, "INSERT INTO blocked_chats (chat_id, blocked_at) VALUES (?, ?) ON CONFLICT (chat_id) DO NOTHING",
                           (chat_id, now))
