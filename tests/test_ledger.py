@@ -317,6 +317,8 @@ class LedgerContract:
             fields("op1", withdraw="NaN"),
             fields("op1", withdraw="12345678901.00"),
             fields("op1", unaccepted="maybe"),
+            fields("op1", withdraw="100.00", amount="100.01"),  # credited more than paid
+            fields("op1", currency="840"),
             {"operation_id": "op1", "amount": 1.5},  # not text
         ]
         for f in bad:

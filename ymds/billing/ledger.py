@@ -197,6 +197,10 @@ class PaymentFields:
         amount = _parse_amount("amount", raw.get("amount", ""))
         withdraw_raw = raw.get("withdraw_amount", "")
         withdraw = _parse_amount("withdraw_amount", withdraw_raw) if withdraw_raw else amount
+        if withdraw < amount:
+            raise BadPaymentFields(f"amount {amount} exceeds withdraw_amount {withdraw}: the fee cannot be negative")
+        if raw.get("currency", "643") != "643":
+            raise BadPaymentFields(f"currency {raw['currency'][:10]!r} is not 643 (rubles)")
         held = _flag(raw, "unaccepted") or _flag(raw, "codepro")
         return cls(
             operation_id=op,

@@ -96,6 +96,9 @@ class BillingTasks:
         self.queue = queue
         self.clock = clock
         self.wallet_api = wallet_api
+        if config.yoomoney.confirm_with_api and wallet_api is None:
+            log.warn("yoomoney.confirm_with_api is on but no wallet API was given: notifications are credited "
+                     "on their signature alone")
 
     def handlers(self) -> dict:
         return {
