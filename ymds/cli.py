@@ -345,7 +345,10 @@ async def cmd_export(ctx: Context) -> int:
     target = a.output
     if target and target != "-":
         partial = target + ".part"
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as e:
+            raise usage(f"--output: cannot write {partial}: {e.strerror}") from None
         stream = io.open(fd, "w", encoding="utf-8", newline="")
     else:
         partial = None
@@ -705,6 +708,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"ymds: {message} (ymds --help)\n")
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
 def _add_filters(p) -> None:
     p.add_argument("--since", help="from this time: 2026-11-01, an ISO 8601 time (UTC unless it says), or 7d/12h back")
     p.add_argument("--until", help="before this time (same forms)")
@@ -726,21 +739,21 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("payments", help="list payments (newest last)")
     _add_filters(p)
-    p.add_argument("--limit", type=int, default=50, help="show the last N matching payments (default 50)")
+    p.add_argument("--limit", type=positive, default=50, help="show the last N matching payments (default 50)")
     p.add_argument("--all", action="store_true", help="show every matching payment")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     p = sub.add_parser("export", help="export payments as CSV or JSON, streaming page by page")
     p.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv")
     p.add_argument("--output", "-o", help="write to FILE (atomically: FILE.part, then renamed); default stdout")
-    p.add_argument("--progress-every", type=int, default=10000, metavar="N", help="a progress line on stderr every N rows")
+    p.add_argument("--progress-every", type=positive, default=10000, metavar="N", help="a progress line on stderr every N rows")
     _add_filters(p)
 
     p = sub.add_parser("quarantine", help="notifications that failed verification; --resolve ID closes one")
     p.add_argument("--resolve", type=int, metavar="ID", help="mark quarantined notification ID resolved")
     p.add_argument("--note", default="", help="with --resolve: why (kept in the ledger's event log)")
     p.add_argument("--all", action="store_true", help="include resolved ones")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=positive, default=100)
     p.add_argument("--json", action="store_true", help="JSON, including the raw bodies")
 
     p = sub.add_parser("reverify", help="re-check quarantined notifications; credit those that verify now "
@@ -749,7 +762,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("dead-letters", help="jobs that failed every attempt")
     p.add_argument("--queue", choices=QUEUES, help="one queue (default: both)")
-    p.add_argument("--limit", type=int, default=50, help="newest N per queue")
+    p.add_argument("--limit", type=positive, default=50, help="newest N per queue")
     p.add_argument("--json", action="store_true", help="JSON, including the jobs' arguments")
 
     p = sub.add_parser("replay", help="put dead letters back in their queue")
@@ -762,7 +775,7 @@ def build_parser() -> Parser:
                                          "notifications never arrived (needs yoomoney.api_token)")
     p.add_argument("--since", required=True, help="from this time: 2026-11-01, an ISO 8601 time, or 7d back")
     p.add_argument("--until", help="up to this time (default: now)")
-    p.add_argument("--progress-every", type=int, default=100, metavar="N", help="a progress line every N operations")
+    p.add_argument("--progress-every", type=positive, default=100, metavar="N", help="a progress line every N operations")
 
     p = sub.add_parser("link", help="create (or reuse) an invoice and print its signed pay link")
     p.add_argument("--plan", required=True, help="a plan id from [[plans]]")
@@ -828,9 +841,10 @@ async def run_command(reactor, config: Config, args, out=None, err=None) -> int:
     function = COMMANDS[args.command][0]
     try:
         try:
-            return await function(ctx)
-        finally:
+            status = await function(ctx)
             out.flush()
+            return status
+        finally:
             await ctx.close()
     except CommandError as e:
         err.write(f"ymds: {e}\n")
@@ -838,6 +852,22 @@ async def run_command(reactor, config: Config, args, out=None, err=None) -> int:
     except (RedisUnavailable, ConnectionLost) as e:
         err.write(f"ymds: redis unreachable ({describe_redis(config.redis.url)}): {e}\n")
         return EXIT_UNREACHABLE
+    except BrokenPipeError:
+        # the reader went away (ymds export | head): not an error of ours
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as e:
+        if type(e).__name__ in ("OperationalError", "InterfaceError") and type(e).__module__.split(".")[0] in (
+                "sqlite3", "psycopg"):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            err.write(f"ymds: ledger unreachable ({describe_ledger(config.ledger.url)}): {first}\n")
+            return EXIT_UNREACHABLE
+        raise
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _start_logging(verbose: bool) -> None:
