@@ -81,6 +81,22 @@ class LedgerContract:
         again = await self.open()
         self.assertEqual(await again.migrate(), newest)
 
+    async def test_concurrent_migrations_from_empty(self):
+        url = self.make_url()
+        self.addCleanup(self.drop_url, url)
+        first, second = open_ledger(url, reactor), open_ledger(url, reactor)
+        self.addCleanup(first.close)
+        self.addCleanup(second.close)
+        newest = known_migrations(first._d.name)[-1][0]
+        self.assertEqual(await defer.gatherResults([first.migrate(), second.migrate()]), [newest, newest])
+
+        def versions(txn):
+            txn.execute("SELECT version FROM schema_version ORDER BY version")
+            return [r[0] for r in txn.fetchall()]
+        self.assertEqual(await first._pool.runInteraction(versions), list(range(1, newest + 1)))
+        inv = await first.create_invoice("donation", Decimal("5.00"), T0, 60)
+        self.assertEqual((await second.get_invoice(inv.label)).amount, Decimal("5.00"))
+
     async def test_refuses_newer_schema(self):
         def bump(txn):
             txn.execute(self.ledger._d.sql("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"), (999, 0.0))
