@@ -138,7 +138,9 @@ class ConfigurationAndReachability(CLITestCase):
 
     async def test_usage_errors_exit_1(self):
         for args in (["bogus"], ["replay"], ["replay", "1-0", "--all"], ["payments", "--since", "yesterday"],
-                     ["link", "--plan", "nope", "--chat", "5"], ["--set", "novalue", "stats"]):
+                     ["link", "--plan", "nope", "--chat", "5"], ["--set", "novalue", "stats"],
+                     ["check", "--roles", "bot"], ["payments", "--limit", "0"],
+                     ["export", "--output", os.path.join(self.dir, "no", "such", "dir.csv")]):
             out, err, code = await self.ymds(*args)
             self.assertEqual(code, 1, (args, err))
             self.assertTrue(err.startswith("ymds: "), (args, err))
