@@ -318,7 +318,7 @@ class ILedger(Interface):
     def quarantine_list(unresolved_only=True, limit=100, after_id=0):
         """QuarantinedNotification rows with id > after_id, oldest first."""
 
-    def quarantine_resolve(id, how, now):
+    def quarantine_resolve(id, how, now=None):
         """Mark one resolved; fires with True if it was unresolved."""
 
     def stats(now):

@@ -729,7 +729,10 @@ class SQLLedger:
             return [self._quarantined(r) for r in rows]
         return self._run(q, write=False)
 
-    def quarantine_resolve(self, id, how, now) -> Deferred:
+    def quarantine_resolve(self, id, how, now=None) -> Deferred:
+        if now is None:
+            now = self._reactor.seconds()
+
         def q(txn):
             cur = self._x(txn, "UPDATE quarantine SET resolved_at = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL",
                           (now, str(how)[:200], id))
