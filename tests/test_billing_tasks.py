@@ -159,6 +159,8 @@ class InvoiceTaskTests(TasksTestBase):
         self.assertEqual(status["paid_at"], "2026-05-28T20:26:40+00:00")
         self.assertIsNone(await self.tasks.invoice_status({"label": "UnknownLabel1234"}))
         self.assertIsNone(await self.tasks.invoice_status({"label": "../etc/passwd"}))
+        self.assertIsNone(await self.tasks.invoice_status({"label": "x" * 1000}))
+        self.assertIsNone(await self.tasks.invoice_status({"label": 5}))
 
 
 class ApplyPaymentTaskTests(TasksTestBase):

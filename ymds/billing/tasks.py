@@ -189,9 +189,9 @@ class BillingTasks:
         return {**self.invoice_dict(inv), "url": self._link(inv)}
 
     async def invoice_status(self, args: dict) -> dict | None:
-        label = _text(args, "label", 64)
-        if not is_our_label(label):
-            return None
+        label = args.get("label")
+        if not isinstance(label, str) or not is_our_label(label):
+            return None  # not one of ours: no such invoice
         inv = await self.ledger.get_invoice(label)
         return None if inv is None else self.invoice_dict(inv)
 
