@@ -176,6 +176,8 @@ class Node:
         self.cluster = cluster
         self.name = name
         self.roles = roles
+        if port is None and "web" in roles.split(",") and not cluster.public_port_taken:
+            port, cluster.public_port_taken = cluster.public_port, True
         self.port = port or free_port()
         self.sections = sections
         self.config_path = os.path.join(cluster.dir, f"{name}.toml")
@@ -335,6 +337,9 @@ class Cluster:
             self.telegram = FakeTelegram(self.dir, limits=telegram_limits).start()
             testcase.addCleanup(self.telegram.close)
         self.nodes: dict[str, Node] = {}
+        # Every node puts the same public URL in links: that of the first web node.
+        self.public_port = free_port()
+        self.public_port_taken = False
         self._testcase = testcase
         self._queue = None
         self.redis_url_override: str | None = None
@@ -344,7 +349,7 @@ class Cluster:
     def config_document(self, node: Node) -> dict:
         doc = {
             "server": {"endpoint": f"tls:{self.cert_dir}:port={node.port}:interface=127.0.0.1",
-                       "public_url": f"https://localhost:{node.port}", "max_body": 65536},
+                       "public_url": f"https://localhost:{self.public_port}", "max_body": 65536},
             "yoomoney": {"wallet": WALLET, "notification_secret": NOTIFICATION_SECRET, "sandbox": True,
                          "signature": "auto"},
             "links": {"secret": LINK_SECRET, "ttl": "3d"},
@@ -463,3 +468,11 @@ class Cluster:
         sender = NotificationSender("127.0.0.1", node.port, **kw)
         self._testcase.addCleanup(sender.close)
         return sender
+
+
+def record(scenario: str, **counts) -> None:
+    """Append the counts a scenario showed to $YMDS_E2E_REPORT (JSON lines), for RELIABILITY.md."""
+    path = os.environ.get("YMDS_E2E_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"scenario": scenario, "long": LONG, **counts}, default=str) + "\n")
