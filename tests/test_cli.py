@@ -485,6 +485,32 @@ class Links(CLITestCase):
         out2, err, code = await self.ymds("link", "--plan", "month", "--chat", "-1001234", "--json")
         self.assertEqual(json.loads(out2)["label"], label)  # the open invoice is reused
 
+    async def test_link_via_a_running_billing_worker(self):
+        from ymds.billing.service import make_billing_service
+        from ymds.config import load_config
+        from ymds.queue.client import RedisJobQueue
+        out, err, code = await self.ymds("link", "--plan", "month", "--chat", "31337", "--via-queue", "--timeout", "1")
+        self.assertEqual(code, 2, err)  # no billing worker yet
+        self.assertIn("no billing worker answered", err)
+
+        config = load_config(path=self.config_path, env={})
+        queue = RedisJobQueue(reactor, config.redis)
+        queue.startService()
+        self.addCleanup(queue.stopService)
+        ledger = await self.ledger()
+        billing = make_billing_service(reactor, config, queue, ledger)
+        billing.startService()
+        self.addCleanup(billing.stopService)
+        # the configured ledger URL is never opened by the command: give it one that cannot work
+        out, err, code = await self.ymds("--set", "ledger.url=sqlite:///no/such/dir/x.sqlite3",
+                                         "link", "--plan", "month", "--chat", "31337", "--via-queue", "--json")
+        self.assertEqual(code, 0, err)
+        answer = json.loads(out)
+        label = verify_token(LINK_SECRET.encode(), answer["url"].rsplit("/", 1)[1], time.time())
+        self.assertEqual(answer["label"], label)
+        self.assertEqual(answer["amount"], "199.00")
+        self.assertEqual((await ledger.get_invoice(label)).chat_id, 31337)
+
     async def test_link_needs_link_secret(self):
         with open(self.config_path) as f:
             text = f.read().replace(f'secret = "{LINK_SECRET}"', 'secret = "short"')

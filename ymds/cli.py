@@ -585,19 +585,47 @@ async def cmd_link(ctx: Context) -> int:
     if len(ctx.config.links.secret) < 16:
         raise usage(str(ConfigError("links.secret", "is missing or shorter than 16 bytes",
                                     "put a long random string in links.secret_file (e.g. openssl rand -hex 32)")))
+    if a.via_queue:
+        return await _link_via_billing(ctx, plan)
     ledger = await ctx.ledger()
     invoice = await ledger.create_invoice(
         "subscription", plan.price, ctx.now(), ctx.config.links.ttl, plan=plan.id, days=plan.days,
         chat_id=a.chat, description=plan.title, reuse_open=True)
     url = pay_url(ctx.config.server.public_url, ctx.config.links.secret, invoice.label, int(invoice.expires_at))
-    if a.json:
-        ctx.say(dumps({"url": url, "label": invoice.label, "plan": plan.id, "amount": invoice.amount,
-                       "chat_id": a.chat, "expires_at": iso(invoice.expires_at)}))
+    _print_link(ctx, plan, url, invoice.label, invoice.amount, iso(invoice.expires_at))
+    return EXIT_OK
+
+
+async def _link_via_billing(ctx: Context, plan) -> int:
+    """The split layout's web host has no ledger: ask a running billing worker (the same
+    ``create_invoices`` call the bot makes) and pick this plan's invoice."""
+    from ymds.queue.errors import JobTimeout, RemoteJobError
+    a = ctx.args
+    try:
+        answer = await ctx.queue().call("billing", "create_invoices", {"chat_id": a.chat, "user_id": None},
+                                        timeout=a.timeout)
+    except JobTimeout:
+        raise unreachable(f"no billing worker answered within {a.timeout:g}s: is a billing role running "
+                          "(systemctl status ymds / ymds-billing@1)?") from None
+    except RemoteJobError as e:
+        raise CommandError(f"billing refused: {e}", EXIT_ATTENTION) from None
+    for invoice in (answer or {}).get("invoices", []):
+        if invoice.get("plan") == plan.id:
+            _print_link(ctx, plan, invoice["url"], invoice["label"], Decimal(str(invoice["amount"])),
+                        invoice.get("expires_at") or "")
+            return EXIT_OK
+    raise CommandError(f"billing did not return an invoice for plan {plan.id!r}: do both hosts have the same "
+                       "[[plans]]?", EXIT_ATTENTION)
+
+
+def _print_link(ctx: Context, plan, url: str, label: str, amount: Decimal, expires_at: str) -> None:
+    if ctx.args.json:
+        ctx.say(dumps({"url": url, "label": label, "plan": plan.id, "amount": amount, "chat_id": ctx.args.chat,
+                       "expires_at": expires_at}))
     else:
         ctx.say(url)
-        ctx.note(f"invoice {invoice.label}: {plan.title} ({plan.id}), {money(invoice.amount)} RUB, chat {a.chat}, "
-                 f"valid until {iso(invoice.expires_at)}")
-    return EXIT_OK
+        ctx.note(f"invoice {label}: {plan.title} ({plan.id}), {money(amount)} RUB, chat {ctx.args.chat}, "
+                 f"valid until {expires_at}")
 
 
 async def cmd_test_notification(ctx: Context) -> int:
@@ -780,6 +808,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("link", help="create (or reuse) an invoice and print its signed pay link")
     p.add_argument("--plan", required=True, help="a plan id from [[plans]]")
     p.add_argument("--chat", required=True, type=int, help="the Telegram chat id that gets access when paid")
+    p.add_argument("--via-queue", action="store_true",
+                   help="ask a running billing worker through Redis instead of opening the ledger (web hosts)")
+    p.add_argument("--timeout", type=float, default=10.0, help="with --via-queue: seconds to wait for billing")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("test-notification", help="send a signed test notification, like YooMoney's test button")
@@ -886,6 +917,8 @@ def main(argv: list[str] | None = None, env=None) -> None:
         if args.command == "check":
             raise SystemExit(run_check_command(config, args, sys.stdout))
         _, needs_redis, needs_ledger = COMMANDS[args.command]
+        if args.command == "link" and args.via_queue:
+            needs_redis, needs_ledger = True, False
         preflight(config, needs_redis, needs_ledger)
     except CommandError as e:
         sys.stderr.write(f"ymds: {e}\n")
