@@ -623,7 +623,8 @@ class SQLLedger:
         return self._run(q, write=False)
 
     def mark_reminded(self, items, window) -> Deferred:
-        items = [(int(c), float(e)) for c, e in items]
+        # one lock order for every process (no deadlock between two sweeps on PostgreSQL)
+        items = sorted((int(c), float(e)) for c, e in items)
 
         def q(txn):
             claimed = []
@@ -650,7 +651,8 @@ class SQLLedger:
         return self._run(q, write=False)
 
     def mark_expired(self, items, now=None) -> Deferred:
-        items = [(int(c), float(e)) for c, e in items]
+        # one lock order for every process (no deadlock between two sweeps on PostgreSQL)
+        items = sorted((int(c), float(e)) for c, e in items)
         at = self._reactor.seconds() if now is None else now
 
         def q(txn):
