@@ -9,6 +9,7 @@ import tempfile
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.support.postgres import create_database, drop_database
 from tests.test_billing_tasks import RecordingQueue, make_config, note
 from ymds.billing.ledger import open_ledger
 from ymds.billing.tasks import BillingTasks
@@ -31,9 +32,12 @@ class CountingQueue(RecordingQueue):
 
 
 class TimersTestBase(unittest.TestCase):
-    def setUp(self):
+    def make_url(self):
         directory = tempfile.mkdtemp(prefix="ymds-timers-")
-        self.url = "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+
+    def setUp(self):
+        self.url = self.make_url()
         self.ledger = self.open()
         self.clock = task.Clock()
         self.clock.advance(T0)
@@ -180,6 +184,15 @@ class SweepTests(TimersTestBase):
         keys = [k for _, _, _, k in jobs]
         self.assertEqual(len(keys), len(set(keys)))
         self.assertEqual(len(keys), 30 * 4)  # 3-day and 1-day reminders, expired, revoke_access
+
+
+class PostgresSweepTests(SweepTests):
+    """The same sweeps on PostgreSQL (errors, never skips, without a server)."""
+
+    def make_url(self):
+        url = create_database()
+        self.addCleanup(drop_database, url)
+        return url
 
 
 class ServiceTests(TimersTestBase):
