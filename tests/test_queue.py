@@ -561,3 +561,75 @@ class Cleanliness(QueueTestCase):
         age = await q.oldest_pending_age("billing")
         self.assertGreaterEqual(age, 0.0)
         self.assertEqual(q.stats.snapshot()["counters"]["enqueued"], 2)
+
+
+class Recovery(QueueTestCase):
+    @as_deferred
+    async def test_restart_under_same_name_resumes_own_pending(self):
+        """A worker restarted under its fixed consumer name runs the entries it held at once,
+        without waiting for the visibility timeout."""
+        started = []
+
+        async def stuck(args):
+            started.append(args["i"])
+            await defer.Deferred()
+
+        first = Worker(reactor, self.redis, QueueConfig(stop_timeout=0.0), "billing",
+                       TaskRegistry({"job": stuck}), "billing-1", clock=task.Clock(), block=0.2)
+        first.startService()
+        q = self.client()
+        for i in range(3):
+            await q.enqueue("billing", "job", {"i": i})
+        await wait_until(lambda: len(started) == 3)
+        await first.stopService()
+        done = []
+
+        async def job(args):
+            done.append(args["i"])
+
+        self.registry.register("job", job)
+        self.worker(consumer="billing-1", visibility_timeout=3600.0)
+        await wait_until(lambda: len(done) == 3)
+        self.assertEqual(sorted(done), [0, 1, 2])
+
+    @as_deferred
+    async def test_hanging_handler_times_out_and_retries(self):
+        attempts = []
+
+        async def hang_once(args):
+            attempts.append(1)
+            if len(attempts) == 1:
+                await defer.Deferred()  # never fires
+
+        self.registry.register("job", hang_once)
+        q = self.client()
+        w = self.worker()
+        w.job_timeout = 0.2
+        await q.enqueue("billing", "job", {})
+        await wait_until(lambda: w.stats.counters["retried"] == 1)
+        self.clock.advance(1.0)  # retry_base 1 s, jitter off
+        await wait_until(lambda: len(attempts) == 2 and w.in_flight == 0)
+        self.assertEqual(w.stats.counters["acked"], 1)
+
+    def test_interfaces(self):
+        from zope.interface.verify import verifyObject
+        from ymds.queue.interfaces import IJobQueue, IQueueStats, ITaskRegistry
+        q = RedisJobQueue(reactor, self.redis)
+        self.assertTrue(verifyObject(IJobQueue, q))
+        self.assertTrue(verifyObject(ITaskRegistry, self.registry))
+        self.assertTrue(verifyObject(IQueueStats, q.stats))
+
+    def test_oversized_job_refused(self):
+        q = RedisJobQueue(reactor, self.redis, max_job_bytes=1000)
+        self.failureResultOf(q.enqueue("billing", "t", {"body": "x" * 2000}), ValueError)
+
+    def test_registry(self):
+        async def h(args):
+            return None
+
+        r = TaskRegistry({"a": h})
+        self.assertIs(r.lookup("a"), h)
+        self.assertIsNone(r.lookup("b"))
+        self.assertRaises(ValueError, r.register, "a", h)
+        self.assertRaises(ValueError, r.register, "", h)
+        self.assertRaises(TypeError, r.register, "c", 5)

@@ -50,7 +50,7 @@ class RedisJobQueue(Service):
     def __init__(self, reactor, redis_config, *, clock=None, stats: QueueStats | None = None,
                  pool_size: int = 1, command_timeout: float = 5.0, enqueue_timeout: float = 30.0,
                  key_ttl: int = 7 * 86400, reply_ttl: float = 60.0, max_batch: int = 500,
-                 reply_block: float = 1.0):
+                 reply_block: float = 1.0, max_job_bytes: int = 1_000_000):
         self.reactor = reactor
         self.clock = clock or reactor
         self.address = parse_redis_url(redis_config.url)
@@ -62,6 +62,7 @@ class RedisJobQueue(Service):
         self.reply_ttl = reply_ttl
         self.max_batch = max_batch
         self.reply_block = reply_block
+        self.max_job_bytes = max_job_bytes
         self._pool_size = pool_size
         self._pool: RedisPool | None = None
         self._reply_conn: RedisConnection | None = None
@@ -120,6 +121,12 @@ class RedisJobQueue(Service):
 
     # --- enqueue ------------------------------------------------------------------------
 
+    def _encode(self, job: dict) -> str:
+        text = codec.dumps(job)
+        if len(text) > self.max_job_bytes:
+            raise ValueError(f"job {job['t']} is {len(text)} bytes, above the {self.max_job_bytes} byte limit")
+        return text
+
     def _new_id(self) -> str:
         return f"{self._token}.{next(self._ids):x}"
 
@@ -130,7 +137,7 @@ class RedisJobQueue(Service):
             keys = self.keys(queue)
             check_name("task", task)
             job_id = self._new_id()
-            text = codec.dumps({"i": job_id, "t": task, "a": args})
+            text = self._encode({"i": job_id, "t": task, "a": args})
             rkey = ""
             if key is not None:
                 if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
@@ -220,8 +227,8 @@ class RedisJobQueue(Service):
             check_name("task", task)
             corr = self._new_id()
             deadline_ms = int((self.clock.seconds() + timeout) * 1000)
-            text = codec.dumps({"i": corr, "t": task, "a": args, "r": self.reply_key, "c": corr,
-                                "d": deadline_ms})
+            text = self._encode({"i": corr, "t": task, "a": args, "r": self.reply_key, "c": corr,
+                                 "d": deadline_ms})
         except Exception:
             return defer.fail()
         if self._closed:

@@ -45,7 +45,8 @@ def equal_jitter(delay: float) -> float:
 
 
 class _Job:
-    __slots__ = ("entry_id", "job_id", "task", "args", "attempt", "reply", "corr", "text", "started")
+    __slots__ = ("entry_id", "job_id", "task", "args", "attempt", "reply", "corr", "text", "started",
+                 "deferred")
 
     def __init__(self, entry_id, job_id, task, args, attempt, reply, corr, text, started):
         self.entry_id = entry_id
@@ -57,6 +58,7 @@ class _Job:
         self.corr = corr
         self.text = text
         self.started = started
+        self.deferred = None
 
 
 class Worker(Service):
@@ -68,7 +70,7 @@ class Worker(Service):
                  jitter: Callable[[float], float] = equal_jitter,
                  command_timeout: float = 5.0, block: float = 1.0, promote_interval: float = 1.0,
                  reclaim_interval: float | None = None, lease_interval: float | None = None,
-                 reply_ttl: float = 60.0, pool_size: int = 1):
+                 reply_ttl: float = 60.0, pool_size: int = 1, job_timeout: float | None = 300.0):
         self.reactor = reactor
         self.clock = clock or reactor
         self.address = parse_redis_url(redis_config.url)
@@ -88,6 +90,7 @@ class Worker(Service):
         self.reclaim_interval = reclaim_interval or max(0.05, vt / 2)
         self.lease_interval = lease_interval or max(0.05, vt / 3)
         self.reply_ttl_ms = int(reply_ttl * 1000)
+        self.job_timeout = job_timeout
         self._pool_size = pool_size
         self._pool: RedisPool | None = None
         self._reader_conn: RedisConnection | None = None
@@ -105,6 +108,7 @@ class Worker(Service):
         self._lease_call = None
         self._reading = False
         self._closed = False
+        self._dispatching = False
 
     # --- service ------------------------------------------------------------------------
 
@@ -158,6 +162,10 @@ class Worker(Service):
                 log.warn("worker {queue}: could not leave the consumer group: {error}", queue=self.queue, error=str(e))
         self._closed = True
         await defer.DeferredList([self._reader_conn.close(), self._pool.close()], consumeErrors=True)
+        # handlers still running cannot be acknowledged any more: stop them
+        for rec in list(self._inflight.values()):
+            if rec.deferred is not None and not rec.deferred.called:
+                rec.deferred.cancel()
         log.info("worker {queue} stopped", queue=self.queue)
 
     async def _bounded(self, d: defer.Deferred, deadline: float) -> None:
@@ -222,6 +230,9 @@ class Worker(Service):
                     continue
                 if not is_transient(e):
                     log.error("worker {queue} read failed: {error}", queue=self.queue, error=str(e))
+                # entries Redis delivered to us on the lost connection are pending under our
+                # name: read our history again instead of waiting for the visibility timeout
+                history = "0"
                 await self._sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
@@ -232,8 +243,15 @@ class Worker(Service):
                     history = None
                     continue
                 history = entries[-1][0]
-            for entry_id, fields in entries:
-                self._dispatch(entry_id, fields)
+            self._dispatching = True
+            try:
+                for entry_id, fields in entries:
+                    self._dispatch(entry_id, fields)
+            finally:
+                self._dispatching = False
+            # handlers that finished at once are acknowledged now, in one script call
+            if self._acks and not self._ack_sending:
+                self._flush_acks()
 
     def _wait_for_slot(self) -> defer.Deferred:
         self._slot_waiter = defer.Deferred()
@@ -296,9 +314,17 @@ class Worker(Service):
                 d = defer.succeed(outcome)
         except Exception:
             d = defer.fail()
+        if not d.called and self.job_timeout:
+            # a handler that hangs would hold its slot and lease for ever: cancel it, retry later
+            d.addTimeout(self.job_timeout, self.reactor)
+        if not d.called:
+            rec.deferred = d
         d.addCallbacks(self._succeeded, self._failed, callbackArgs=(rec,), errbackArgs=(rec,))
 
     def _succeeded(self, result, rec: _Job) -> None:
+        if self._closed:
+            self._release(rec.entry_id)  # finished after stop: stays pending for reclaim
+            return None
         self.stats.observe(rec.task, self.reactor.seconds() - rec.started)
         body = ""
         if rec.reply:
@@ -307,12 +333,16 @@ class Worker(Service):
             except Exception as e:
                 return self._failed(Failure(TypeError(f"result is not JSON-encodable: {e}")), rec)
         self._acks.append((rec.entry_id, rec.reply, body))
-        if not self._ack_scheduled and not self._ack_sending:
+        if not self._ack_scheduled and not self._ack_sending and not self._dispatching:
             self._ack_scheduled = True
             self.reactor.callLater(0, self._flush_acks)
         return None
 
     def _failed(self, failure: Failure, rec: _Job) -> None:
+        if self._closed:
+            # cancelled by stop (or finished after it): the entry stays pending for reclaim
+            self._release(rec.entry_id)
+            return None
         self.stats.observe(rec.task, self.reactor.seconds() - rec.started)
         self.stats.incr(self.queue, "failed")
         error_type = failure.type.__name__ if failure.type else "Error"
