@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import time
 from decimal import Decimal
+from types import SimpleNamespace
 
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
@@ -566,9 +567,11 @@ class TestNotification(CLITestCase):
 class Reconcile(CLITestCase):
     """Payments whose notifications never arrived, found in the sandbox's operation history."""
 
-    async def test_reconcile_applies_missing_payments(self):
+    def start_sandbox(self):
+        """The sandbox wallet's API on loopback; its notifications go nowhere (all three fail)."""
         from ymds.config import load_config
-        from ymds.sandbox.resource import QuickpayForm, SandboxResource
+        from ymds.sandbox.resource import SandboxResource
+        from twisted.web.resource import Resource
         from twisted.web.server import Site
         api_port = free_port()
         with open(self.config_path) as f:
@@ -577,14 +580,39 @@ class Reconcile(CLITestCase):
         with open(self.config_path, "w") as f:
             f.write(text)
         config = load_config(path=self.config_path, env={})
-        # notifications go nowhere: all three deliveries would fail
         sandbox = SandboxResource(reactor, config, notify_url=f"http://127.0.0.1:{free_port()}/yoomoney/notify")
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(sandbox.stop()))
-        root = __import__("twisted.web.resource", fromlist=["Resource"]).Resource()
+        root = Resource()
         root.putChild(b"sandbox", sandbox)
         port = reactor.listenTCP(api_port, Site(root), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
+        return sandbox.sandbox
 
+    async def test_reverify_credits_what_the_api_confirms(self):
+        """A real payment whose signature we could not verify (the scheme changed under us):
+        operation-details confirms it, so reverify credits it; a forgery stays."""
+        from ymds.sandbox.resource import QuickpayForm
+        from ymds.yoomoney.notification import encode_form
+        sandbox = self.start_sandbox()
+        ledger = await self.ledger()
+        invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
+                                              days=30, chat_id=555)
+        operation, _ = await sandbox.pay(QuickpayForm(WALLET, "AC", Decimal("199.00"), invoice.label, ""))
+        genuine = dict(operation.fields, sign="0" * 64, sha1_hash="0" * 40)  # as if signed some new way
+        forged = dict(genuine, operation_id="999999999999", sign="1" * 64)
+        for fields in (genuine, forged):
+            await ledger.quarantine_add(encode_form(fields).decode(), "signature: mismatch", "203.0.113.9", time.time())
+        out, err, code = await self.ymds("reverify", "--json")
+        self.assertEqual(code, 3, out + err)  # the forgery stays
+        counts = json.loads(out)
+        self.assertEqual((counts["api_confirmed"], counts["still_quarantined"]), (1, 1))
+        self.assertEqual((await ledger.get_invoice(invoice.label)).status, "paid")
+        left = await ledger.quarantine_list()
+        self.assertEqual([q.body for q in left], [encode_form(forged).decode()])
+
+    async def test_reconcile_applies_missing_payments(self):
+        from ymds.sandbox.resource import QuickpayForm
+        sandbox = SimpleNamespace(sandbox=self.start_sandbox())
         ledger = await self.ledger()
         invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
                                               days=30, chat_id=777)
