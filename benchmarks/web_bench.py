@@ -82,6 +82,12 @@ def serve_ymds(config_path, log_path):
     queue.startService()
     site = make_site(reactor, config, queue, Registry(), {})
     serverFromString(reactor, config.server.endpoint).listen(site)
+    profile_path = os.environ.get("YMDS_BENCH_PROFILE")
+    if profile_path:  # for looking into the server: cProfile stats written at exit
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: (profiler.disable(), profiler.dump_stats(profile_path)))
     reactor.run()
 
 
@@ -348,24 +354,27 @@ def run(args):
         stop(web)
 
         # ---- peers ----
-        for workers in args.peers:
+        for workers, tls in [(w, True) for w in args.peers] + [(w, False) for w in (args.peers if args.peer_plain else [])]:
             redis_cli(redis_port, "FLUSHALL")
             peer_port = free_port()
             label = pay_path.split("/")[-1].split(".")[0]
             redis_cli(redis_port, "HSET", f"peer:invoice:{label}", "amount", "100.00", "status", "open")
+            scheme = "https" if tls else "http"
             env = {"PEER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "PEER_SECRET": SECRET,
-                   "PEER_LINK_SECRET": LINK_SECRET, "PEER_PUBLIC_URL": f"https://127.0.0.1:{peer_port}",
+                   "PEER_LINK_SECRET": LINK_SECRET, "PEER_PUBLIC_URL": f"{scheme}://127.0.0.1:{peer_port}",
                    "PYTHONPATH": HERE}
             gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
-            peer = spawn([gunicorn, "-w", str(workers), "-k", "sync", "--certfile", cert_path, "--keyfile", key_path,
+            tls_args = ["--certfile", cert_path, "--keyfile", key_path] if tls else []
+            peer = spawn([gunicorn, "-w", str(workers), "-k", "sync", *tls_args,
                           "-b", f"127.0.0.1:{peer_port}", "--log-level", "warning", "--backlog", "2048",
-                          "peers.flask_app:app"], env=env, log=os.path.join(work, f"gunicorn-{workers}.log"))
+                          "peers.flask_app:app"], env=env, log=os.path.join(work, f"gunicorn-{workers}-{scheme}.log"))
             wait_port(peer_port)
             time.sleep(1.0)
-            status, _, page = https(peer_port, "GET", pay_path)
-            assert status == 200, status
-            pbase = f"https://127.0.0.1:{peer_port}"
-            pr = results["peers"][f"flask_gunicorn_sync_{workers}"] = {"workers": workers}
+            if tls:
+                status, _, page = https(peer_port, "GET", pay_path)
+                assert status == 200, status
+            pbase = f"{scheme}://127.0.0.1:{peer_port}"
+            pr = results["peers"][f"flask_gunicorn_sync_{workers}_{scheme}"] = {"workers": workers, "tls": tls}
             pr["page_max"] = wrk(pbase + pay_path, args.duration, args.connections, lua, "GET")
             pr["page_500"] = wrk(pbase + pay_path, args.duration, 16, lua, "GET", rate=500)
             for run_name, rate in (("notify_max", None), ("notify_500", 500)):
@@ -377,7 +386,7 @@ def run(args):
                 res["accepted"] = redis_cli(redis_port, "LLEN", "rq:queue:billing") - before
                 res["accepted_per_s"] = round(res["accepted"] / res["seconds"], 1) if res["seconds"] else 0
                 pr[run_name] = res
-            print(f"peer {workers}w", pr["page_max"]["rps"], pr["notify_max"]["accepted_per_s"],
+            print(f"peer {workers}w {scheme}", pr["page_max"]["rps"], pr["notify_max"]["accepted_per_s"],
                   pr["page_500"]["p99_ms"], pr["notify_500"]["p99_ms"], flush=True)
             stop(peer)
         results["load_after"] = load_average()
@@ -406,8 +415,9 @@ def summary(results) -> str:
     best_page = best_notify = 0.0
     for name, p in results["peers"].items():
         w = p["workers"]
+        kind = "TLS in gunicorn" if p["tls"] else "plain HTTP, TLS not counted"
         lines.append(
-            f"| Flask + gunicorn sync (TLS, no keep-alive) | {w} | {p['page_max']['rps']:.0f} | {p['notify_max']['accepted_per_s']:.0f} | "
+            f"| Flask + gunicorn sync, RQ ({kind}; no keep-alive) | {w} | {p['page_max']['rps']:.0f} | {p['notify_max']['accepted_per_s']:.0f} | "
             f"{p['page_500']['p50_ms']} / {p['page_500']['p99_ms']} ({p['page_500']['rps']:.0f}/s) | "
             f"{p['notify_500']['p50_ms']} / {p['notify_500']['p99_ms']} ({p['notify_500']['rps']:.0f}/s) |")
         best_page = max(best_page, p["page_max"]["rps"] / w)
@@ -430,6 +440,8 @@ def main():
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--peers", default="1,4", help="gunicorn worker counts, e.g. 1,4 ('' for none)")
+    parser.add_argument("--peer-plain", action="store_true",
+                        help="also run the peers over plain HTTP (as behind a TLS-terminating proxy, whose cost is then not counted)")
     parser.add_argument("--max-rate", type=int, default=6000, help="expected ceiling, sizes the unique bodies")
     parser.add_argument("--json", help="write all results (with wrk output) here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")

@@ -19,7 +19,7 @@ import time
 
 import redis
 import segno
-from flask import Flask, Response, abort, render_template_string, request
+from flask import Flask, Response, abort, request
 from markupsafe import Markup
 from rq import Queue
 
@@ -40,6 +40,9 @@ PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Paym
 <input type="hidden" name="label" value="{{ label }}"><input type="hidden" name="successURL" value="{{ success }}">
 <button type="submit">Pay {{ pt }}</button></form>{% endfor %}
 <figure>{{ qr }}</figure></main></body></html>"""
+
+
+TEMPLATE = app.jinja_env.from_string(PAGE)  # compiled once, as render_template would cache it
 
 
 @functools.lru_cache(maxsize=1024)
@@ -80,6 +83,6 @@ def pay(token):
     invoice = _redis.hgetall(f"peer:invoice:{label}")
     if not invoice:
         abort(404)
-    return render_template_string(
-        PAGE, amount=invoice[b"amount"].decode(), status=invoice[b"status"].decode(), wallet="410011234567890",
+    return TEMPLATE.render(
+        amount=invoice[b"amount"].decode(), status=invoice[b"status"].decode(), wallet="410011234567890",
         label=label, success=f"{PUBLIC_URL}/thanks?t={token}", qr=qr(f"{PUBLIC_URL}/pay/{token}"))

@@ -24,6 +24,8 @@ quarantine is bounded per address and overall, so forged bodies cannot fill the 
 
 from __future__ import annotations
 
+import re
+
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -36,6 +38,7 @@ from ymds.yoomoney.signature import verify
 log = Logger()
 
 QUARANTINE_MAX_BYTES = 8192
+_UNSAFE_LOG_CHARS = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII without spaces
 FORM_TYPE = b"application/x-www-form-urlencoded"
 
 
@@ -80,8 +83,7 @@ class NotifyResource(Resource):
     def _decide(self, request, result: str, status: int, body: bytes = b"", headers=None, **fields) -> None:
         self._decisions.inc(result=result)
         # Values may come from a hostile body: cut them and keep them on one line.
-        fields = {k: "".join(c if c.isprintable() and not c.isspace() else "?" for c in str(v)[:80])
-                  for k, v in fields.items() if v not in (None, "")}
+        fields = {k: _UNSAFE_LOG_CHARS.sub("?", str(v)[:80]) for k, v in fields.items() if v not in (None, "")}
         detail = " ".join(f"{k}={v}" for k, v in fields.items())
         log.info("notification {result} {status} {detail}", result=result, status=status, detail=detail, **fields)
         send(request, status, body or (b"OK\n" if status == 200 else b"%d\n" % status), TEXT_TYPE, headers=headers)

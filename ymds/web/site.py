@@ -175,7 +175,10 @@ def make_site(reactor, config, queue, metrics, health_checks, sandbox=None, cloc
     root = make_web_root(reactor, config, queue, metrics, health_checks, sandbox=sandbox, clock=clock, **root_options)
     request_class = type("ServerRequest", (LimitedRequest,),
                          {"max_body": config.server.max_body, "request_deadline": request_deadline})
-    site = site_class(root, requestFactory=request_class, timeout=timeout, reactor=reactor)
+    # Twisted parses every form POST body into request.args; only the sandbox reads them
+    # (our resources read the body once themselves), so skip that work without it.
+    site = site_class(root, requestFactory=request_class, timeout=timeout, reactor=reactor,
+                      parsePOSTFormSubmission=sandbox is not None)
     site.displayTracebacks = False
     site.log = lambda request: None  # no access log: URLs carry pay tokens
     return site
