@@ -498,12 +498,17 @@ async def cmd_dead_letters(ctx: Context) -> int:
 
 
 async def cmd_replay(ctx: Context) -> int:
+    from ymds.queue.keys import QueueKeys
     a = ctx.args
     admin = await _queue_admin(ctx)
     try:
         queues = [a.queue] if a.queue else list(QUEUES)
         total = 0
         for q in queues:
+            if a.all:
+                waiting = int(await admin.pool.execute("XLEN", QueueKeys(admin.prefix, q).dead))
+                if waiting:
+                    ctx.note(f"replay: {q}: {waiting} dead letter{'s' if waiting != 1 else ''} to put back")
             try:
                 n = await admin.replay(q, None if a.all else a.id)
             except ValueError as e:
