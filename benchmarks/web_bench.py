@@ -5,10 +5,11 @@
 
 What runs (all on loopback, a fresh redis-server with appendonly yes / appendfsync everysec):
 
-- ymds: ONE web process (``serve-ymds``: the same make_site/RedisJobQueue that ``twistd ymds
-  --roles web`` mounts, epoll reactor, text log to a file) behind an ``ssl:`` endpoint with
-  an ECDSA P-256 certificate, and one billing process (``serve-billing``: the real billing
-  service and SQLite ledger) that answers the pay page's ``invoice_status`` queue calls.
+- ymds: ONE ``twistd -n --logfile web.log ymds --config ymds.toml --roles web`` process
+  (epoll reactor) behind an ``ssl:`` endpoint with an ECDSA P-256 certificate, and one
+  ``twistd ymds --roles billing`` process (the real billing service, SQLite ledger) that
+  answers the pay page's ``invoice_status`` queue calls.  ``--standalone`` runs the same
+  make_site/RedisJobQueue from this script instead (``serve-ymds``/``serve-billing``).
 - peers: Flask under gunicorn (sync workers, 1 and 4) with the same TLS certificate,
   the same sha1_hash check and an RQ enqueue (benchmarks/peers/flask_app.py).
 
@@ -231,6 +232,15 @@ end
 """
 
 
+def to_toml(doc) -> str:
+    lines = []
+    for section, values in doc.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def parse_wrk(text):
     def seconds(value, unit):
         return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
@@ -319,9 +329,19 @@ def run(args):
         config_path = os.path.join(work, "config.json")
         with open(config_path, "w") as f:
             json.dump(doc, f)
-        me = [sys.executable, os.path.abspath(__file__)]
-        billing = spawn(me + ["serve-billing", config_path, os.path.join(work, "billing.log")])
-        web = spawn(me + ["serve-ymds", config_path, os.path.join(work, "web.log")])
+        if args.standalone:
+            me = [sys.executable, os.path.abspath(__file__)]
+            billing = spawn(me + ["serve-billing", config_path, os.path.join(work, "billing.log")])
+            web = spawn(me + ["serve-ymds", config_path, os.path.join(work, "web.log")])
+        else:
+            toml_path = os.path.join(work, "ymds.toml")
+            with open(toml_path, "w") as f:
+                f.write(to_toml(doc))
+            twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+            billing = spawn([twistd, "-n", "--logfile", os.path.join(work, "billing.log"), "--pidfile", os.path.join(work, "billing.pid"),
+                             "ymds", "--config", toml_path, "--roles", "billing"])
+            web = spawn([twistd, "-n", "--logfile", os.path.join(work, "web.log"), "--pidfile", os.path.join(work, "web.pid"),
+                         "ymds", "--config", toml_path, "--roles", "web"])
         wait_port(port)
         time.sleep(1.0)
         status, headers, _ = https(port, "POST", "/donate", b"amount=100&lang=en",
@@ -440,6 +460,8 @@ def main():
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--peers", default="1,4", help="gunicorn worker counts, e.g. 1,4 ('' for none)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="run the web role from this script (make_site + RedisJobQueue) instead of twistd ymds --roles web")
     parser.add_argument("--peer-plain", action="store_true",
                         help="also run the peers over plain HTTP (as behind a TLS-terminating proxy, whose cost is then not counted)")
     parser.add_argument("--max-rate", type=int, default=6000, help="expected ceiling, sizes the unique bodies")
