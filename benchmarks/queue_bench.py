@@ -122,7 +122,14 @@ def ymds_worker(url: str, concurrency: int, batch: int) -> None:
     reactor.run()
 
 
-def ymds_client(url: str, jobs: int, seq: int, par: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ymds_client(url: str, jobs: int, seq: int, par: int, watch: dict[str, int]) -> None:
     from twisted.internet import defer, task
     from ymds.config import RedisConfig
     from ymds.queue.client import RedisJobQueue
@@ -132,8 +139,17 @@ def ymds_client(url: str, jobs: int, seq: int, par: int) -> None:
         q.startService()
         await q.call(QUEUE, "noop", {}, timeout=30)  # warm up: connections, scripts, group
         stream = f"bench:q:{QUEUE}"
-        out = {}
+        out = {"cpu_us": {}}
+        watch["client"] = os.getpid()
 
+        def cpu_mark():
+            return {name: cpu_seconds(pid) for name, pid in watch.items()}
+
+        def cpu_per_op(name, before, ops):
+            after = cpu_mark()
+            out["cpu_us"][name] = {k: round((after[k] - before[k]) * 1e6 / ops, 1) for k in after}
+
+        mark = cpu_mark()
         t0 = time.perf_counter()
         await defer.gatherResults([q.enqueue(QUEUE, "noop", {"i": i}) for i in range(jobs)])
         t_enq = time.perf_counter()
@@ -142,19 +158,24 @@ def ymds_client(url: str, jobs: int, seq: int, par: int) -> None:
         t1 = time.perf_counter()
         out["e2e"] = jobs / (t1 - t0)
         out["enqueue"] = jobs / (t_enq - t0)
+        cpu_per_op("e2e", mark, jobs)
 
+        mark = cpu_mark()
         t0 = time.perf_counter()
         for i in range(seq):
             await q.call(QUEUE, "noop", {"i": i}, timeout=30)
         out["seq"] = seq / (time.perf_counter() - t0)
+        cpu_per_op("seq", mark, seq)
 
         async def caller(n):
             for i in range(n):
                 await q.call(QUEUE, "noop", {"i": i}, timeout=30)
 
+        mark = cpu_mark()
         t0 = time.perf_counter()
         await defer.gatherResults([defer.Deferred.fromCoroutine(caller(par // 100)) for _ in range(100)])
         out["par"] = (par // 100 * 100) / (time.perf_counter() - t0)
+        cpu_per_op("par", mark, par // 100 * 100)
         await q.stopService()
         print(json.dumps(out))
 
@@ -164,7 +185,8 @@ def ymds_client(url: str, jobs: int, seq: int, par: int) -> None:
 def run_ymds(redis: Redis, jobs, seq, par, concurrency, batch) -> dict:
     worker = spawn("ymds-worker", redis.url, "--concurrency", str(concurrency), "--batch", str(batch))
     try:
-        client = spawn("ymds-client", redis.url, "--jobs", str(jobs), "--seq", str(seq), "--par", str(par))
+        client = spawn("ymds-client", redis.url, "--jobs", str(jobs), "--seq", str(seq), "--par", str(par),
+                       "--watch", f"worker={worker.pid},redis={redis.proc.pid}")
         out, _ = client.communicate(timeout=600)
         return json.loads(out.decode().strip().splitlines()[-1])
     finally:
@@ -347,13 +369,15 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--fsync", default="everysec", choices=["no", "everysec", "always"])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--watch", help=argparse.SUPPRESS)
     p.add_argument("--only", help="comma list: ymds,rq-simple,rq-fork,arq-default,arq-tuned")
     a = p.parse_args()
 
     if a.role == "ymds-worker":
         return ymds_worker(a.url, a.concurrency, a.batch)
     if a.role == "ymds-client":
-        return ymds_client(a.url, a.jobs, a.seq, a.par)
+        watch = dict(item.split("=") for item in a.watch.split(",")) if a.watch else {}
+        return ymds_client(a.url, a.jobs, a.seq, a.par, {k: int(v) for k, v in watch.items()})
     if a.role == "rq-worker":
         return rq_worker(a.url, a.kind)
     if a.role == "arq-worker":
@@ -398,6 +422,13 @@ def main() -> None:
             if name != "ymds":
                 print(f"| {name} | {base['e2e'] / r['e2e']:.1f}x | {base['seq'] / r['seq']:.1f}x | "
                       f"{base['par'] / r['par']:.1f}x |")
+    if base and "cpu_us" in base:
+        print("\nymds CPU time per job or call (microseconds; client, worker and redis-server processes):\n")
+        print("| measurement | client | worker | redis-server |")
+        print("|---|---:|---:|---:|")
+        for phase, label in (("e2e", "end-to-end"), ("seq", "sequential RPC"), ("par", "RPC, 100 in flight")):
+            c = base["cpu_us"].get(phase, {})
+            print(f"| {label} | {c.get('client', 0):.0f} | {c.get('worker', 0):.0f} | {c.get('redis', 0):.0f} |")
     print("\n" + json.dumps(results))
 
 

@@ -163,6 +163,45 @@ def make_endpoint(reactor, address: RedisAddress, connect_timeout: float = 5.0):
     return endpoint
 
 
+class _DirectWriter:
+    """A TCP/UNIX transport whose ``write`` sends at once when nothing is buffered.
+
+    Twisted buffers every write until the next reactor iteration (two epoll_ctl calls and
+    one more epoll_wait per command); a queue that waits on Redis at every step pays that
+    on every job.  When the transport's buffers are empty, sending straight to the socket
+    keeps the byte order and skips the detour; anything unsent goes through ``write``.
+    """
+
+    def __init__(self, transport):
+        self._transport = transport
+        self._socket = transport.getHandle()
+
+    @classmethod
+    def wrap(cls, transport):
+        from twisted.internet import tcp, unix
+        if type(transport) in (tcp.Client, unix.Client) and hasattr(transport, "_tempDataBuffer") \
+                and hasattr(transport, "dataBuffer") and hasattr(transport, "offset"):
+            return cls(transport)
+        return transport  # TLS or anything else: the ordinary path
+
+    def write(self, data: bytes) -> None:
+        t = self._transport
+        if t.connected and not t.disconnecting and not t._tempDataBuffer and t.offset == len(t.dataBuffer):
+            try:
+                sent = self._socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # let the transport find and report the error
+            if sent == len(data):
+                return
+            data = data[sent:]
+        t.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
 class _Protocol(txredisapi.RedisProtocol):
     """txredisapi's protocol with a leaner command encoder (it runs for every command)."""
 
@@ -182,6 +221,7 @@ class _Protocol(txredisapi.RedisProtocol):
         return b"".join(out)
 
     def connectionMade(self):
+        self.transport = _DirectWriter.wrap(self.transport)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             try:
