@@ -11,13 +11,12 @@ CI runs short versions; ``YMDS_LONG=1`` runs the full ones (docs/RELIABILITY.md)
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 
 from twisted.internet import reactor, task, threads
 from twisted.trial import unittest
 
-from tests.e2e.harness import LONG, NOTIFICATION_SECRET, PRICE, Cluster, as_deferred, wait_until
+from tests.e2e.harness import LONG, NOTIFICATION_SECRET, Cluster, as_deferred, record, wait_until
 from tests.support.notify_sender import encode, notification_fields
 
 BURST = 1000
@@ -107,9 +106,12 @@ class FaultTests(unittest.TestCase):
         sender = await self.burst(cluster, web, list(bodies.values()), kill_one)
         await self.settle(cluster, BURST)
         self.assertEqual(sender.answers[200], BURST)
-        self.audit(cluster, invoices)
         self.assertGreater(billing2.count("payment applied"), 0)
         self.assertGreater(billing3.count("payment applied"), 0)
+        record("billing worker killed -9 mid-burst", notifications=BURST, answers=dict(sender.answers),
+               applied_by_killed=billing2.count("payment applied"), applied_by_survivor=billing3.count("payment applied"),
+               duplicates_seen=billing3.count(" duplicate source="), reclaim_lines=billing3.count("reclaimed"),
+               **self.audit(cluster, invoices))
 
     @as_deferred
     async def test_redis_killed_and_restarted_mid_burst(self):
@@ -130,8 +132,9 @@ class FaultTests(unittest.TestCase):
         await self.settle(cluster, BURST, timeout=180)
         self.assertEqual(sender.answers[200], BURST)
         self.assertGreater(sender.answers[503] + sender.answers["error"], 20)
-        self.audit(cluster, invoices)
         self.assertTrue(web.alive() and all(b.alive() for b in billing))
+        record("Redis killed and restarted mid-burst", notifications=BURST, answers=dict(sender.answers),
+               **self.audit(cluster, invoices))
 
     @as_deferred
     async def test_postgres_stopped_mid_burst(self):
@@ -156,9 +159,10 @@ class FaultTests(unittest.TestCase):
         self.assertEqual(sender.answers[200], BURST)
         # The web role does not need the ledger: notifications kept being accepted.
         self.assertGreater(accepted_during[0], 0)
-        self.audit(cluster, invoices)
         self.assertTrue(all(b.alive() for b in billing))
-        self.outage_counts = {"accepted_during_outage": accepted_during[0]}
+        record("PostgreSQL stopped mid-burst", notifications=BURST, outage_seconds=outage,
+               accepted_during_outage=accepted_during[0], answers=dict(sender.answers),
+               failed_attempts=sum(b.count("attempt") for b in billing), **self.audit(cluster, invoices))
 
     @as_deferred
     async def test_web_killed_after_enqueue_before_answering(self):
@@ -194,10 +198,12 @@ class FaultTests(unittest.TestCase):
 
         await threads.deferToThread(sender.deliver, body3)
         await self.settle(cluster, 3)
-        self.audit(cluster, invoices)
         self.assertEqual(sender.answers[200], 3)
         self.assertEqual(web.count("notification duplicate"), 1)   # chat1's retry, stopped at the enqueue key
         self.assertEqual(billing.count("outcome=duplicate") + billing.count(" duplicate source="), 1)  # chat2's
+        record("web killed after enqueue, before answering", answers=dict(sender.answers),
+               stopped_at_enqueue_key=web.count("notification duplicate"),
+               stopped_by_ledger=billing.count(" duplicate source="), **self.audit(cluster, invoices))
 
     @as_deferred
     async def test_every_notification_twice_out_of_order(self):
@@ -211,9 +217,10 @@ class FaultTests(unittest.TestCase):
         await self.settle(cluster, n)
         self.assertEqual(sender.answers[200], 2 * n)
         self.assertEqual(set(sender.delivered.values()), {2})
-        self.audit(cluster, invoices)
         self.assertEqual(web.count("notification ok 200"), n)
         self.assertEqual(web.count("notification duplicate 200"), n)
+        record("every notification twice, out of order", notifications=n, deliveries=2 * n,
+               answers=dict(sender.answers), **self.audit(cluster, invoices))
 
     @as_deferred
     async def test_telegram_429_and_500_window(self):
@@ -248,8 +255,9 @@ class FaultTests(unittest.TestCase):
         self.assertEqual(per_chat[asker], 1, "one answer to /subscribe")
         self.assertEqual(len(telegram.stats()["invite_links"]), n)
         self.assertEqual(telegram.stats()["throttled"], 0)
-        self.audit(cluster, invoices, bot_consumed=True)
         self.assertEqual(cluster.queue_state("bot"), {"length": 0, "pending": 0, "delayed": 0, "dead": 0})
+        record("Telegram 429 and 500 window", window_seconds=window, users=n, fault_answers=answered,
+               messages=len(sent), invite_links=n, throttled=0, **self.audit(cluster, invoices, bot_consumed=True))
 
 
 def _fields(body: bytes) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from tests.e2e.harness import CHANNEL, OWNER, Cluster, as_deferred, wait_until
+from tests.e2e.harness import CHANNEL, OWNER, Cluster, as_deferred, record, wait_until
 from tests.support import webflow
 
 
@@ -84,10 +84,14 @@ class LayoutPath:
         self.assertEqual(cluster.stray_keys(), [])
         applied = sum(node.count("payment applied") for node in billing_nodes)
         self.assertEqual(applied, 2)
+        record(f"layout {self.layout}", payments=cluster.ledger.payments(), user_messages=len(sent),
+               invite_links=len(links_made), owner_messages=len(telegram.sent(OWNER)), applied_lines=applied)
 
 
 class AllInOneSQLiteTests(LayoutPath, unittest.TestCase):
     """(a) every role in one process, SQLite ledger."""
+
+    layout = "(a) all roles, SQLite"
 
     timeout = 180
 
@@ -100,6 +104,8 @@ class AllInOneSQLiteTests(LayoutPath, unittest.TestCase):
 
 class SplitPostgresTests(LayoutPath, unittest.TestCase):
     """(b) web+bot on node 1, two billing workers on nodes 2 and 3, PostgreSQL."""
+
+    layout = "(b) web+bot, 2x billing, PostgreSQL"
 
     timeout = 240
 

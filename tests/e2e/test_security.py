@@ -16,7 +16,7 @@ from decimal import Decimal
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from tests.e2e.harness import LINK_SECRET, NOTIFICATION_SECRET, Cluster, as_deferred, wait_sync, wait_until
+from tests.e2e.harness import LINK_SECRET, NOTIFICATION_SECRET, Cluster, as_deferred, record, wait_until
 from tests.support import webflow
 from tests.support.notify_sender import encode, notification_fields
 
@@ -103,6 +103,7 @@ class SecurityTests(unittest.TestCase):
             self.assertNotIn("Traceback", page)
             refused += 1
         self.assertGreater(refused, 20)
+        record("tampered links", refused=refused)
         # A token signed with another key, and one signed correctly but expired.
         label = urllib.parse.unquote(invoice["label"])
         status, _, _ = await threads.deferToThread(
@@ -232,7 +233,7 @@ class SecurityTests(unittest.TestCase):
         self.assertEqual(self.ledger().scalar("SELECT count(*) FROM invoices"), 0)
         # The tables are intact and the web node is healthy.
         self.assertEqual((await threads.deferToThread(webflow.request, self.web.base + "/healthz"))[0], 200)
-        self.injection_statuses = statuses
+        record("injection labels", statuses=statuses, recorded_unmatched=len(rows))
 
     @as_deferred
     async def test_donation_form_injection_is_escaped(self):
@@ -299,4 +300,4 @@ class TLSScanTests(unittest.TestCase):
         self.assertFalse(result.openssl_ccs_injection.result.is_vulnerable_to_ccs_injection)
         self.assertNotIn("VULNERABLE", result.robot.result.robot_result.name.replace("NOT_VULNERABLE", ""))
         self.assertFalse(result.session_renegotiation.result.is_vulnerable_to_client_renegotiation_dos)
-        self.scanned = {"tls1.2": tls12, "tls1.3": tls13}
+        record("sslyze", tls12=tls12, tls13=tls13, refused=["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"])
