@@ -476,22 +476,34 @@ class SQLLedger:
             return "late"
         return "paid"
 
-    def _settle(self, txn, invoice: Invoice | None, operation_id: str, outcome: str, now: float,
-                events: list) -> tuple[Invoice | None, Subscription | None]:
-        """Set the invoice's status for this outcome and extend the subscription when it grants."""
-        subscription = None
+    @staticmethod
+    def _plan(invoice: Invoice | None, operation_id: str, outcome: str, now: float) -> tuple[Invoice | None, bool]:
+        """What settling this outcome changes: the invoice as it becomes (None when its row
+        stays as it is) and whether the chat's subscription is extended."""
         if invoice is None:
-            return None, None
+            return None, False
+        changed = None
         if invoice.status not in GRANTING:  # a second payment never downgrades a paid invoice
             paid_at = now if outcome in GRANTING else invoice.paid_at
             op = operation_id if outcome in GRANTING or invoice.operation_id is None else invoice.operation_id
             if outcome != invoice.status or op != invoice.operation_id:
-                self._x(txn, "UPDATE invoices SET status = ?, paid_at = ?, operation_id = ? WHERE label = ?",
-                        (outcome, paid_at, op, invoice.label))
-                events.append(("invoice_" + outcome, invoice.label, invoice.chat_id, operation_id,
-                               {"previous": invoice.status}))
-                invoice = replace(invoice, status=outcome, paid_at=paid_at, operation_id=op)
-        if outcome in GRANTING and invoice.kind == "subscription" and invoice.chat_id is not None and invoice.days:
+                changed = replace(invoice, status=outcome, paid_at=paid_at, operation_id=op)
+        grant = bool(outcome in GRANTING and invoice.kind == "subscription" and invoice.chat_id is not None
+                     and invoice.days)
+        return changed, grant
+
+    def _settle(self, txn, invoice: Invoice | None, operation_id: str, outcome: str, now: float,
+                events: list) -> tuple[Invoice | None, Subscription | None]:
+        """Set the invoice's status for this outcome and extend the subscription when it grants."""
+        changed, grant = self._plan(invoice, operation_id, outcome, now)
+        subscription = None
+        if changed is not None:
+            self._x(txn, "UPDATE invoices SET status = ?, paid_at = ?, operation_id = ? WHERE label = ?",
+                    (changed.status, changed.paid_at, changed.operation_id, changed.label))
+            events.append(("invoice_" + outcome, invoice.label, invoice.chat_id, operation_id,
+                           {"previous": invoice.status}))
+            invoice = changed
+        if grant:
             g = self._d.greatest
             row = self._one(
                 txn,
