@@ -104,4 +104,7 @@ async def start_billing(testcase, config, queue):
     billing = make_billing_service(reactor, config, queue, ledger)
     billing.startService()
     testcase.addCleanup(billing.stopService)
+    # MultiService stops the ledger without waiting for a timer sweep in progress, which
+    # then never finishes: let the first sweep (run at start) complete before any stop.
+    await wait_until(lambda: billing.timers._running is None, what="first billing sweep")
     return billing

@@ -26,6 +26,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ymds.bot import texts
@@ -60,9 +61,22 @@ class Sender:
         self.flood_retries = flood_retries
         self.max_flood_wait = max_flood_wait
         self.counters = {"sent": 0, "duplicate": 0, "blocked": 0, "rejected": 0, "flood_waits": 0}
+        self._inflight: dict[str, Deferred] = {}
 
     async def send(self, key: str, chat_id: int, text: str, buttons=None) -> str:
         """Send once per ``key``: "sent", "duplicate", "blocked" or "rejected"."""
+        # Two deliveries of one job running at once in this process: the second waits for
+        # the first and then finds its record.
+        while key in self._inflight:
+            await self._inflight[key]
+        done = self._inflight[key] = Deferred()
+        try:
+            return await self._send(key, chat_id, text, buttons)
+        finally:
+            del self._inflight[key]
+            done.callback(None)
+
+    async def _send(self, key: str, chat_id: int, text: str, buttons) -> str:
         if await self.store.is_blocked(chat_id):
             self.counters["blocked"] += 1
             return "blocked"
@@ -193,7 +207,7 @@ class BotTasks:
         message = args.get("message")
         if message not in NOTIFY_MESSAGES:
             raise PermanentJobError(f"unknown notify message {str(message)[:40]!r}")
-        params = args.get("params") or {}
+        params = args.get("params", {})
         if not isinstance(params, dict):
             raise PermanentJobError("params must be an object")
         key = args.get("key") or content_key("notify", args)
@@ -215,7 +229,7 @@ class BotTasks:
         message = args.get("message") if isinstance(args, dict) else None
         if message not in ADMIN_MESSAGES:
             raise PermanentJobError(f"unknown admin message {str(message)[:40]!r}")
-        params = args.get("params") or {}
+        params = args.get("params", {})
         if not isinstance(params, dict):
             raise PermanentJobError("params must be an object")
         base = args.get("key") or content_key("notify_admins", args)
