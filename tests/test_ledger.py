@@ -646,6 +646,37 @@ class PostgresLedgerTests(LedgerContract, unittest.TestCase):
         self.assertEqual(tuple(await self.ledger._pool.runInteraction(column_type)), ("numeric", 12, 2))
 
 
+    async def test_same_operation_under_two_labels_at_once_extends_nothing_twice(self):
+        """A transaction recording operation X under label A is still open when X arrives
+        under label B: B's attempt must roll back whole (no extension without a payment)."""
+        import psycopg
+        from twisted.internet import task
+        a = await self.invoice(chat=1)
+        b = await self.invoice(chat=2)
+        holder = psycopg.connect(self.url)
+        self.addCleanup(holder.close)
+        holder.execute("INSERT INTO payments (operation_id, label, amount, withdraw_amount, status, source, received_at) "
+                       "VALUES ('X', %s, 199, 199, 'paid', 'manual', 0)", (a.label,))
+        racing = self.ledger.apply_payment(fields("X", b.label), "notification", T0)
+        watcher = psycopg.connect(self.url, autocommit=True)
+        self.addCleanup(watcher.close)
+        for _ in range(1000):  # until B's statement waits for A's uncommitted row (real IO)
+            waiting = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock'").fetchone()[0]
+            if waiting:
+                break
+            await task.deferLater(reactor, 0.01)
+        self.assertTrue(waiting, "the racing apply_payment never waited for the open transaction")
+        holder.commit()
+        from ymds.billing.postgres import ConcurrentLabelChange
+        with self.assertRaises(ConcurrentLabelChange):
+            await racing
+        self.assertIsNone(await self.ledger.subscription(2))
+        retried = await self.ledger.apply_payment(fields("X", b.label), "notification", T0)
+        self.assertEqual(retried.outcome, "duplicate")
+        self.assertIsNone(await self.ledger.subscription(2))
+
+
 class OpenLedgerTests(unittest.TestCase):
     def test_dotted_path_factory(self):
         ledger = open_ledger("tests.test_ledger:third_party_ledger", reactor)
