@@ -156,6 +156,7 @@ class EnqueueAndRun(QueueTestCase):
         await q.enqueue("bot", "remind", {}, delay=30)
         self.assertEqual(self.cmd("ZCARD", f"{self.prefix}:q:bot:delayed"), 1)
         w = self.worker("bot")
+        await wait_until(lambda: w.time.synced)  # both now read Redis's clock through self.clock
         self.clock.advance(0)
         self.clock.advance(29)
         await wait_until(lambda: not w._promoting)

@@ -245,3 +245,37 @@ class RedisRestart(unittest.TestCase):
         await w.stopService()
         self.assertEqual([k for k in scan(server, "r") if not k.startswith("r:reply:")], [stream])
         self.flushLoggedErrors()
+
+
+class SkewedClocks(unittest.TestCase):
+    @as_deferred
+    async def test_hosts_with_wrong_clocks(self):
+        """A worker host an hour fast and a client host an hour slow: RPC calls are not taken
+        for expired and delayed jobs are not run early (all times are Redis's)."""
+        server = RedisServer(appendonly=False).start()
+        self.addCleanup(server.cleanup)
+        cfg = RedisConfig(url=server.url, prefix="s")
+        fast, slow = task.Clock(), task.Clock()
+        fast.advance(time.time() + 3600)
+        slow.advance(time.time() - 3600)
+        ran = []
+
+        async def job(args):
+            ran.append(args["k"])
+            return args["k"]
+
+        q = RedisJobQueue(reactor, cfg, clock=slow)
+        q.startService()
+        self.addCleanup(q.stopService)
+        w = Worker(reactor, cfg, QueueConfig(), "billing", TaskRegistry({"job": job}), clock=fast, block=0.2)
+        w.startService()
+        self.addCleanup(w.stopService)
+        self.assertEqual(await q.call("billing", "job", {"k": "rpc"}, timeout=5), "rpc")
+        await q.enqueue("billing", "job", {"k": "later"}, delay=30)
+        fast.advance(1)
+        await wait_until(lambda: not w._promoting)
+        fast.advance(1)
+        await wait_until(lambda: not w._promoting)
+        self.assertEqual(ran, ["rpc"])
+        fast.advance(30)
+        await wait_until(lambda: ran == ["rpc", "later"])

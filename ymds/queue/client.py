@@ -21,7 +21,7 @@ from ymds.queue import codec, scripts
 from ymds.queue.errors import JobTimeout, QueueStopped, RedisUnavailable, RemoteJobError
 from ymds.queue.interfaces import IJobQueue
 from ymds.queue.keys import GROUP, QueueKeys, check_name, reply_list
-from ymds.queue.redis import RedisConnection, RedisPool, ResponseError, is_transient, parse_redis_url, process_token
+from ymds.queue.redis import RedisConnection, RedisPool, RedisTime, ResponseError, is_transient, parse_redis_url, process_token
 from ymds.queue.stats import QueueStats
 
 log = Logger()
@@ -43,8 +43,8 @@ class _Pending:
 class RedisJobQueue(Service):
     """``RedisJobQueue(reactor, redis_config)``; add it to a MultiService or just use it.
 
-    ``reactor`` does the IO and the command/RPC timeouts; ``clock`` (default: reactor)
-    dates delayed jobs and RPC deadlines, so tests can share a task.Clock with a Worker.
+    ``reactor`` does the IO and the command/RPC timeouts; ``clock`` (default: reactor),
+    corrected to Redis's TIME, dates delayed jobs, so tests can share a task.Clock with a Worker.
     """
 
     def __init__(self, reactor, redis_config, *, clock=None, stats: QueueStats | None = None,
@@ -77,6 +77,7 @@ class RedisJobQueue(Service):
         self._blmpop = True
         self._closed = False
         self._keys: dict[str, QueueKeys] = {}
+        self.time = RedisTime(self.clock)
 
     # --- connections ------------------------------------------------------------------
 
@@ -143,12 +144,20 @@ class RedisJobQueue(Service):
                 if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
                     raise ValueError(f"bad idempotency key {str(key)[:40]!r}: 1-{MAX_KEY_LENGTH} characters")
                 rkey = keys.idempotency(key)
-            due = ""
-            if delay is not None and delay > 0:
-                due = str(int((self.clock.seconds() + float(delay)) * 1000))
+            delay = float(delay) if delay is not None else 0.0
+            if delay != delay or delay > 10 * 365 * 86400:
+                raise ValueError(f"bad delay {delay!r}")
         except Exception:
             return defer.fail()
-        return self._submit(queue, rkey, job_id, text, due)
+        if delay <= 0:
+            return self._submit(queue, rkey, job_id, text, "")
+        return defer.Deferred.fromCoroutine(self._submit_delayed(queue, rkey, job_id, text, delay))
+
+    async def _submit_delayed(self, queue, rkey, job_id, text, delay):
+        if self.time.stale(self.reactor):
+            await self.time.sync(self.pool)  # due times are on Redis's clock (see RedisTime)
+        due = str(int((self.time.now() + delay) * 1000))
+        return await self._submit(queue, rkey, job_id, text, due)
 
     def _submit(self, queue, rkey, job_id, text, due) -> defer.Deferred:
         if self._closed:
@@ -226,9 +235,10 @@ class RedisJobQueue(Service):
             self.keys(queue)
             check_name("task", task)
             corr = self._new_id()
-            deadline_ms = int((self.clock.seconds() + timeout) * 1000)
+            # d: how long the caller waits; a worker that sees the entry (dated by Redis)
+            # older than that skips it instead of answering nobody
             text = self._encode({"i": corr, "t": task, "a": args, "r": self.reply_key, "c": corr,
-                                 "d": deadline_ms})
+                                 "d": int(timeout * 1000)})
         except Exception:
             return defer.fail()
         if self._closed:

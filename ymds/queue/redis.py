@@ -461,6 +461,39 @@ class Script:
         return d.addErrback(noscript)
 
 
+class RedisTime:
+    """Redis's own clock, estimated as ``clock.seconds() + offset``.
+
+    Delayed jobs, retries and RPC deadlines are compared across hosts whose clocks may
+    disagree; measuring them all against Redis's TIME keeps a skewed host from firing jobs
+    early or expiring every call.  The offset is kept unless it moves by more than
+    ``tolerance`` seconds, so a task.Clock in tests stays in charge of what is due.
+    """
+
+    def __init__(self, clock, tolerance: float = 0.5):
+        self.clock = clock
+        self.tolerance = tolerance
+        self.offset = 0.0
+        self.synced = False
+        self.synced_at: float | None = None  # reactor seconds of the last sync
+
+    def now(self) -> float:
+        return self.clock.seconds() + self.offset
+
+    def stale(self, reactor, every: float = 300.0) -> bool:
+        return self.synced_at is None or reactor.seconds() - self.synced_at > every
+
+    async def sync(self, conn) -> None:
+        self.synced_at = conn.reactor.seconds()
+        before = self.clock.seconds()
+        seconds, micros = await conn.execute("TIME")
+        local = (before + self.clock.seconds()) / 2
+        offset = int(seconds) + int(micros) / 1e6 - local
+        if not self.synced or abs(offset - self.offset) > self.tolerance:
+            self.offset = offset
+        self.synced = True
+
+
 def is_transient(failure_or_error) -> bool:
     """Errors worth retrying: timeouts, lost connections, a Redis still loading its data."""
     e = failure_or_error.value if isinstance(failure_or_error, Failure) else failure_or_error

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from ymds.queue import codec, scripts
 from ymds.queue.errors import PermanentJobError
 from ymds.queue.keys import GROUP, QueueKeys, check_name
-from ymds.queue.redis import RedisConnection, RedisPool, ResponseError, is_transient, parse_redis_url
+from ymds.queue.redis import RedisConnection, RedisPool, RedisTime, ResponseError, is_transient, parse_redis_url
 from ymds.queue.stats import QueueStats
 
 log = Logger()
@@ -91,6 +91,7 @@ class Worker(Service):
         self.lease_interval = lease_interval or max(0.05, vt / 3)
         self.reply_ttl_ms = int(reply_ttl * 1000)
         self.job_timeout = job_timeout
+        self.time = RedisTime(self.clock)
         self._pool_size = pool_size
         self._pool: RedisPool | None = None
         self._reader_conn: RedisConnection | None = None
@@ -196,6 +197,12 @@ class Worker(Service):
             if "BUSYGROUP" not in str(e):
                 raise
 
+    async def _sync_time(self) -> None:
+        try:
+            await self.time.sync(self._pool)
+        except Exception as e:
+            log.warn("worker {queue}: could not read Redis's clock: {error}", queue=self.queue, error=str(e))
+
     async def _sleep(self, seconds: float) -> None:
         await ttask.deferLater(self.reactor, seconds)
 
@@ -203,6 +210,7 @@ class Worker(Service):
         delay = 0.05
         history = "0"  # first our own pending entries (a restart under a fixed name), then new ones
         group_ready = False
+        await self._sync_time()
         while self._reading:
             try:
                 if not group_ready:
@@ -293,8 +301,9 @@ class Worker(Service):
             self._finish_failed(rec, "dead", "malformed", type(e).__name__, str(e))
             return
         self._inflight[entry_id] = rec
-        deadline = job.get("d")
-        if rec.reply and isinstance(deadline, int) and deadline < self.clock.seconds() * 1000:
+        timeout_ms = job.get("d")
+        if rec.reply and isinstance(timeout_ms, int) and \
+                int(entry_id.split("-", 1)[0]) + timeout_ms < self.time.now() * 1000:
             # the caller gave up already: running it now would only answer nobody
             self.stats.incr(self.queue, "expired")
             self._finish_failed(rec, "drop", "expired", "", "")
@@ -372,14 +381,14 @@ class Worker(Service):
         due = ""
         due_seconds = None
         if action == "retry":
-            due_seconds = self.clock.seconds() + self.backoff(rec.attempt)
+            due_seconds = self.time.now() + self.backoff(rec.attempt)
             due = str(int(due_seconds * 1000))
         reply_body = ""
         if rec.reply and reason in ("rpc_error", "unknown_task", "malformed"):
             reply_body = codec.dumps({"c": rec.corr, "t": rec.task, "e": [error_type, message]})
         error = f"{error_type}: {message}" if error_type else reason
         args = [GROUP, rec.entry_id, action, rec.attempt, rec.text, due, rec.task, error, reason,
-                int(self.clock.seconds() * 1000), rec.reply if reply_body else "", reply_body,
+                int(self.time.now() * 1000), rec.reply if reply_body else "", reply_body,
                 self.reply_ttl_ms]
         d = defer.Deferred.fromCoroutine(self._run_until_done(
             scripts.FAIL, [self.keys.stream, self.keys.delayed, self.keys.dead], args))
@@ -482,12 +491,12 @@ class Worker(Service):
             return
         call = self._promote_call
         if call is not None and call.active() and call.getTime() > when:
-            call.reset(max(0.0, when - self.clock.seconds()))
+            call.reset(max(0.0, when - self.time.now()))
 
     def _promote(self) -> None:
         self._promote_call = None
         self._promoting = True
-        now = self.clock.seconds()
+        now = self.time.now()
         d = scripts.PROMOTE.run(self._pool, [self.keys.delayed, self.keys.stream], [int(now * 1000), 1000])
 
         def schedule(result):
@@ -498,13 +507,13 @@ class Worker(Service):
                 if moved >= 1000:
                     wait = 0
                 elif next_ms >= 0:
-                    wait = min(wait, max(0.0, next_ms / 1000 - self.clock.seconds()))
+                    wait = min(wait, max(0.0, next_ms / 1000 - self.time.now()))
             else:
                 if self.running and not is_transient(result):
                     log.error("worker {queue}: moving delayed jobs failed: {error}", queue=self.queue,
                               error=result.getErrorMessage())
             if self._wake_at is not None:
-                wait = min(wait, max(0.0, self._wake_at - self.clock.seconds()))
+                wait = min(wait, max(0.0, self._wake_at - self.time.now()))
                 self._wake_at = None
             if self.running:
                 self._promote_call = self.clock.callLater(wait, self._promote)
@@ -520,9 +529,12 @@ class Worker(Service):
             self._reclaim_call = self.clock.callLater(self.reclaim_interval, self._reclaim)
             return
         c = self.config
-        d = scripts.RECLAIM.run(self._pool, [self.keys.stream, self.keys.dead],
+        d = defer.succeed(None)
+        if self.time.stale(self.reactor):
+            d = defer.Deferred.fromCoroutine(self._sync_time())
+        d.addCallback(lambda _: scripts.RECLAIM.run(self._pool, [self.keys.stream, self.keys.dead],
                                 [GROUP, self.consumer, int(c.visibility_timeout * 1000), free,
-                                 c.max_deliveries, int(self.clock.seconds() * 1000)])
+                                 c.max_deliveries, int(self.time.now() * 1000)]))
 
         def claimed(result):
             dead, entries = result
