@@ -5,6 +5,11 @@ Each public method runs one interaction (one transaction) in the pool's thread. 
 that read before they write take the write lock first (SQLite: BEGIN IMMEDIATE;
 PostgreSQL: row locks with SELECT ... FOR UPDATE and INSERT ... ON CONFLICT), so several
 billing processes sharing one database never credit an operation twice.
+
+On SQLite, apply_payment calls that arrive while a transaction is running are applied
+together in the next one, each in its own savepoint (group commit: one fsync for the lot,
+a failing payment rolls back alone).  PostgreSQL overrides ``_apply`` with a two-round-trip
+version (see postgres.py).
 """
 
 from __future__ import annotations
@@ -162,6 +167,8 @@ class SQLLedger:
     quarantine_max_rows = 10_000
     quarantine_max_bytes = 64 * 1024 * 1024
     quarantine_max_body = 65_536
+    #: at most this many payments share one group commit (SQLite)
+    max_payment_batch = 200
 
     def __init__(self, pool, dialect: Dialect, reactor, quarantine_max_rows: int | None = None,
                  quarantine_max_bytes: int | None = None):
@@ -407,8 +414,6 @@ class SQLLedger:
         if not self._flushing_payments:
             self._flush_payments()
         return d
-
-    max_payment_batch = 200
 
     def _flush_payments(self) -> None:
         batch = self._pending_payments[: self.max_payment_batch]
