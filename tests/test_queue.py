@@ -102,7 +102,7 @@ class EnqueueAndRun(QueueTestCase):
 
         self.registry.register("charge", charge)
         q = self.client()
-        self.worker()
+        w = self.worker()
         ids = [await q.enqueue("billing", "charge", {"n": i, "amount": Decimal("199.00")}) for i in range(5)]
         self.assertEqual(len(set(ids)), 5)
         await wait_until(lambda: len(seen) == 5 and q.stats.counters["enqueued"] == 5)
@@ -110,6 +110,12 @@ class EnqueueAndRun(QueueTestCase):
         self.assertEqual({a["amount"] for a in seen}, {Decimal("199.00")})
         self.assertIsInstance(seen[0]["amount"], Decimal)
         await wait_until(lambda: self.cmd("XLEN", f"{self.prefix}:q:billing") == 0)
+        await wait_until(lambda: w.stats.snapshot()["in_flight"] == 0)
+        detail = w.stats.detail()
+        self.assertEqual(detail["durations"]["charge"]["count"], 5)
+        self.assertEqual(detail["durations"]["charge"]["buckets"][float("inf")], 5)
+        self.assertEqual(w.stats.snapshot()["acked"], 5)
+        self.assertEqual(q.stats.snapshot()["enqueued"], 5)
 
     @as_deferred
     async def test_idempotency_key(self):
@@ -561,7 +567,8 @@ class Cleanliness(QueueTestCase):
         self.assertEqual(await q.dead_count("billing"), 0)
         age = await q.oldest_pending_age("billing")
         self.assertGreaterEqual(age, 0.0)
-        self.assertEqual(q.stats.snapshot()["counters"]["enqueued"], 2)
+        self.assertEqual(q.stats.snapshot()["enqueued"], 2)
+        self.assertEqual(q.stats.detail()["by_queue"]["billing"]["enqueued"], 2)
 
 
 class Recovery(QueueTestCase):

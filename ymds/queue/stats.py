@@ -68,7 +68,16 @@ class QueueStats:
             d = self.durations[task] = Duration()
         d.observe(seconds)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, float]:
+        """Flat ``name -> number``: the counters plus ``in_flight`` and handler totals."""
+        flat: dict[str, float] = dict(self.counters)
+        flat["in_flight"] = sum(self.in_flight.values())
+        flat["handler_seconds_total"] = sum(d.sum for d in self.durations.values())
+        flat["handler_runs_total"] = sum(d.count for d in self.durations.values())
+        return flat
+
+    def detail(self) -> dict:
+        """Everything, nested: counters, per queue, in flight per queue, durations per task."""
         return {
             "counters": dict(self.counters),
             "by_queue": {q: dict(c) for q, c in self.by_queue.items()},

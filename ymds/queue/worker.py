@@ -301,6 +301,7 @@ class Worker(Service):
             self._finish_failed(rec, "dead", "malformed", type(e).__name__, str(e))
             return
         self._inflight[entry_id] = rec
+        self.stats.in_flight[self.queue] = len(self._inflight)
         timeout_ms = job.get("d")
         if rec.reply and isinstance(timeout_ms, int) and \
                 int(entry_id.split("-", 1)[0]) + timeout_ms < self.time.now() * 1000:
@@ -459,6 +460,7 @@ class Worker(Service):
 
     def _release(self, entry_id: str, wake: bool = True) -> None:
         self._inflight.pop(entry_id, None)
+        self.stats.in_flight[self.queue] = len(self._inflight)
         if wake:
             self._wake_slot_waiter()
             self._check_idle()
