@@ -406,11 +406,14 @@ class SQLLedger:
             return succeed(ApplyResult("test", None, None, None, (), False))
         if self._closed is not None:
             return fail(LedgerError("the ledger is closed"))
-        item = (pf, source, now, pf.held if held is None else bool(held))
+        return self._batched(self._apply, pf, source, now, pf.held if held is None else bool(held))
+
+    def _batched(self, fn: Callable, *args) -> Deferred:
+        """Run ``fn(txn, *args)`` in the next group commit (or alone where there is none)."""
         if not self._d.group_commit:
-            return self._run(self._apply, *item)
+            return self._run(fn, *args)
         d = Deferred()
-        self._pending_payments.append((item, d))
+        self._pending_payments.append(((fn, args), d))
         if not self._flushing_payments:
             self._flush_payments()
         return d
@@ -445,10 +448,10 @@ class SQLLedger:
 
     def _apply_batch(self, txn, items) -> list:
         results = []
-        for item in items:
+        for fn, args in items:
             txn.execute("SAVEPOINT payment")
             try:
-                result = self._apply(txn, *item)
+                result = fn(txn, *args)
             except Exception:
                 results.append((False, Failure()))
                 txn.execute("ROLLBACK TO payment")
@@ -596,10 +599,13 @@ class SQLLedger:
         return self._run(q, write=False)
 
     def mark_notified(self, operation_id) -> Deferred:
-        def q(txn):
-            return self._x(txn, "UPDATE payments SET notified = 1 WHERE operation_id = ? AND notified = 0",
-                           (operation_id,)).rowcount == 1
-        return self._run(q)
+        if self._closed is not None:
+            return fail(LedgerError("the ledger is closed"))
+        return self._batched(self._mark_notified, operation_id)
+
+    def _mark_notified(self, txn, operation_id) -> bool:
+        return self._x(txn, "UPDATE payments SET notified = 1 WHERE operation_id = ? AND notified = 0",
+                       (operation_id,)).rowcount == 1
 
     def list_payments(self, since=None, until=None, status=None, label=None, chat_id=None,
                       after_cursor=None, limit=100) -> Deferred:
