@@ -14,7 +14,7 @@ consuming: see DESIGN.md section 1); only the lease holder polls.
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
@@ -42,24 +42,28 @@ def dead_letter_alert(queue):
     return on_dead
 
 
-class _Closer(Service):
-    """Stops last (added first): closes the limiter, the HTTP pool and the Redis pool."""
-
-    name = "bot-resources"
+class BotService(MultiService):
+    """Stops its children (polling, worker) first and only then closes the shared
+    resources, so that no request is still using the HTTP or Redis pool when they close."""
 
     def __init__(self, limiter, api, redis, own_redis: bool):
-        self.limiter = limiter
-        self.api = api
-        self.redis = redis
-        self.own_redis = own_redis
+        super().__init__()
+        self.setName("bot")
+        self._limiter = limiter
+        self._api = api
+        self._redis = redis
+        self._own_redis = own_redis
 
     def stopService(self):
-        super().stopService()
-        self.limiter.close()
-        closing = [Deferred.fromCoroutine(self.api.close())]
-        if self.own_redis and hasattr(self.redis, "close"):
-            closing.append(self.redis.close())
-        return DeferredList(closing, consumeErrors=True)
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        await DeferredList([d for d in [super().stopService()] if d is not None], consumeErrors=True)
+        self._limiter.close()
+        closing = [Deferred.fromCoroutine(self._api.close())]
+        if self._own_redis and hasattr(self._redis, "close"):
+            closing.append(self._redis.close())
+        await DeferredList(closing, consumeErrors=True)
 
 
 class BotParts:
@@ -89,8 +93,6 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     telegram = config.telegram
     if not telegram.token:
         raise ValueError("the bot role needs telegram.token")
-    top = MultiService()
-    top.setName("bot")
     api = api or BotAPI(reactor, telegram.token, telegram.api_url)
     own_redis = redis is None
     if redis is None:
@@ -105,7 +107,7 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
         from ymds.queue.registry import TaskRegistry
         registry = TaskRegistry()
     tasks.register(registry)
-    _Closer(limiter, api, redis, own_redis).setServiceParent(top)
+    top = BotService(limiter, api, redis, own_redis)
 
     consumer = None
     if worker:
