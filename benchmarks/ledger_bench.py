@@ -6,6 +6,8 @@
   one is paid through ILedger.apply_payment with up to 64 calls outstanding, as the billing
   worker's concurrency would have them.  SQLite (one process; WAL, synchronous=FULL) and
   PostgreSQL (one process, and two processes each paying half at the same moment).
+- the apply_payment task (BillingTasks): the ledger call plus the blocked-chat check, the bot
+  jobs (to an in-memory IJobQueue) and the notified mark, one process.
 - the sweep: 100,000 subscriptions whose ends are spread from one day ago to 99 days ahead;
   one BillingTimers.tick() (expire invoices, 3-day and 1-day reminders, expiry) with an
   in-memory IJobQueue, i.e. the ledger and timer work without Redis round trips; then a
@@ -86,6 +88,34 @@ async def bench_payments(reactor, url, n):
     elapsed = await pay_all(ledger, [(f"op-{i}", label) for i, label in enumerate(labels)])
     page = await ledger.list_payments(limit=1)
     assert page.payments, "nothing recorded"
+    await ledger.close()
+    return n / elapsed, elapsed
+
+
+async def bench_task_path(reactor, url, n):
+    """The billing task (ledger, blocked check, bot jobs to an in-memory queue, notified mark)."""
+    from ymds.billing.tasks import BillingTasks
+    from ymds.config import load_config
+    ledger = open_ledger(url, reactor)
+    await ledger.migrate()
+    labels = await make_invoices(ledger, n)
+    config = load_config(raw={"telegram": {"channel_id": -100123}, "links": {"secret": "x" * 32},
+                              "plans": [{"id": "month", "title": "1 month", "price": "199.00", "days": 30}]}, env={})
+    clock = task.Clock()
+    clock.advance(T0 + 60)
+    queue = NullQueue()
+    tasks = BillingTasks(config, ledger, queue, clock)
+    it = iter(enumerate(labels))
+
+    async def lane():
+        for i, label in it:
+            result = await tasks.apply_payment({"fields": fields(f"op-{i}", label), "source": "notification"})
+            assert result["outcome"] == "paid", result
+
+    started = time.perf_counter()
+    await defer.gatherResults([defer.Deferred.fromCoroutine(lane()) for _ in range(64)])
+    elapsed = time.perf_counter() - started
+    assert queue.count == 2 * n, queue.count
     await ledger.close()
     return n / elapsed, elapsed
 
@@ -180,12 +210,15 @@ def main(argv=None):
         directory = tempfile.mkdtemp(prefix="ymds-bench-")
         rate, elapsed = await bench_payments(reactor, f"sqlite:///{directory}/pay.sqlite3", options.payments)
         results["sqlite apply_payment, 1 process"] = f"{rate:,.0f} payments/s ({options.payments} in {elapsed:.2f} s)"
+        rate, elapsed = await bench_task_path(reactor, f"sqlite:///{directory}/task.sqlite3", options.payments)
+        results["sqlite apply_payment task incl. follow-up"] = f"{rate:,.0f} payments/s ({options.payments} in {elapsed:.2f} s)"
         first, second, report, jobs = await bench_sweep(reactor, f"sqlite:///{directory}/sweep.sqlite3", options.subscriptions)
         results["sqlite sweep"] = (f"{first:.2f} s first tick ({report['reminders']} reminders, "
                                    f"{report['expired_subscriptions']} expiries, {jobs} jobs), {second:.3f} s idle tick")
         if not options.skip_postgres:
             from tests.support.postgres import create_database, drop_database
             for label, bench in (("postgresql apply_payment, 1 process", bench_payments),
+                                 ("postgresql apply_payment task incl. follow-up", bench_task_path),
                                  ("postgresql apply_payment, 2 processes", bench_two_processes)):
                 url = create_database()
                 try:

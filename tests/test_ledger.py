@@ -418,6 +418,15 @@ class LedgerContract:
         self.assertEqual(s.active_subscribers, 1)
         self.assertEqual(s.quarantined, 1)
 
+    async def test_apply_result_says_whether_the_chat_blocked_the_bot(self):
+        a = await self.invoice(chat=11)
+        b = await self.invoice(chat=12)
+        await self.ledger.mark_blocked(12, T0)
+        self.assertFalse((await self.ledger.apply_payment(fields("op-a", a.label), "notification", T0)).chat_blocked)
+        self.assertTrue((await self.ledger.apply_payment(fields("op-b", b.label), "notification", T0)).chat_blocked)
+        self.assertTrue((await self.ledger.apply_payment(fields("op-b", b.label), "notification", T0)).chat_blocked)
+        self.assertFalse((await self.ledger.apply_payment(fields("op-c", ""), "notification", T0)).chat_blocked)
+
     async def test_cursor_blocked(self):
         self.assertIsNone(await self.ledger.get_cursor("history"))
         await self.ledger.set_cursor("history", "2026-05-28T10:00:00Z")

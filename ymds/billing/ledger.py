@@ -143,6 +143,7 @@ class ApplyResult:
     events: tuple[Event, ...]
     is_new: bool
     released: bool = False  # a held payment became accepted by this call
+    chat_blocked: bool | None = None  # the invoice's chat blocked the bot (None: not looked up)
 
 
 @dataclass(frozen=True)

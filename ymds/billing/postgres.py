@@ -85,13 +85,15 @@ class PostgresLedger(SQLLedger):
             params += [now, invoice.label, chat_id, pf.operation_id, invoice.days, invoice.plan]
         ctes.append("ev AS (INSERT INTO events (at, kind, label, chat_id, operation_id, data) "
                     + " UNION ALL ".join(rows) + " RETURNING id, kind, data)")
-        select = "SELECT (SELECT seq FROM ins), (SELECT json_agg(json_build_array(id, kind, data) ORDER BY id) FROM ev)"
+        select = ("SELECT (SELECT seq FROM ins), (SELECT json_agg(json_build_array(id, kind, data) ORDER BY id) FROM ev), "
+                  "EXISTS (SELECT 1 FROM blocked_chats WHERE chat_id = %s::bigint)")
+        params.append(chat_id)
         if grant:
             select += f", (SELECT json_build_array({_SUB_COLS}) FROM sub)"
         txn.execute("WITH " + ", ".join(ctes) + " " + select, params)
         row = txn.fetchone()
-        seq, events_json = row[0], row[1]
-        sub_row = row[2] if grant else None
+        seq, events_json, blocked = row[0], row[1], row[2]
+        sub_row = row[3] if grant else None
         if seq is None:
             if sub_row is not None:
                 # extended for an operation another transaction was recording: undo it all
@@ -106,7 +108,13 @@ class PostgresLedger(SQLLedger):
             pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
             pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, now, None if held else now,
             chat_id, subscription.ends_at if subscription else None, False, seq, pf.raw)
-        return ApplyResult(outcome, payment, invoice, subscription, events, True)
+        return ApplyResult(outcome, payment, invoice, subscription, events, True, chat_blocked=bool(blocked))
+
+    def _mark_notified(self, txn, operation_id) -> bool:
+        # Losing this mark in a crash costs at most a re-enqueue that the bot jobs'
+        # idempotency keys absorb, so it need not wait for the WAL flush.
+        txn.execute("SET LOCAL synchronous_commit TO OFF")
+        return super()._mark_notified(txn, operation_id)
 
     @classmethod
     def from_url(cls, url: str, reactor, **options) -> "PostgresLedger":

@@ -460,6 +460,11 @@ class SQLLedger:
             txn.execute("RELEASE payment")
         return results
 
+    def _blocked(self, txn, chat_id) -> bool:
+        if chat_id is None:
+            return False
+        return self._one(txn, "SELECT 1 FROM blocked_chats WHERE chat_id = ?", (chat_id,)) is not None
+
     def _lock_invoice(self, txn, label) -> Invoice | None:
         if not label or not is_our_label(label):
             return None
@@ -549,7 +554,8 @@ class SQLLedger:
             pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, now,
             None if held else now, invoice.chat_id if invoice else None,
             subscription.ends_at if subscription else None, False, inserted[0], pf.raw)
-        return ApplyResult(outcome, payment, invoice, subscription, events, True)
+        return ApplyResult(outcome, payment, invoice, subscription, events, True,
+                           chat_blocked=self._blocked(txn, payment.chat_id))
 
     def _again(self, txn, pf, source, now, held, invoice) -> ApplyResult:
         """The operation is already recorded: a release if it was held and now is not,
@@ -568,7 +574,8 @@ class SQLLedger:
             self._add_event(txn, now, "duplicate_mismatch", label=existing.label or None, chat_id=chat_id,
                             operation_id=pf.operation_id, source=source, amount=pf.amount,
                             withdraw_amount=pf.withdraw_amount)
-        return ApplyResult("duplicate", existing, invoice, subscription, (), False)
+        return ApplyResult("duplicate", existing, invoice, subscription, (), False,
+                           chat_blocked=self._blocked(txn, invoice.chat_id if invoice else None))
 
     def _release(self, txn, existing: Payment, source: str, now: float) -> ApplyResult:
         invoice = self._lock_invoice(txn, existing.invoice_label) if existing.invoice_label else None
@@ -580,7 +587,8 @@ class SQLLedger:
         invoice, subscription = self._settle(txn, invoice, existing.operation_id, outcome, now, pending)
         events = self._write_events(txn, now, pending)
         payment = self._lock_payment(txn, existing.operation_id)
-        return ApplyResult(outcome, payment, invoice, subscription, events, False, released=True)
+        return ApplyResult(outcome, payment, invoice, subscription, events, False, released=True,
+                           chat_blocked=self._blocked(txn, invoice.chat_id if invoice else None))
 
     def release_payment(self, operation_id, now, source="manual") -> Deferred:
         def q(txn):

@@ -277,17 +277,19 @@ class BillingTasks:
             return []
         if result.outcome == "duplicate" and payment.notified:
             return []
-        jobs = await self.bot_jobs(payment, result.invoice)
+        jobs = await self.bot_jobs(payment, result.invoice, blocked=result.chat_blocked)
         for job in jobs:
             await self.queue.enqueue(job.queue, job.task, job.args, key=job.key)
         await self.ledger.mark_notified(payment.operation_id)
         return jobs
 
-    async def bot_jobs(self, payment: Payment, invoice: Invoice | None) -> list[BotJob]:
+    async def bot_jobs(self, payment: Payment, invoice: Invoice | None, blocked: bool | None = None) -> list[BotJob]:
         op = payment.operation_id
         status = payment.status
         chat = invoice.chat_id if invoice is not None else None
-        if chat is not None and await self.ledger.is_blocked(chat):
+        if chat is not None and blocked is None:
+            blocked = await self.ledger.is_blocked(chat)
+        if chat is not None and blocked:
             chat = None  # the user blocked the bot: owner alerts only
         money = {"amount": payment.withdraw_amount, "received": payment.amount}
         about = {"operation_id": op, "label": payment.label[:64]}
