@@ -12,7 +12,7 @@ import json
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone, _HTTP11ClientFactory
 from zope.interface import implementer
 
 from treq.client import HTTPClient
@@ -28,6 +28,10 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 class _AnswerTooLarge(Exception):
     pass
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    noisy = False  # no "Starting factory" line per connection
 
 
 class _BoundedBody(Protocol):
@@ -93,6 +97,7 @@ class BotAPI:
         self._base = f"{api_url.rstrip('/')}/bot{token}/"
         self._timeout = timeout
         self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool._factory = _QuietFactory
         self.pool.maxPersistentPerHost = max_connections
         self.pool.cachedConnectionTimeout = 120
         self._http = HTTPClient(Agent(reactor, pool=self.pool, connectTimeout=10))
