@@ -26,7 +26,7 @@ _EVENT_ROW = "SELECT %s::double precision, %s::text, %s::text, %s::bigint, %s::t
 
 
 class PostgresLedger(SQLLedger):
-    def __init__(self, url: str, reactor, pool_size: int = 3, connect_timeout: int = 10, **options):
+    def __init__(self, url: str, reactor, pool_size: int = 5, connect_timeout: int = 10, **options):
         try:
             import psycopg  # noqa: F401  (the DB-API module adbapi loads by name)
         except ImportError:
