@@ -63,7 +63,7 @@ class TokenBucket:
     def wait(self) -> float:
         """Seconds until one token is available (0 when available now)."""
         self._refill()
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= 1 - 1e-9 else (1 - self.tokens) / self.rate
 
     def take(self) -> None:
         self._refill()
