@@ -374,6 +374,8 @@ class LedgerContract:
         await again
         with self.assertRaises(LedgerError):
             await ledger.apply_payment(fields("late-call"), "notification", T0)
+        with self.assertRaises(LedgerError):
+            await ledger.stats(T0)
         self.assertEqual((await self.ledger.subscription(6)).ends_at, T0 + 150 * DAY)
 
     # --- listing and stats -----------------------------------------------------------

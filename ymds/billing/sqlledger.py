@@ -187,6 +187,8 @@ class SQLLedger:
     # --- plumbing ---------------------------------------------------------------------
 
     def _run(self, fn: Callable, *args, write: bool = True, **kw) -> Deferred:
+        if not self._pool.running:  # a stopped pool would queue the work forever
+            return fail(LedgerError("the ledger is closed"))
         d = self._d
 
         def interaction(txn):
