@@ -183,7 +183,8 @@ class ApplyPaymentTaskTests(TasksTestBase):
         self.assertEqual(jobs[0][2]["params"]["ends_at"], "2026-06-27T20:26:40+00:00")
         self.assertEqual(jobs[0][2]["params"]["plan_title"], "1 month")
         self.assertNotIn("sender", jobs[0][2]["params"])
-        self.assertEqual(jobs[1][2], {"chat_id": 42, "ends_at": "2026-06-27T20:26:40+00:00"})
+        self.assertEqual(jobs[1][2], {"chat_id": 42, "ends_at": "2026-06-27T20:26:40+00:00", "key": "grant:op1"})
+        self.assertEqual(jobs[0][2]["key"], "notify:op1")  # the bot dedups its sends by it
         # the same job delivered again: duplicate, no second message
         again = await self.apply(note("op1", inv["label"]))
         self.assertEqual(again["outcome"], "duplicate")

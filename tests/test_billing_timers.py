@@ -88,7 +88,7 @@ class SweepTests(TimersTestBase):
         jobs = self.queue.take()
         self.assertEqual([(t, a.get("message"), k) for _, t, a, k in jobs],
                          [("notify", "expired", f"expired:42:{int(ends)}"), ("revoke_access", None, f"revoke:42:{int(ends)}")])
-        self.assertEqual(jobs[1][2], {"chat_id": 42})
+        self.assertEqual(jobs[1][2], {"chat_id": 42, "key": f"revoke:42:{int(ends)}"})
         await self.timers.tick()
         self.assertEqual(self.queue.take(), [])
 

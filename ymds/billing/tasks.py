@@ -279,7 +279,8 @@ class BillingTasks:
             return []
         jobs = await self.bot_jobs(payment, result.invoice, blocked=result.chat_blocked)
         for job in jobs:
-            await self.queue.enqueue(job.queue, job.task, job.args, key=job.key)
+            # the key travels in the arguments too: the bot dedups its own sends by it
+            await self.queue.enqueue(job.queue, job.task, {**job.args, "key": job.key}, key=job.key)
         await self.ledger.mark_notified(payment.operation_id)
         return jobs
 
@@ -340,9 +341,9 @@ class BillingTasks:
         now = self._now()
         q = await self.ledger.quarantine_add(body, reason, remote, now)
         if q.action == "stored":
-            bucket = int(now // QUARANTINE_ALERT_EVERY)
-            await self.queue.enqueue("bot", "notify_admins", {"message": "quarantine", "params": {
-                "id": q.id, "reason": reason[:200], "unresolved": q.unresolved}}, key=f"admins:quarantine:{bucket}")
+            key = f"admins:quarantine:{int(now // QUARANTINE_ALERT_EVERY)}"
+            await self.queue.enqueue("bot", "notify_admins", {"message": "quarantine", "key": key, "params": {
+                "id": q.id, "reason": reason[:200], "unresolved": q.unresolved}}, key=key)
         return {"id": q.id, "action": q.action, "unresolved": q.unresolved}
 
     async def subscription_status(self, args: dict) -> dict | None:

@@ -114,11 +114,11 @@ class BillingTimers(Service):
                 for sub in due:
                     if sub.chat_id not in claimed:
                         continue
-                    args = {"chat_id": sub.chat_id, "message": "reminder",
+                    key = f"reminder:{sub.chat_id}:{int(sub.ends_at)}:{window}"
+                    args = {"chat_id": sub.chat_id, "message": "reminder", "key": key,
                             "params": {"plan": sub.plan, "ends_at": iso(sub.ends_at), "days_left": max(1, round((sub.ends_at - now) / DAY))}}
                     try:
-                        await self.queue.enqueue("bot", "notify", args,
-                                                 key=f"reminder:{sub.chat_id}:{int(sub.ends_at)}:{window}")
+                        await self.queue.enqueue("bot", "notify", args, key=key)
                     except Exception:
                         await self.ledger.unmark_reminded(sub.chat_id, sub.ends_at, window)
                         raise
@@ -141,12 +141,13 @@ class BillingTimers(Service):
                 end = int(sub.ends_at)
                 try:
                     if not await self.ledger.is_blocked(sub.chat_id):
-                        await self.queue.enqueue("bot", "notify", {"chat_id": sub.chat_id, "message": "expired",
+                        key = f"expired:{sub.chat_id}:{end}"
+                        await self.queue.enqueue("bot", "notify", {"chat_id": sub.chat_id, "message": "expired", "key": key,
                                                                    "params": {"plan": sub.plan, "ends_at": iso(sub.ends_at)}},
-                                                 key=f"expired:{sub.chat_id}:{end}")
+                                                 key=key)
                     if channel:
-                        await self.queue.enqueue("bot", "revoke_access", {"chat_id": sub.chat_id},
-                                                 key=f"revoke:{sub.chat_id}:{end}")
+                        key = f"revoke:{sub.chat_id}:{end}"
+                        await self.queue.enqueue("bot", "revoke_access", {"chat_id": sub.chat_id, "key": key}, key=key)
                 except Exception:
                     await self.ledger.unmark_expired(sub.chat_id, sub.ends_at)
                     raise
