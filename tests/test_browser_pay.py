@@ -81,3 +81,100 @@ class BrowserPayment(unittest.TestCase):
             for name in ("1-pay-page.png", "2-sandbox-confirm.png", "3-thanks-paid.png"):
                 self.assertGreater(os.path.getsize(os.path.join(ARTIFACTS, name)), 1000)
         return defer.Deferred.fromCoroutine(go())
+
+
+def browse_demo(base: str) -> dict:
+    """Donate from the landing form of a real ``twistd ymds --demo`` (TLS, Russian), pay by wallet."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {"errors": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True, locale="ru-RU", viewport={"width": 390, "height": 844})
+            page = context.new_page()
+            page.on("response", lambda r: seen["errors"].append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+            page.goto(base + "/")
+            page.get_by_label("Сумма, ₽").fill("5")  # below the minimum: a friendly error, same form
+            page.get_by_role("button", name="Перейти к оплате").click()
+            seen["error"] = page.locator("#amount-error").inner_text()
+            page.screenshot(path=os.path.join(ARTIFACTS, "demo-1-form-error.png"), full_page=True)
+            page.get_by_label("Сумма, ₽").fill("123,45")
+            page.get_by_label("Ваше имя (необязательно)").fill("Тест")
+            page.get_by_role("button", name="Перейти к оплате").click()
+            page.wait_for_url("**/pay/*")
+            seen["amount"] = page.locator(".amount").inner_text()
+            page.get_by_role("button", name="Оплатить из кошелька ЮMoney").click()
+            page.wait_for_url("**/sandbox/quickpay/confirm")
+            page.get_by_role("button", name="Оплатить / Pay").click()
+            page.wait_for_url("**/thanks?t=*")
+            page.locator('#status[data-state="paid"]').wait_for(timeout=20000)
+            seen["status"] = page.locator("#status").inner_text()
+            page.screenshot(path=os.path.join(ARTIFACTS, "demo-2-thanks-paid.png"), full_page=True)
+        finally:
+            browser.close()
+    return seen
+
+
+class BrowserDemo(unittest.TestCase):
+    """The same path through ``twistd -n ymds --demo`` itself (TLS, sandbox, billing, SQLite)."""
+
+    timeout = 120
+
+    def setUp(self):
+        if not os.path.exists(CHROMIUM):
+            raise RuntimeError("chromium is missing: apt-get install -y chromium (the CI script installs it)")
+
+    def test_demo_donation_in_browser(self):
+        import subprocess
+        import sys
+        import tempfile
+        import time
+
+        from tests.support.redis_server import RedisServer, free_port
+
+        redis = RedisServer().start()
+        self.addCleanup(redis.cleanup)
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-browser-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        port = free_port()
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        log = open(os.path.join(data_dir, "twistd.out"), "wb")
+        self.addCleanup(log.close)
+        process = subprocess.Popen(
+            [twistd, "-n", "--pidfile=", "ymds", "--demo", "--data-dir", os.path.join(data_dir, "demo"), "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "YMDS_REDIS_URL": redis.url})
+
+        def stop():
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.addCleanup(stop)
+
+        def wait_listening():
+            import socket
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError("twistd ymds --demo exited: " + open(log.name, "rb").read().decode()[-2000:])
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    return
+                except OSError:
+                    time.sleep(0.2)
+            raise RuntimeError("twistd ymds --demo did not listen")
+
+        async def go():
+            await threads.deferToThread(wait_listening)
+            seen = await threads.deferToThread(browse_demo, f"https://localhost:{port}")
+            self.assertIn("от 10.00 до 100000.00", seen["error"])
+            self.assertEqual(seen["amount"], "123.45 ₽")
+            self.assertEqual(seen["status"], "оплачено")
+            # only the intended refusal of the too-small amount (400, re-rendered form)
+            self.assertEqual([e for e in seen["errors"] if "400" not in e or "/donate" not in e and "Bad Request" not in e], [])
+        return defer.Deferred.fromCoroutine(go())
