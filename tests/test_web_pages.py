@@ -398,6 +398,7 @@ class Donations(unittest.TestCase):
                 text = page.decode()
                 self.assertIn(message, text)
                 self.assertIn(f'id="{field}-error"', text)
+                self.assertRegex(text, rf'<(input|textarea) id="{field}"[^>]*aria-describedby="[^"]*{field}-error"[^>]*aria-invalid="true"')
                 self.clock_tick()
             self.assertEqual([c for c in self.live.queue.calls if c[1] == "create_donation"], [])
         return run(go())
@@ -521,4 +522,56 @@ class SlowClients(unittest.TestCase):
             site_clock.advance(11)
             data = await threads.deferToThread(read)
             self.assertTrue(data.startswith(b"HTTP/1.1 408"), data[:40])
+        return run(go())
+
+
+class OverTLS(unittest.TestCase):
+    """HSTS is sent over TLS (and behind a trusted proxy that says https), never over plain HTTP."""
+
+    def test_hsts_on_tls(self):
+        from datetime import datetime, timedelta, timezone
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        from twisted.internet import ssl
+        from tests.support.redis_server import free_port
+        from tests.test_web_support import Client, RecordingQueue
+        from ymds.metrics import Registry
+        from ymds.web.site import make_site
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.now(timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+                .sign(key, hashes.SHA256()))
+        pem = (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+               + cert.public_bytes(serialization.Encoding.PEM))
+        options = ssl.PrivateCertificate.loadPEM(pem).options()
+        port = free_port()
+        config = make_config(port, server={"public_url": f"https://127.0.0.1:{port}"})
+        site = make_site(reactor, config, RecordingQueue(), Registry(), {})
+        listening = reactor.listenSSL(port, site, options, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        client = Client(f"https://127.0.0.1:{port}", tls=True)
+
+        async def go():
+            response, body = await client.request("GET", "/?lang=en")
+            self.assertEqual(response.code, 200)
+            self.assertEqual(header(response, "strict-transport-security"), "max-age=31536000")
+            self.assertIn("Secure", header(response, "set-cookie"))
+            response, _ = await client.request("GET", "/static/style.css")
+            self.assertEqual(header(response, "strict-transport-security"), "max-age=31536000")
+        return run(go())
+
+    def test_hsts_behind_trusted_proxy(self):
+        live = LiveSite(self, config=None)
+        proxied = LiveSite(self, config=make_config(0, server={"trusted_proxies": ["127.0.0.1"]}))
+
+        async def go():
+            response, _ = await live.request("GET", "/", headers={"x-forwarded-proto": "https"})
+            self.assertIsNone(header(response, "strict-transport-security"))  # untrusted peer: ignored
+            response, _ = await proxied.request("GET", "/", headers={"x-forwarded-proto": "https"})
+            self.assertEqual(header(response, "strict-transport-security"), "max-age=31536000")
         return run(go())

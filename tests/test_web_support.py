@@ -8,6 +8,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -111,6 +112,7 @@ class TrustAnything:
         return _Creator()
 
 
+@implementer(IOpenSSLClientConnectionCreator)
 class _Creator:
     def clientConnectionForTLS(self, tlsProtocol):
         from OpenSSL import SSL

@@ -120,6 +120,24 @@ class Landing(_Translated):
             return ""
         return tag(message, id=f"{field}-error")
 
+    def _field(self, field, tag):
+        if self.errors.get(field):
+            described = " ".join(x for x in (tag.attributes.get("aria-describedby"), f"{field}-error") if x)
+            tag(**{"aria-invalid": "true", "aria-describedby": described})
+        return tag
+
+    @renderer
+    def field_amount(self, request, tag):
+        return self._field("amount", tag)
+
+    @renderer
+    def field_name(self, request, tag):
+        return self._field("name", tag)
+
+    @renderer
+    def field_message(self, request, tag):
+        return self._field("message", tag)
+
     @renderer
     def form_error(self, request, tag):
         return tag(texts(self.lang)["err_form"]) if self.errors else ""
