@@ -321,3 +321,37 @@ class NoChannelTests(SenderTestBase):
         self.assertEqual((await self.tasks.grant_access({"chat_id": 800, "ends_at": "2030-01-01T00:00:00Z"}))["granted"], False)
         self.assertEqual((await self.tasks.revoke_access({"chat_id": 800}))["revoked"], False)
         self.assertEqual(self.fake.calls, [])
+
+
+class SharedPaceTests(SenderTestBase):
+    """Two bot processes sending for one bot stay under the overall limit together."""
+
+    async def two_bots(self, shared_pace: bool):
+        self.queue = await start_queue(self, self.config)
+        bots = []
+        for _ in range(2):
+            bot = make_bot_service(reactor, self.config, self.queue, poll=False, shared_pace=shared_pace)
+            bot.startService()
+            self.addCleanup(bot.stopService)
+            bots.append(bot)
+        return bots
+
+    async def broadcast(self, n: int) -> None:
+        for i in range(n):
+            await self.queue.enqueue("bot", "send", {"chat_id": 900 + i, "text": f"news {i}", "key": f"bc{i}"})
+        await wait_until(lambda: len(self.fake.sent) == n, timeout=30, what="broadcast delivered")
+
+    @as_deferred
+    async def test_two_processes_share_thirty_per_second(self):
+        bots = await self.two_bots(shared_pace=True)
+        await self.broadcast(75)
+        self.assertEqual(self.fake.throttled, 0)
+        times = sorted(m["at"] for m in self.fake.sent)
+        self.assertGreaterEqual(times[-1] - times[0], (75 - 1) / 30 - 0.2)
+        self.assertTrue(all(b.parts.sender.counters["sent"] > 0 for b in bots), "both processes sent")
+
+    @as_deferred
+    async def test_without_sharing_two_processes_exceed_the_limit(self):
+        await self.two_bots(shared_pace=False)
+        await self.broadcast(75)
+        self.assertGreater(self.fake.throttled, 0)

@@ -53,9 +53,11 @@ def keyboard(rows) -> dict | None:
 
 
 class Sender:
-    def __init__(self, api, limiter, store, queue, flood_retries: int = 5, max_flood_wait: float = 60.0):
+    def __init__(self, api, limiter, store, queue, flood_retries: int = 5, max_flood_wait: float = 60.0,
+                 pacer=None):
         self.api = api
         self.limiter = limiter
+        self.pacer = pacer  # RedisPacer: the overall rate shared with other bot processes
         self.store = store
         self.queue = queue
         self.flood_retries = flood_retries
@@ -88,6 +90,8 @@ class Sender:
         while True:
             attempt += 1
             await self.limiter.acquire(chat_id)
+            if self.pacer is not None:
+                await self.pacer.turn()
             try:
                 message = await self.api.sendMessage(chat_id, text, keyboard(buttons))
             except RetryAfter as e:

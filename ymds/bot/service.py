@@ -7,9 +7,9 @@ For ymds/tap.py::
     bot = make_bot_service(reactor, config, queue)       # queue: the process's RedisJobQueue
     bot.setServiceParent(top)
 
-Every bot process runs a worker (sending is shared by all of them; the rate limiter is per
-process, so run one bot process per token for the limits to hold, or several with only one
-consuming: see DESIGN.md section 1); only the lease holder polls.
+Every bot process runs a worker (sending is shared by all of them: each paces itself with
+its RateLimiter, and all of them together through the Redis pacer); only the lease holder
+polls.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from ymds.bot.api import BotAPI
 from ymds.bot.handlers import UpdateHandler
 from ymds.bot.lease import RedisLease
+from ymds.bot.pacer import RedisPacer
 from ymds.bot.polling import PollingService
 from ymds.bot.ratelimit import RateLimiter
 from ymds.bot.sender import BotTasks, Sender
@@ -75,7 +76,7 @@ class BotParts:
 
 def make_bot_service(reactor, config, queue, registry=None, worker_factory=None, redis=None, *,
                      api=None, limiter=None, lease_ttl: float = 15.0, poll: bool = True,
-                     worker: bool = True) -> MultiService:
+                     worker: bool = True, shared_pace: bool = True) -> MultiService:
     """Build the bot role.
 
     - ``queue``: an IJobQueue (enqueue to billing/bot, RPC to billing).
@@ -86,6 +87,8 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     - ``redis``: an object with ``execute(*args) -> Deferred`` (default: a RedisPool of its own
       from config.redis.url, convertNumbers=False, closed on stop).
     - ``poll``/``worker``: leave out polling or the worker (e.g. a send-only process).
+    - ``shared_pace``: also take a turn from the Redis pacer before each message, so that
+      several bot processes together stay under the overall 30/s.
 
     The returned MultiService has ``.parts`` (api, limiter, store, sender, tasks, handlers,
     polling, lease) for tests and /healthz.
@@ -100,7 +103,8 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
         redis = RedisPool(reactor, parse_redis_url(config.redis.url), size=1, name="bot:")
     store = BotStore(redis, config.redis.prefix)
     limiter = limiter or RateLimiter(reactor)
-    sender = Sender(api, limiter, store, queue)
+    pacer = RedisPacer(redis, reactor, f"{config.redis.prefix}:bot:pace") if shared_pace else None
+    sender = Sender(api, limiter, store, queue, pacer=pacer)
     handlers = UpdateHandler(config, queue, sender, store, api)
     tasks = BotTasks(config, sender, api, store, queue, reactor, limiter, handlers)
     if registry is None:
@@ -132,6 +136,6 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
         polling = PollingService(reactor, api, store, lease, dispatch, poll_timeout=telegram.poll_timeout)
         polling.setServiceParent(top)
 
-    top.parts = BotParts(api=api, limiter=limiter, store=store, sender=sender, tasks=tasks, handlers=handlers,
+    top.parts = BotParts(api=api, limiter=limiter, pacer=pacer, store=store, sender=sender, tasks=tasks, handlers=handlers,
                          polling=polling, lease=lease, worker=consumer, registry=registry, redis=redis)
     return top
