@@ -398,7 +398,7 @@ class Donations(unittest.TestCase):
                 text = page.decode()
                 self.assertIn(message, text)
                 self.assertIn(f'id="{field}-error"', text)
-                self.assertRegex(text, rf'<(input|textarea) id="{field}"[^>]*aria-describedby="[^"]*{field}-error"[^>]*aria-invalid="true"')
+                self.assertRegex(text, rf'<(input|textarea) id="{field}"(?=[^>]*aria-invalid="true")(?=[^>]*aria-describedby="[^"]*{field}-error")')
                 self.clock_tick()
             self.assertEqual([c for c in self.live.queue.calls if c[1] == "create_donation"], [])
         return run(go())
