@@ -458,6 +458,8 @@ class LedgerContract:
         self.assertEqual([s.chat_id for s in due], [1])
         self.assertEqual(await self.ledger.mark_reminded([(1, ends)], 3 * DAY), [1])
         self.assertEqual(await self.ledger.mark_reminded([(1, ends)], 3 * DAY), [])  # a second process gets nothing
+        self.assertEqual([e.data for e in await self.ledger.events(chat_id=1) if e.kind == "subscription_reminded"],
+                         [{"window": 3 * 86400}])
         self.assertEqual(await self.ledger.due_reminders(ends - 2 * DAY, 3 * DAY), [])
         self.assertEqual(await self.ledger.due_reminders(ends - 2 * DAY, DAY), [])
         self.assertEqual([s.chat_id for s in await self.ledger.due_reminders(ends - 0.5 * DAY, DAY)], [1])

@@ -291,7 +291,7 @@ class ILedger(Interface):
         """Subscriptions ending within ``window`` seconds that have not yet been reminded at
         this or a smaller window."""
 
-    def mark_reminded(items, window):
+    def mark_reminded(items, window, now=None):
         """Claim reminders: ``items`` are (chat_id, ends_at) pairs.  Fires with the chat ids
         whose claim succeeded (a concurrent process claiming the same one gets nothing)."""
 

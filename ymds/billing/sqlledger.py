@@ -307,22 +307,24 @@ class SQLLedger:
         return Event(row[0], now, kind, label, chat_id, operation_id, json.loads(_json(data)))
 
     def _write_events(self, txn, now, pending) -> tuple[Event, ...]:
-        """Append several events in one statement (fewer round trips in apply_payment)."""
-        if not pending:
-            return ()
-        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(pending))
-        params: list = []
-        texts = []
-        for kind, label, chat_id, operation_id, data in pending:
-            text = _json(data)
-            texts.append(text)
-            params += [now, kind, label, chat_id, operation_id, text]
-        rows = self._all(txn, f"INSERT INTO events (at, kind, label, chat_id, operation_id, data) VALUES {values} RETURNING id",
-                         params)
-        # identity values are handed out in row order; RETURNING's own order is not promised
-        ids = sorted(r[0] for r in rows)
-        return tuple(Event(id_, now, kind, label, chat_id, operation_id, json.loads(text))
-                     for id_, (kind, label, chat_id, operation_id, _), text in zip(ids, pending, texts))
+        """Append several events in few statements (fewer round trips in apply_payment)."""
+        written: list[Event] = []
+        for start in range(0, len(pending), 500):  # well below both engines' parameter limits
+            chunk = pending[start:start + 500]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+            params: list = []
+            texts = []
+            for kind, label, chat_id, operation_id, data in chunk:
+                text = _json(data)
+                texts.append(text)
+                params += [now, kind, label, chat_id, operation_id, text]
+            rows = self._all(txn, f"INSERT INTO events (at, kind, label, chat_id, operation_id, data) VALUES {values} "
+                                  "RETURNING id", params)
+            # identity values are handed out in row order; RETURNING's own order is not promised
+            ids = sorted(r[0] for r in rows)
+            written += [Event(id_, now, kind, label, chat_id, operation_id, json.loads(text))
+                        for id_, (kind, label, chat_id, operation_id, _), text in zip(ids, chunk, texts)]
+        return tuple(written)
 
     # --- invoices ---------------------------------------------------------------------
 
@@ -655,9 +657,10 @@ class SQLLedger:
             return [self._subscription(r) for r in rows]
         return self._run(q, write=False)
 
-    def mark_reminded(self, items, window) -> Deferred:
+    def mark_reminded(self, items, window, now=None) -> Deferred:
         # one lock order for every process (no deadlock between two sweeps on PostgreSQL)
         items = sorted((int(c), float(e)) for c, e in items)
+        at = self._reactor.seconds() if now is None else now
 
         def q(txn):
             claimed = []
@@ -667,6 +670,9 @@ class SQLLedger:
                               (int(window), chat_id, ends_at, int(window)))
                 if cur.rowcount == 1:
                     claimed.append(chat_id)
+            if claimed:
+                self._write_events(txn, at, [("subscription_reminded", None, chat_id, None,
+                                              {"window": int(window)}) for chat_id in claimed])
             return claimed
         return self._run(q)
 

@@ -110,7 +110,7 @@ class BillingTimers(Service):
                 due = await self.ledger.due_reminders(now, window, limit=self.batch)
                 if not due:
                     break
-                claimed = set(await self.ledger.mark_reminded([(s.chat_id, s.ends_at) for s in due], window))
+                claimed = set(await self.ledger.mark_reminded([(s.chat_id, s.ends_at) for s in due], window, now))
                 for sub in due:
                     if sub.chat_id not in claimed:
                         continue
