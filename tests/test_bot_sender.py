@@ -355,3 +355,15 @@ class SharedPaceTests(SenderTestBase):
         await self.two_bots(shared_pace=False)
         await self.broadcast(75)
         self.assertGreater(self.fake.throttled, 0)
+
+
+class DeadLetterTests(SenderTestBase):
+    @as_deferred
+    async def test_a_dead_bot_job_alerts_the_owner(self):
+        await self.bot(worker=True)
+        await self.queue.enqueue("bot", "send", {"chat_id": "not a chat", "text": "x"})
+        await wait_until(lambda: len(self.fake.messages_to(ADMIN)) == 1, what="dead-letter alert")
+        alert = self.fake.messages_to(ADMIN)[0]["visible"]
+        self.assertIn("bot.send", alert)
+        self.assertIn("chat_id must be an integer", alert)
+        self.assertEqual(self.redis_server.command("XLEN", f"{self.prefix}:q:bot:dead"), 1)
