@@ -43,7 +43,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -1,13 +1,12 @@
 """POST /yoomoney/notify: every refusal and every acceptance, over a real loopback socket."""
 from __future__ import annotations
 
-import json
 import socket
 
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
-from tests.test_web_support import SECRET, LiveSite, RecordingQueue, header
+from tests.test_web_support import SECRET, LiveSite, header
 from ymds.yoomoney.notification import encode_form
 from ymds.yoomoney.signature import add_signatures
 

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Mapping
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -21,7 +21,7 @@ from twisted.web.server import NOT_DONE_YET
 from ymds.links import BadLink, ExpiredLink, LinkError, verify_token
 from ymds.web import render
 from ymds.web.cache import SharedLookup, TTLCache
-from ymds.web.http import JSON_TYPE, PAGE_TYPE, send, send_json
+from ymds.web.http import PAGE_TYPE, send, send_json
 from ymds.web.i18n import request_language, texts
 
 log = Logger()
