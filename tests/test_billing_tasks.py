@@ -337,6 +337,15 @@ class OtherTaskTests(TasksTestBase):
         self.assertEqual(stats, {"payments_today": 2, "sum_today": Decimal("197.13"), "payments_month": 2,
                                  "sum_month": Decimal("197.13"), "active_subscribers": 1, "quarantined": 0})
 
+    async def test_registered_handlers_refuse_non_object_arguments(self):
+        from ymds.queue.registry import TaskRegistry
+        registry = TaskRegistry()
+        self.tasks.register(registry)
+        for task_name in registry.tasks():
+            with self.assertRaises(InvalidTaskArgs, msg=task_name):
+                await registry.lookup(task_name)(["not", "an", "object"])
+        self.assertEqual((await registry.lookup("stats")({}))["quarantined"], 0)
+
     def test_registers_every_contract_task(self):
         from ymds.queue.registry import TaskRegistry
         registry = TaskRegistry()

@@ -75,6 +75,16 @@ def _money(args: Mapping, name: str) -> Decimal:
     return value.quantize(CENT)
 
 
+def _object_args(handler):
+    """Jobs come off the network: arguments that are not an object are refused outright."""
+    async def checked(args):
+        if not isinstance(args, dict):
+            raise InvalidTaskArgs("the job's arguments must be an object")
+        return await handler(args)
+    checked.__name__ = getattr(handler, "__name__", "handler")
+    return checked
+
+
 @dataclass(frozen=True)
 class BotJob:
     queue: str
@@ -115,7 +125,7 @@ class BillingTasks:
 
     def register(self, registry) -> None:
         for name, handler in self.handlers().items():
-            registry.register(name, handler)
+            registry.register(name, _object_args(handler))
 
     def _now(self) -> float:
         return self.clock.seconds()
