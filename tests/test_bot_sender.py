@@ -367,3 +367,14 @@ class DeadLetterTests(SenderTestBase):
         self.assertIn("bot.send", alert)
         self.assertIn("chat_id must be an integer", alert)
         self.assertEqual(self.redis_server.command("XLEN", f"{self.prefix}:q:bot:dead"), 1)
+
+
+class ChannelFloodTests(SenderTestBase):
+    @as_deferred
+    async def test_flood_control_on_channel_calls_pauses_and_retries_later(self):
+        await self.bot()
+        self.fake.fail_next("banChatMember", 429, retry_after=9)
+        from ymds.bot.errors import RetryAfter
+        with self.assertRaises(RetryAfter):
+            await self.tasks.revoke_access({"chat_id": 710})
+        self.assertGreaterEqual(self.parts.limiter.paused_until, reactor.seconds() + 8)

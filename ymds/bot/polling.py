@@ -186,6 +186,8 @@ class PollingService(Service):
             log.warn("bot: deleteWebhook failed ({error}); polling anyway", error=str(e))
 
     async def _poll_while_holding(self) -> None:
+        if not self._holding():
+            return
         await self._delete_webhook()
         offset = await self._retry("reading the offset from Redis", self.store.get_offset)
         log.info("bot polling from offset {offset}", offset=offset)

@@ -54,7 +54,8 @@ def keyboard(rows) -> dict | None:
 
 class Sender:
     def __init__(self, api, limiter, store, queue, flood_retries: int = 5, max_flood_wait: float = 60.0,
-                 pacer=None):
+                 pacer=None, clock=None):
+        self.clock = clock
         self.api = api
         self.limiter = limiter
         self.pacer = pacer  # RedisPacer: the overall rate shared with other bot processes
@@ -127,7 +128,8 @@ class Sender:
         # Billing first: if Redis fails between the two, the retry sends again, gets 403
         # again and tells billing again (the enqueue key makes that one job).
         self.counters["blocked"] += 1
-        day = int(datetime.now(timezone.utc).timestamp() // 86400)
+        now = self.clock.seconds() if self.clock is not None else datetime.now(timezone.utc).timestamp()
+        day = int(now // 86400)  # told again at most once a day if the user blocks, unblocks, blocks
         await self.queue.enqueue("billing", "mark_blocked", {"chat_id": chat_id}, key=f"mark_blocked:{chat_id}:{day}")
         await self.store.set_blocked(chat_id)
         log.info("bot: chat {chat_id} blocked the bot; no more messages to it", chat_id=chat_id)
@@ -287,11 +289,10 @@ class BotTasks:
         if known:
             link, _, stamp = known.partition(" ")
             return link, int(stamp) if stamp.isdigit() else expires
-        await self.limiter.acquire(None)
         channel = self.config.telegram.channel_id
         try:
-            result = await self.api.createChatInviteLink(channel, member_limit=1, expire_date=expires,
-                                                         name=f"ymds {chat_id}"[:32])
+            result = await self.channel_call(self.api.createChatInviteLink, channel, member_limit=1,
+                                             expire_date=expires, name=f"ymds {chat_id}"[:32])
         except (BadRequest, Forbidden) as e:
             raise PermanentJobError(
                 f"cannot create an invite link for telegram.channel_id {channel}: {e.description}; "
@@ -303,15 +304,26 @@ class BotTasks:
         link, _, stamp = stored.partition(" ")
         return link, int(stamp) if stamp.isdigit() else expires
 
+    async def channel_call(self, method, *args, **kw):
+        """A channel administration call: counted against the overall rate; a 429 pauses
+        all sending and goes back to the queue, which tries again later."""
+        await self.limiter.acquire(None)
+        if self.sender.pacer is not None:
+            await self.sender.pacer.turn()
+        try:
+            return await method(*args, **kw)
+        except RetryAfter as e:
+            self.limiter.pause(e.retry_after)
+            raise
+
     async def revoke_access(self, args: dict):
         chat_id = _int(args, "chat_id")
         channel = self.config.telegram.channel_id
         if not channel:
             return {"revoked": False, "reason": "no channel configured"}
         for method in (self.api.banChatMember, self.api.unbanChatMember):
-            await self.limiter.acquire(None)
             try:
-                await method(channel, chat_id)
+                await self.channel_call(method, channel, chat_id)
             except (BadRequest, Forbidden) as e:
                 if any(word in e.description.lower() for word in _GONE):
                     log.info("bot: {chat_id} was not in the channel ({description})",
