@@ -432,7 +432,7 @@ class Cluster:
             if rest == "bot:offset":
                 continue
             ttl_families = ("q:billing:key:", "q:bot:key:", "reply:", "health:", "bot:sent:", "bot:invite:",
-                            "bot:lease", "bot:in:", "bot:lang:")
+                            "bot:lease", "bot:in:", "bot:lang:", "bot:pace")
             if rest.startswith(ttl_families):
                 if rest.startswith("bot:lang:") or int(self.r("PTTL", key)) > 0:
                     continue
