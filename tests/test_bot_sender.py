@@ -33,12 +33,12 @@ class SenderTestBase(unittest.TestCase):
         self.config = make_config(self.url, self.redis_server.url, self.prefix, channel=self.channel,
                                   language=self.language)
 
-    async def bot(self, limiter=None, worker=False):
+    async def bot(self, limiter=None, worker=False, **kw):
         self.queue = await start_queue(self, self.config)
         self.billing = await start_billing(self, self.config, self.queue)
         limiter = limiter or RateLimiter(reactor, chat_interval=0.01)
         service = make_bot_service(reactor, self.config, self.queue, redis=self.redis, limiter=limiter,
-                                   poll=False, worker=worker)
+                                   poll=False, worker=worker, **kw)
         service.startService()
         self.addCleanup(service.stopService)
         self.parts = service.parts
@@ -378,3 +378,18 @@ class ChannelFloodTests(SenderTestBase):
         with self.assertRaises(RetryAfter):
             await self.tasks.revoke_access({"chat_id": 710})
         self.assertGreaterEqual(self.parts.limiter.paused_until, reactor.seconds() + 8)
+
+
+class MetricsTests(SenderTestBase):
+    @as_deferred
+    async def test_outcomes_and_state_in_the_registry(self):
+        from ymds.metrics import Registry
+        metrics = Registry()
+        await self.bot(metrics=metrics)
+        await self.tasks.send({"chat_id": 720, "text": "x", "key": "m1"})
+        await self.tasks.send({"chat_id": 720, "text": "x", "key": "m1"})
+        text = metrics.render()
+        self.assertIn('ymds_bot_messages_total{outcome="sent"} 1.0', text)
+        self.assertIn('ymds_bot_messages_total{outcome="duplicate"} 1.0', text)
+        self.assertIn("ymds_bot_polling 0.0", text)
+        self.assertIn("ymds_bot_waiting_for_slot 0.0", text)

@@ -52,9 +52,26 @@ def keyboard(rows) -> dict | None:
     return {"inline_keyboard": rows} if rows else None
 
 
+class _Counts(dict):
+    """Outcome counts of this process's sends, mirrored into the /metrics registry."""
+
+    def __init__(self, metrics=None):
+        super().__init__(sent=0, duplicate=0, blocked=0, rejected=0, flood_waits=0)
+        self._counter = None
+        if metrics is not None:
+            self._counter = metrics.counter("ymds_bot_messages", "Outgoing Telegram messages by outcome "
+                                            "(sent, duplicate, blocked, rejected; flood_waits: 429 answers)",
+                                            ["outcome"])
+
+    def __setitem__(self, outcome, value):
+        if self._counter is not None:
+            self._counter.inc(value - self.get(outcome, 0), outcome=outcome)
+        super().__setitem__(outcome, value)
+
+
 class Sender:
     def __init__(self, api, limiter, store, queue, flood_retries: int = 5, max_flood_wait: float = 60.0,
-                 pacer=None, clock=None):
+                 pacer=None, clock=None, metrics=None):
         self.clock = clock
         self.api = api
         self.limiter = limiter
@@ -63,7 +80,7 @@ class Sender:
         self.queue = queue
         self.flood_retries = flood_retries
         self.max_flood_wait = max_flood_wait
-        self.counters = {"sent": 0, "duplicate": 0, "blocked": 0, "rejected": 0, "flood_waits": 0}
+        self.counters = _Counts(metrics)
         self._inflight: dict[str, Deferred] = {}
 
     async def send(self, key: str, chat_id: int, text: str, buttons=None) -> str:

@@ -76,7 +76,7 @@ class BotParts:
 
 def make_bot_service(reactor, config, queue, registry=None, worker_factory=None, redis=None, *,
                      api=None, limiter=None, lease_ttl: float = 15.0, poll: bool = True,
-                     worker: bool = True, shared_pace: bool = True) -> MultiService:
+                     worker: bool = True, shared_pace: bool = True, metrics=None, stats=None) -> MultiService:
     """Build the bot role.
 
     - ``queue``: an IJobQueue (enqueue to billing/bot, RPC to billing).
@@ -87,6 +87,8 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     - ``redis``: an object with ``execute(*args) -> Deferred`` (default: a RedisPool of its own
       from config.redis.url, convertNumbers=False, closed on stop).
     - ``poll``/``worker``: leave out polling or the worker (e.g. a send-only process).
+    - ``metrics``: the /metrics Registry (ymds_bot_messages_total{outcome}, ymds_bot_polling,
+      ymds_bot_waiting_for_slot); ``stats``: the QueueStats given to the default Worker.
     - ``shared_pace``: also take a turn from the Redis pacer before each message, so that
       several bot processes together stay under the overall 30/s.
 
@@ -104,7 +106,7 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     store = BotStore(redis, config.redis.prefix)
     limiter = limiter or RateLimiter(reactor)
     pacer = RedisPacer(redis, reactor, f"{config.redis.prefix}:bot:pace") if shared_pace else None
-    sender = Sender(api, limiter, store, queue, pacer=pacer, clock=reactor)
+    sender = Sender(api, limiter, store, queue, pacer=pacer, clock=reactor, metrics=metrics)
     handlers = UpdateHandler(config, queue, sender, store, api)
     tasks = BotTasks(config, sender, api, store, queue, reactor, limiter, handlers)
     if registry is None:
@@ -119,7 +121,8 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
             from ymds.queue.worker import Worker
 
             def worker_factory(registry):
-                return Worker(reactor, config.redis, config.queue, "bot", registry, on_dead=dead_letter_alert(queue))
+                return Worker(reactor, config.redis, config.queue, "bot", registry, stats=stats,
+                              on_dead=dead_letter_alert(queue))
 
         consumer = worker_factory(registry)
         consumer.setServiceParent(top)
@@ -136,6 +139,11 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
         polling = PollingService(reactor, api, store, lease, dispatch, poll_timeout=telegram.poll_timeout)
         polling.setServiceParent(top)
 
+    if metrics is not None:
+        metrics.gauge("ymds_bot_polling", "1 if this process holds the Telegram polling lease").set_function(
+            lambda: 1.0 if polling is not None and polling.polling else 0.0)
+        metrics.gauge("ymds_bot_waiting_for_slot", "Messages of this process waiting for a rate-limit slot"
+                      ).set_function(lambda: float(limiter.waiting()))
     top.parts = BotParts(api=api, limiter=limiter, pacer=pacer, store=store, sender=sender, tasks=tasks, handlers=handlers,
                          polling=polling, lease=lease, worker=consumer, registry=registry, redis=redis)
     return top
