@@ -9,7 +9,7 @@ Keys (``{prefix}:bot:...``)::
     offset              next getUpdates offset (only ever moves forward; fenced by the lease)
     lease               owner token of the process allowed to poll (PX expiry)
     sent:<key>          message_id of a delivered message (TTL), the dedup record
-    blocked:<chat>      the user blocked the bot (403); cleared when they write again
+    blocked:<chat>      the user blocked the bot (403); cleared when they write again (TTL)
     lang:<chat>         "ru" | "en"
     invite:<key>        the invite link made for one grant_access job (TTL)
     in:<chat>           inbound messages this minute (flood guard)
@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 
 SENT_TTL = 7 * 86400  # longer than any redelivery or replay of a job we expect
 INVITE_TTL = 7 * 86400
+BLOCKED_TTL = 90 * 86400  # then one more send finds out again (403) and renews it
 INBOUND_WINDOW = 60
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,160}$")
@@ -107,7 +108,7 @@ class BotStore:
         return await self._call("EXISTS", self._k("blocked", int(chat_id))) in (1, "1")
 
     async def set_blocked(self, chat_id: int) -> None:
-        await self._call("SET", self._k("blocked", int(chat_id)), "1")
+        await self._call("SET", self._k("blocked", int(chat_id)), "1", "EX", BLOCKED_TTL)
 
     async def clear_blocked(self, chat_id: int) -> bool:
         return await self._call("DEL", self._k("blocked", int(chat_id))) in (1, "1")
