@@ -191,6 +191,26 @@ class FaultTests(unittest.TestCase):
                failed_attempts=sum(b.count("attempt") for b in billing), **self.audit(cluster, invoices))
 
     @as_deferred
+    async def test_postgres_crashed_mid_burst(self):
+        """PostgreSQL crashes (``pg_ctl stop -m immediate``: open transactions are lost, crash
+        recovery on start) while billing is applying a burst of 500."""
+        n = BURST if LONG else 500
+        cluster, web, billing = self.split_cluster("own-pg")
+        invoices = await self.invoices(cluster, n)
+
+        async def crash_postgres(sender):
+            await self.payments_reach(cluster, n // 3)
+            await threads.deferToThread(cluster.pg.crash)
+            self.assertFalse(cluster.pg.reachable())
+            await threads.deferToThread(cluster.pg.start)
+
+        sender = await self.burst(cluster, web, list(self.bodies(invoices).values()), crash_postgres)
+        await self.settle(cluster, n, timeout=180)
+        self.assertEqual(sender.answers[200], n)
+        record("PostgreSQL crashed mid-burst", notifications=n, answers=dict(sender.answers),
+               failed_attempts=sum(b.count("attempt") for b in billing), **self.audit(cluster, invoices))
+
+    @as_deferred
     async def test_web_killed_after_enqueue_before_answering(self):
         """The job is in Redis but the web node dies before it answers: YooMoney's retry
         must not double-credit.  A proxy between the web node and Redis holds Redis's replies,

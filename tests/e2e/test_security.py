@@ -80,6 +80,31 @@ class SecurityTests(unittest.TestCase):
         self.assertEqual(self.ledger().payment_rows()[0][2], "paid")
 
     @as_deferred
+    async def test_forged_flood_cannot_fill_storage(self):
+        """300 distinct forged notifications from one address: refusals are rate-limited, the
+        quarantine stays bounded, and a genuine notification from that address still passes."""
+        invoice = await self.one_invoice()
+
+        def flood():
+            answers = []
+            for i in range(300):
+                fields = notification_fields("forged-secret-000000000000000", "100.00", "", operation_id=f"forged-{i}")
+                answers.append(post(self.sender, encode(fields))[0])
+            return answers
+        answers = await threads.deferToThread(flood)
+        counts = {status: answers.count(status) for status in set(answers)}
+        self.assertEqual(set(counts), {403, 429}, counts)
+        self.assertGreater(counts[429], 0)
+        await wait_until(lambda: self.cluster.drained("billing"), timeout=30)
+        quarantined = len(self.ledger().quarantined())
+        self.assertLessEqual(quarantined, counts[403])
+        self.assertLess(quarantined, 300)
+        genuine = encode(notification_fields(NOTIFICATION_SECRET, invoice["amount"], invoice["label"]))
+        self.assertEqual(await threads.deferToThread(post, self.sender, genuine), (200, b"OK\n"))
+        await wait_until(lambda: self.ledger().payments() == 1, timeout=30)
+        record("forged flood", sent=300, answers=counts, quarantined=quarantined)
+
+    @as_deferred
     async def test_tampered_and_expired_links(self):
         from ymds.links import sign_token
         invoice = await self.one_invoice()
