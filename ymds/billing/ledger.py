@@ -37,6 +37,10 @@ class UnknownPlan(LedgerError, ValueError):
     """An invoice was asked for a plan that is not configured."""
 
 
+class IdempotencyConflict(LedgerError):
+    """An Idempotency-Key was used before with a different request."""
+
+
 # --- value objects --------------------------------------------------------------------------
 
 INVOICE_STATUSES = ("open", "paid", "underpaid", "overpaid", "expired", "late", "held")
@@ -160,6 +164,61 @@ class Stats:
     sum_month: Decimal
     active_subscribers: int
     quarantined: int
+
+
+WEBHOOK_EVENT_TYPES = ("invoice.paid", "invoice.underpaid", "payment.unmatched", "subscription.extended",
+                       "subscription.expired")
+API_SCOPES = ("invoices:write", "invoices:read", "payments:read", "subscriptions:read")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str = field(repr=False)
+    created_at: float = 0.0
+    removed_at: float | None = None
+    pending: int = 0  # undelivered events (filled by webhook_endpoints)
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event on its way to one endpoint."""
+    endpoint_id: str
+    event_seq: int
+    event_id: str
+    type: str
+    created_at: float
+    data: Mapping[str, Any]
+    status: str  # pending | delivered | failed
+    attempts: int
+    first_attempt_at: float | None
+    next_attempt_at: float
+    last_error: str | None = None
+    done_at: float | None = None
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    id: int
+    endpoint_id: str
+    event_id: str
+    at: float
+    status_code: int | None
+    error: str | None
+    duration: float
+    outcome: str  # delivered | retry | failed
 
 
 # --- notification fields --------------------------------------------------------------------
@@ -333,6 +392,74 @@ class ILedger(Interface):
 
     def events(label=None, chat_id=None, operation_id=None, limit=1000):
         """The audit log of one invoice, chat or operation, oldest first."""
+
+    # --- integration API and webhooks (schema version 2) ---
+
+    def api_key_create(key_id, key_hash, name, scopes, now):
+        """Store a new API key by its hash; fires with the ApiKey."""
+
+    def api_key_lookup(key_hash):
+        """The ApiKey with this hash (revoked ones too) or None."""
+
+    def api_key_list():
+        """Every ApiKey, oldest first."""
+
+    def api_key_revoke(key_id, now):
+        """Revoke a key; fires True if it was active."""
+
+    def create_invoice_once(key_id, idempotency_key, request_hash, now, kind, amount, ttl, **invoice_options):
+        """create_invoice at most once per (key_id, idempotency_key): fires with
+        (Invoice, replayed).  The same key with another ``request_hash`` fails with
+        IdempotencyConflict."""
+
+    def prune_idempotency(older_than):
+        """Forget idempotency keys created before ``older_than``; fires with how many."""
+
+    def webhook_endpoint_add(endpoint_id, url, events, secret, now):
+        """Register an endpoint (WebhookEndpoint)."""
+
+    def webhook_endpoint_get(endpoint_id):
+        """The WebhookEndpoint (removed ones too) or None."""
+
+    def webhook_endpoints(include_removed=False):
+        """Endpoints with their pending/failed counts, oldest first."""
+
+    def webhook_endpoint_remove(endpoint_id, now):
+        """Stop delivering to an endpoint; fires True if it was active."""
+
+    def webhook_emit(events, now):
+        """Write outbox events, each ``(type, cause, data)``, at most once per cause, with a
+        pending delivery for every active endpoint that wants its type.  Fires with the ids
+        of the endpoints that have a pending delivery of any of these events."""
+
+    def webhook_claim(endpoint_id, token, now, lease):
+        """Take (or renew, with the same token) the endpoint's delivery lease for ``lease``
+        seconds; fires True when held.  One deliverer per endpoint keeps events in order."""
+
+    def webhook_release(endpoint_id, token):
+        """Give the lease back (only if ``token`` holds it)."""
+
+    def webhook_next(endpoint_id):
+        """The endpoint's oldest pending WebhookDelivery or None."""
+
+    def webhook_record_attempt(endpoint_id, event_seq, now, status_code, error, duration, outcome,
+                               next_attempt_at=None):
+        """Log one attempt and move the delivery on: ``delivered``, ``failed`` (given up) or
+        ``retry`` (at ``next_attempt_at``)."""
+
+    def webhook_due(now, limit=1000):
+        """Ids of active, unleased endpoints whose oldest pending delivery is due."""
+
+    def webhook_redeliver(now, event_id=None, endpoint_id=None, since=None):
+        """Make deliveries pending again (one event; or an endpoint's events created since
+        ``since``); an active endpoint that wants the event but never had it gets it too.
+        Fires with the ids of the endpoints concerned."""
+
+    def webhook_deliveries(endpoint_id=None, event_id=None, status=None, limit=100):
+        """WebhookDelivery rows, oldest event first."""
+
+    def webhook_attempts(endpoint_id=None, event_id=None, limit=100):
+        """The delivery log (WebhookAttempt), oldest first."""
 
     def close():
         """Release connections."""

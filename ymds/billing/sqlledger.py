@@ -18,6 +18,7 @@ import calendar
 import hashlib
 import json
 import os
+import secrets
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -29,9 +30,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ymds.billing.ledger import (
-    GRANTING, SOURCES, ApplyResult, BadPaymentFields, Event, ILedger, Invoice, LedgerError,
-    Payment, PaymentFields, PaymentPage, QuarantinedNotification, QuarantineResult, SchemaTooNew,
-    Stats, Subscription,
+    GRANTING, SOURCES, ApiKey, ApplyResult, BadPaymentFields, Event, IdempotencyConflict, ILedger, Invoice,
+    LedgerError, Payment, PaymentFields, PaymentPage, QuarantinedNotification, QuarantineResult, SchemaTooNew,
+    Stats, Subscription, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
 )
 from ymds.links import is_our_label, new_label
 
@@ -157,6 +158,11 @@ _PAYMENT_INSERT_COLS = _PAYMENT_COLS.replace("notified, seq, raw", "notified, ra
 _SUB_COLS = "chat_id, plan, ends_at, updated_at, reminded_window, expired"
 _Q_COLS = "id, body, reason, remote, received_at, last_seen, count, size, resolved_at, resolution"
 _EVENT_COLS = "id, at, kind, label, chat_id, operation_id, data"
+_KEY_COLS = "id, name, scopes, created_at, revoked_at"
+_ENDPOINT_COLS = "id, url, events, secret, created_at, removed_at"
+_DELIVERY_SELECT = ("SELECT d.endpoint_id, d.event_seq, e.id, e.type, e.created_at, e.data, d.status, d.attempts, "
+                    "d.first_attempt_at, d.next_attempt_at, d.last_error, d.done_at "
+                    "FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq")
 
 
 @implementer(ILedger)
@@ -828,3 +834,272 @@ class SQLLedger:
             return [self._event(r) for r in rows]
         return self._run(q, write=False)
 
+
+    # --- integration API: keys and idempotency ------------------------------------------
+
+    @staticmethod
+    def _api_key(row) -> ApiKey | None:
+        if row is None:
+            return None
+        id_, name, scopes, created_at, revoked_at = row
+        return ApiKey(id_, name, tuple(scopes.split()), created_at, revoked_at)
+
+    def api_key_create(self, key_id, key_hash, name, scopes, now) -> Deferred:
+        scopes = tuple(scopes)
+
+        def q(txn):
+            self._x(txn, "INSERT INTO api_keys (id, key_hash, name, scopes, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (key_id, key_hash, name, " ".join(scopes), now))
+            self._add_event(txn, now, "api_key_created", key_id=key_id, scopes=list(scopes))
+            return ApiKey(key_id, name, scopes, now)
+        return self._run(q)
+
+    def api_key_lookup(self, key_hash) -> Deferred:
+        def q(txn):
+            return self._api_key(self._one(txn, f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,)))
+        return self._run(q, write=False)
+
+    def api_key_list(self) -> Deferred:
+        def q(txn):
+            return [self._api_key(r) for r in self._all(txn, f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, id")]
+        return self._run(q, write=False)
+
+    def api_key_revoke(self, key_id, now) -> Deferred:
+        def q(txn):
+            cur = self._x(txn, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id))
+            if cur.rowcount == 1:
+                self._add_event(txn, now, "api_key_revoked", key_id=key_id)
+                return True
+            return False
+        return self._run(q)
+
+    def create_invoice_once(self, key_id, idempotency_key, request_hash, now, kind, amount, ttl, plan=None,
+                            days=None, chat_id=None, user_id=None, description="", metadata=None) -> Deferred:
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0 or amount >= Decimal("1e10"):
+            return fail(LedgerError(f"invoice amount {amount!r} is not a positive Decimal below 10^10"))
+        if kind not in ("subscription", "donation"):
+            return fail(LedgerError(f"invoice kind {kind!r} is not subscription or donation"))
+        if kind == "subscription" and (not plan or not days or chat_id is None):
+            return fail(LedgerError("a subscription invoice needs a plan, its days and a chat"))
+        amount = amount.quantize(CENT)
+        label = new_label()
+
+        def q(txn):
+            # The write lock (SQLite) or the primary key (PostgreSQL, ON CONFLICT) makes
+            # the second of two concurrent requests with one key see the first one's row.
+            row = self._one(txn, "SELECT request_hash, invoice_label FROM idempotency_keys WHERE key_id = ? AND idem_key = ?",
+                            (key_id, idempotency_key))
+            if row is None:
+                claimed = self._one(txn, "INSERT INTO idempotency_keys (key_id, idem_key, request_hash, invoice_label, "
+                                         "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id, idem_key) DO NOTHING "
+                                         "RETURNING invoice_label", (key_id, idempotency_key, request_hash, label, now))
+                if claimed is not None:
+                    invoice = self._create_invoice(txn, kind, amount, now, ttl, plan, days, chat_id, user_id,
+                                                   description or "", dict(metadata or {}), label, False)
+                    return invoice, False
+                row = self._one(txn, "SELECT request_hash, invoice_label FROM idempotency_keys "
+                                     "WHERE key_id = ? AND idem_key = ?", (key_id, idempotency_key))
+            if row[0] != request_hash:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different request")
+            invoice = self._invoice(self._one(txn, f"SELECT {_INVOICE_COLS} FROM invoices WHERE label = ?", (row[1],)))
+            if invoice is None:
+                raise IdempotencyConflict("the invoice first created with this Idempotency-Key no longer exists")
+            return invoice, True
+        return self._run(q)
+
+    def prune_idempotency(self, older_than) -> Deferred:
+        def q(txn):
+            return max(self._x(txn, "DELETE FROM idempotency_keys WHERE created_at < ?", (older_than,)).rowcount, 0)
+        return self._run(q)
+
+    # --- webhooks: endpoints ------------------------------------------------------------
+
+    @staticmethod
+    def _endpoint(row, pending=0, failed=0) -> WebhookEndpoint | None:
+        if row is None:
+            return None
+        id_, url, events, secret, created_at, removed_at = row
+        return WebhookEndpoint(id_, url, tuple(events.split()), secret, created_at, removed_at, pending, failed)
+
+    def webhook_endpoint_add(self, endpoint_id, url, events, secret, now) -> Deferred:
+        events = tuple(events)
+
+        def q(txn):
+            self._x(txn, "INSERT INTO webhook_endpoints (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (endpoint_id, url, " ".join(events), secret, now))
+            self._add_event(txn, now, "webhook_endpoint_added", endpoint_id=endpoint_id, events=list(events))
+            return WebhookEndpoint(endpoint_id, url, events, secret, now)
+        return self._run(q)
+
+    def webhook_endpoint_get(self, endpoint_id) -> Deferred:
+        def q(txn):
+            return self._endpoint(self._one(txn, f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE id = ?",
+                                            (endpoint_id,)))
+        return self._run(q, write=False)
+
+    def webhook_endpoints(self, include_removed=False) -> Deferred:
+        def q(txn):
+            where = "" if include_removed else " WHERE removed_at IS NULL"
+            rows = self._all(txn, f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints{where} ORDER BY created_at, id")
+            counts = {}
+            for endpoint_id, status, n in self._all(txn, "SELECT endpoint_id, status, COUNT(*) FROM webhook_deliveries "
+                                                         "WHERE status <> 'delivered' GROUP BY endpoint_id, status"):
+                counts[(endpoint_id, status)] = int(n)
+            return [self._endpoint(r, counts.get((r[0], "pending"), 0), counts.get((r[0], "failed"), 0)) for r in rows]
+        return self._run(q, write=False)
+
+    def webhook_endpoint_remove(self, endpoint_id, now) -> Deferred:
+        def q(txn):
+            cur = self._x(txn, "UPDATE webhook_endpoints SET removed_at = ? WHERE id = ? AND removed_at IS NULL",
+                          (now, endpoint_id))
+            if cur.rowcount == 1:
+                self._add_event(txn, now, "webhook_endpoint_removed", endpoint_id=endpoint_id)
+                return True
+            return False
+        return self._run(q)
+
+    # --- webhooks: the outbox -----------------------------------------------------------
+
+    def _wanting(self, txn, event_type) -> list[str]:
+        rows = self._all(txn, "SELECT id, events FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
+        return [id_ for id_, events in rows if event_type in events.split() or "*" in events.split()]
+
+    def webhook_emit(self, events, now) -> Deferred:
+        events = [(str(t), str(c), dict(d)) for t, c, d in events]
+
+        def q(txn):
+            concerned: list[str] = []
+            for event_type, cause, data in events:
+                row = self._one(txn, "INSERT INTO webhook_events (id, cause, type, created_at, data) VALUES (?, ?, ?, ?, ?) "
+                                     "ON CONFLICT (cause) DO NOTHING RETURNING seq",
+                                (f"evt_{secrets.token_hex(12)}", cause, event_type, now, _json(data)))
+                if row is not None:
+                    for endpoint_id in self._wanting(txn, event_type):
+                        self._x(txn, "INSERT INTO webhook_deliveries (endpoint_id, event_seq, status, attempts, "
+                                     "next_attempt_at) VALUES (?, ?, 'pending', 0, ?)", (endpoint_id, row[0], now))
+                    seq = row[0]
+                else:
+                    seq = self._one(txn, "SELECT seq FROM webhook_events WHERE cause = ?", (cause,))[0]
+                for (endpoint_id,) in self._all(txn, "SELECT endpoint_id FROM webhook_deliveries WHERE event_seq = ? "
+                                                     "AND status = 'pending' ORDER BY endpoint_id", (seq,)):
+                    if endpoint_id not in concerned:
+                        concerned.append(endpoint_id)
+            return concerned
+        return self._run(q)
+
+    def webhook_claim(self, endpoint_id, token, now, lease) -> Deferred:
+        def q(txn):
+            cur = self._x(txn, "UPDATE webhook_endpoints SET lease_token = ?, lease_until = ? WHERE id = ? "
+                               "AND removed_at IS NULL AND (lease_token IS NULL OR lease_token = ? OR lease_until <= ?)",
+                          (token, now + lease, endpoint_id, token, now))
+            return cur.rowcount == 1
+        return self._run(q)
+
+    def webhook_release(self, endpoint_id, token) -> Deferred:
+        def q(txn):
+            return self._x(txn, "UPDATE webhook_endpoints SET lease_token = NULL, lease_until = NULL "
+                                "WHERE id = ? AND lease_token = ?", (endpoint_id, token)).rowcount == 1
+        return self._run(q)
+
+    @staticmethod
+    def _delivery(row) -> WebhookDelivery:
+        (endpoint_id, seq, event_id, type_, created_at, data, status, attempts, first, next_at, error, done) = row
+        return WebhookDelivery(endpoint_id, int(seq), event_id, type_, created_at, json.loads(data), status,
+                               int(attempts), first, next_at, error, done)
+
+    def webhook_next(self, endpoint_id) -> Deferred:
+        def q(txn):
+            row = self._one(txn, f"{_DELIVERY_SELECT} WHERE d.endpoint_id = ? AND d.status = 'pending' "
+                                 "ORDER BY d.event_seq LIMIT 1", (endpoint_id,))
+            return None if row is None else self._delivery(row)
+        return self._run(q, write=False)
+
+    def webhook_record_attempt(self, endpoint_id, event_seq, now, status_code, error, duration, outcome,
+                               next_attempt_at=None) -> Deferred:
+        if outcome not in ("delivered", "retry", "failed"):
+            return fail(LedgerError(f"attempt outcome {outcome!r} is not delivered, retry or failed"))
+        error = None if error is None else str(error)[:500]
+
+        def q(txn):
+            self._x(txn, "INSERT INTO webhook_attempts (endpoint_id, event_seq, at, status_code, error, duration, outcome) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (endpoint_id, event_seq, now, status_code, error, duration, outcome))
+            status = "pending" if outcome == "retry" else outcome
+            cur = self._x(txn, "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, "
+                               "first_attempt_at = COALESCE(first_attempt_at, ?), next_attempt_at = ?, last_error = ?, "
+                               "done_at = ? WHERE endpoint_id = ? AND event_seq = ? AND status = 'pending'",
+                          (status, now, next_attempt_at if next_attempt_at is not None else now, error,
+                           None if outcome == "retry" else now, endpoint_id, event_seq))
+            return cur.rowcount == 1
+        return self._run(q)
+
+    def webhook_due(self, now, limit=1000) -> Deferred:
+        def q(txn):
+            rows = self._all(txn, "SELECT w.id FROM webhook_endpoints w WHERE w.removed_at IS NULL "
+                                  "AND (w.lease_token IS NULL OR w.lease_until <= ?) AND (SELECT d.next_attempt_at FROM "
+                                  "webhook_deliveries d WHERE d.endpoint_id = w.id AND d.status = 'pending' "
+                                  "ORDER BY d.event_seq LIMIT 1) <= ? ORDER BY w.id LIMIT ?", (now, now, int(limit)))
+            return [r[0] for r in rows]
+        return self._run(q, write=False)
+
+    def webhook_redeliver(self, now, event_id=None, endpoint_id=None, since=None) -> Deferred:
+        if event_id is None and endpoint_id is None:
+            return fail(LedgerError("webhook_redeliver needs an event id or an endpoint id"))
+
+        def q(txn):
+            where, params = [], []
+            if event_id is not None:
+                where.append("id = ?")
+                params.append(event_id)
+            if since is not None:
+                where.append("created_at >= ?")
+                params.append(since)
+            events = self._all(txn, "SELECT seq, type FROM webhook_events WHERE " + " AND ".join(where or ["1 = 1"])
+                               + " ORDER BY seq", params)
+            concerned: list[str] = []
+            for seq, event_type in events:
+                targets = self._wanting(txn, event_type)
+                if endpoint_id is not None:
+                    targets = [t for t in targets if t == endpoint_id]
+                for target in targets:
+                    cur = self._x(txn, "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+                                       "first_attempt_at = NULL, next_attempt_at = ?, last_error = NULL, done_at = NULL "
+                                       "WHERE endpoint_id = ? AND event_seq = ?", (now, target, seq))
+                    if cur.rowcount == 0:
+                        self._x(txn, "INSERT INTO webhook_deliveries (endpoint_id, event_seq, status, attempts, "
+                                     "next_attempt_at) VALUES (?, ?, 'pending', 0, ?)", (target, seq, now))
+                    if target not in concerned:
+                        concerned.append(target)
+            if concerned:
+                self._add_event(txn, now, "webhook_redeliver", event_id=event_id, endpoint_id=endpoint_id,
+                                since=since, deliveries=len(events))
+            return concerned
+        return self._run(q)
+
+    def webhook_deliveries(self, endpoint_id=None, event_id=None, status=None, limit=100) -> Deferred:
+        where, params = [], []
+        for clause, value in (("d.endpoint_id = ?", endpoint_id), ("e.id = ?", event_id), ("d.status = ?", status)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+
+        def q(txn):
+            query = _DELIVERY_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+            rows = self._all(txn, query + " ORDER BY d.event_seq, d.endpoint_id LIMIT ?", params + [int(limit)])
+            return [self._delivery(r) for r in rows]
+        return self._run(q, write=False)
+
+    def webhook_attempts(self, endpoint_id=None, event_id=None, limit=100) -> Deferred:
+        where, params = [], []
+        for clause, value in (("a.endpoint_id = ?", endpoint_id), ("e.id = ?", event_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+
+        def q(txn):
+            query = ("SELECT a.id, a.endpoint_id, e.id, a.at, a.status_code, a.error, a.duration, a.outcome "
+                     "FROM webhook_attempts a JOIN webhook_events e ON e.seq = a.event_seq")
+            if where:
+                query += " WHERE " + " AND ".join(where)
+            rows = self._all(txn, query + " ORDER BY a.id LIMIT ?", params + [int(limit)])
+            return [WebhookAttempt(*r) for r in rows]
+        return self._run(q, write=False)
