@@ -62,7 +62,8 @@ class FaultTests(unittest.TestCase):
     async def payments_reach(self, cluster: Cluster, n: int, timeout: float = 120):
         await wait_until(lambda: cluster.ledger.payments() >= n, timeout=timeout, what=f"{n} payments in the ledger")
 
-    def audit(self, cluster: Cluster, invoices: dict[int, dict], bot_consumed: bool = False) -> dict:
+    def audit(self, cluster: Cluster, invoices: dict[int, dict], bot_consumed: bool = False,
+              database_crashed: bool = False) -> dict:
         n = len(invoices)
         ledger = cluster.ledger
         rows = ledger.payment_rows()
@@ -71,7 +72,11 @@ class FaultTests(unittest.TestCase):
         self.assertEqual(max(ops.values()), 1)
         self.assertEqual(Counter(r[2] for r in rows), Counter({"paid": n}))
         self.assertEqual({r[4] for r in rows}, set(invoices))
-        self.assertTrue(all(r[5] for r in rows), "every payment's follow-up jobs were enqueued")
+        unmarked = sum(1 for r in rows if not r[5])
+        if not database_crashed:
+            self.assertEqual(unmarked, 0, "every payment's follow-up jobs were enqueued and marked")
+        # After a PostgreSQL crash the "notified" mark (committed without waiting for the WAL,
+        # ymds/billing/postgres.py) may be lost; what matters is checked below: the jobs exist.
         self.assertEqual(ledger.invoice_statuses().get("paid"), n)
         self.assertEqual(ledger.scalar("SELECT count(*) FROM subscriptions"), n)
         self.assertEqual(ledger.scalar("SELECT count(*) FROM quarantine"), 0)
@@ -88,7 +93,7 @@ class FaultTests(unittest.TestCase):
             self.assertEqual(grants, {chat: 1 for chat in invoices}, "one invite per user")
             self.assertEqual(len(jobs), 2 * n, Counter(j["task"] for j in jobs))
         self.assertEqual(cluster.stray_keys(), [])
-        return {"payments": len(rows), "told": sum(told.values())}
+        return {"payments": len(rows), "told": sum(told.values()), "notified_marks_lost": unmarked}
 
     async def told_once_through_telegram(self, cluster: Cluster, invoices: dict[int, dict], timeout: float = 600):
         """Through the fake Bot API: each user got exactly a confirmation and an invite."""
@@ -208,7 +213,8 @@ class FaultTests(unittest.TestCase):
         await self.settle(cluster, n, timeout=180)
         self.assertEqual(sender.answers[200], n)
         record("PostgreSQL crashed mid-burst", notifications=n, answers=dict(sender.answers),
-               failed_attempts=sum(b.count("attempt") for b in billing), **self.audit(cluster, invoices))
+               failed_attempts=sum(b.count("attempt") for b in billing),
+               **self.audit(cluster, invoices, database_crashed=True))
 
     @as_deferred
     async def test_web_killed_after_enqueue_before_answering(self):
