@@ -407,8 +407,9 @@ class ILedger(Interface):
     def api_key_revoke(key_id, now):
         """Revoke a key; fires True if it was active."""
 
-    def create_invoice_once(key_id, idempotency_key, request_hash, now, kind, amount, ttl, **invoice_options):
-        """create_invoice at most once per (key_id, idempotency_key): fires with
+    def create_invoice_once(key_id, idempotency_key, request_hash, now, kind, amount, ttl, plan=None, days=None,
+                            chat_id=None, user_id=None, description="", metadata=None):
+        """create_invoice (a new label) at most once per (key_id, idempotency_key): fires with
         (Invoice, replayed).  The same key with another ``request_hash`` fails with
         IdempotencyConflict."""
 
