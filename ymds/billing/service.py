@@ -22,12 +22,26 @@ class _LedgerLifecycle(Service):
         return self.ledger.close()
 
 
+class _CloseOnStop(Service):
+    """Closes the webhook sender's connection pool when the role stops."""
+
+    def __init__(self, close):
+        self._close = close
+
+    def stopService(self):
+        super().stopService()
+        return self._close()
+
+
 def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clock=None, stats=None,
-                         timers_options=None, worker_options=None) -> MultiService:
+                         timers_options=None, worker_options=None, webhook_sender=None,
+                         webhook_options=None) -> MultiService:
     """``queue`` (IJobQueue, e.g. the started RedisJobQueue) sends bot jobs; ``ledger`` is an
     already migrated ILedger (``await ledger.migrate()`` before starting, so a schema
     problem stops start-up with its one-line error).  ``wallet_api`` (IWalletAPI) turns on
     reconciliation and, with yoomoney.confirm_with_api, confirmation of notifications.
+    Outgoing webhooks are delivered by this role too: ``webhook_sender`` (IWebhookSender,
+    default a TreqSender with its own pool) and ``webhook_options`` (WebhookDeliverer's).
     """
     from ymds.queue.registry import TaskRegistry
     from ymds.queue.worker import Worker
@@ -35,18 +49,30 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     clock = clock or reactor
     top = MultiService()
     top.setName("billing")
-    tasks = BillingTasks(config, ledger, queue, clock, wallet_api=wallet_api)
+    from ymds.api.tasks import ApiTasks
+    from ymds.webhooks.delivery import TreqSender, WebhookDeliverer
+
+    own_sender = webhook_sender is None
+    sender = TreqSender(reactor) if own_sender else webhook_sender
+    webhooks = WebhookDeliverer(ledger, queue, clock, sender, reactor, **(webhook_options or {}))
+    tasks = BillingTasks(config, ledger, queue, clock, wallet_api=wallet_api, webhooks=webhooks)
     registry = TaskRegistry()
     tasks.register(registry)
+    webhooks.register(registry)
+    ApiTasks(ledger, clock).register(registry)
     _LedgerLifecycle(ledger).setServiceParent(top)
+    if own_sender:
+        _CloseOnStop(sender.close).setServiceParent(top)
     worker = Worker(reactor, config.redis, config.queue, "billing", registry, clock=clock, stats=stats,
                     **(worker_options or {}))
     worker.setServiceParent(top)
-    timers = BillingTimers(config, ledger, queue, clock, tasks, wallet_api=wallet_api, **(timers_options or {}))
+    timers = BillingTimers(config, ledger, queue, clock, tasks, wallet_api=wallet_api, webhooks=webhooks,
+                           **(timers_options or {}))
     timers.setServiceParent(top)
     top.tasks = tasks
     top.timers = timers
     top.worker = worker
+    top.webhooks = webhooks
     return top
 
 

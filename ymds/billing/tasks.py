@@ -18,7 +18,7 @@ from typing import Mapping
 from twisted.logger import Logger
 
 from ymds.billing.ledger import (
-    GRANTING, SOURCES, ApplyResult, BadPaymentFields, ILedger, Invoice, Payment, PaymentFields,
+    GRANTING, SOURCES, ApplyResult, BadPaymentFields, IdempotencyConflict, ILedger, Invoice, Payment, PaymentFields,
 )
 from ymds.links import is_our_label, pay_url
 from ymds.queue.errors import PermanentJobError
@@ -36,6 +36,10 @@ QUARANTINE_ALERT_EVERY = 600  # seconds: at most one quarantine alert per window
 
 class InvalidTaskArgs(PermanentJobError, ValueError):
     """The job's arguments are wrong; retrying cannot help."""
+
+
+class IdempotencyKeyReused(PermanentJobError):
+    """create_invoice: the Idempotency-Key was used before with another request (HTTP 409)."""
 
 
 def iso(ts: float | None) -> str | None:
@@ -94,11 +98,12 @@ class BotJob:
 
 
 class BillingTasks:
-    """``BillingTasks(config, ledger, queue, clock, wallet_api=None)``; ``register(registry)``
-    adds the handlers.  ``queue`` provides IJobQueue; ``wallet_api`` (IWalletAPI) is used
-    when ``yoomoney.confirm_with_api`` is on."""
+    """``BillingTasks(config, ledger, queue, clock, wallet_api=None, webhooks=None)``;
+    ``register(registry)`` adds the handlers.  ``queue`` provides IJobQueue; ``wallet_api``
+    (IWalletAPI) is used when ``yoomoney.confirm_with_api`` is on; ``webhooks`` (a
+    ymds.webhooks.delivery.WebhookDeliverer) gets the outgoing webhook events of payments."""
 
-    def __init__(self, config, ledger, queue, clock, wallet_api=None):
+    def __init__(self, config, ledger, queue, clock, wallet_api=None, webhooks=None):
         if not ILedger.providedBy(ledger):
             raise TypeError("ledger must provide ILedger")
         self.config = config
@@ -106,6 +111,7 @@ class BillingTasks:
         self.queue = queue
         self.clock = clock
         self.wallet_api = wallet_api
+        self.webhooks = webhooks
         if config.yoomoney.confirm_with_api and wallet_api is None:
             log.warn("yoomoney.confirm_with_api is on but no wallet API was given: notifications are credited "
                      "on their signature alone")
@@ -187,16 +193,35 @@ class BillingTasks:
                 raise InvalidTaskArgs(f"unknown plan {str(plan_id)[:40]!r}")
             if chat_id is None:
                 raise InvalidTaskArgs("a plan invoice needs a chat_id")
-            inv = await self.ledger.create_invoice(
-                "subscription", plan.price, now, ttl, plan=plan.id, days=plan.days, chat_id=chat_id,
+            inv, replayed = await self._create_once(
+                args, "subscription", plan.price, now, ttl, plan=plan.id, days=plan.days, chat_id=chat_id,
                 description=description or plan.title, metadata=metadata)
         else:
             amount = _money(args, "amount")
             if not CENT <= amount <= MAX_AMOUNT:
                 raise InvalidTaskArgs(f"amount must be between 0.01 and {MAX_AMOUNT}")
-            inv = await self.ledger.create_invoice("donation", amount, now, ttl, chat_id=chat_id,
-                                                   description=description, metadata=metadata)
-        return {**self.invoice_dict(inv), "url": self._link(inv)}
+            inv, replayed = await self._create_once(args, "donation", amount, now, ttl, chat_id=chat_id,
+                                                    description=description, metadata=metadata)
+        if replayed:  # the first answer again: the invoice as it was created
+            from dataclasses import replace
+            inv = replace(inv, status="open", paid_at=None, operation_id=None)
+        return {**self.invoice_dict(inv), "url": self._link(inv), "metadata": dict(inv.metadata or {}),
+                "created_at": iso(inv.created_at), "replayed": replayed}
+
+    async def _create_once(self, args: dict, kind: str, amount: Decimal, now: float, ttl: int, **options):
+        """create_invoice, or with ``idempotency`` ({key_id, key, request_hash}: the REST API's
+        Idempotency-Key) at most once per key: (Invoice, replayed)."""
+        idem = args.get("idempotency")
+        if idem is None:
+            return await self.ledger.create_invoice(kind, amount, now, ttl, **options), False
+        if not isinstance(idem, dict) or not all(isinstance(idem.get(k), str) and 0 < len(idem[k]) <= 255
+                                                 for k in ("key_id", "key", "request_hash")):
+            raise InvalidTaskArgs("idempotency must hold key_id, key and request_hash (text up to 255 characters)")
+        try:
+            return await self.ledger.create_invoice_once(idem["key_id"], idem["key"], idem["request_hash"], now, kind,
+                                                         amount, ttl, **options)
+        except IdempotencyConflict as e:
+            raise IdempotencyKeyReused(str(e)) from None
 
     async def invoice_status(self, args: dict) -> dict | None:
         label = args.get("label")
@@ -287,6 +312,10 @@ class BillingTasks:
             return []
         if result.outcome == "duplicate" and payment.notified:
             return []
+        if self.webhooks is not None:
+            # outbox rows keyed by cause: re-deriving them after a crash adds nothing twice
+            from ymds.webhooks.events import payment_events
+            await self.webhooks.emit(payment_events(payment, result.invoice))
         jobs = await self.bot_jobs(payment, result.invoice, blocked=result.chat_blocked)
         for job in jobs:
             # the key travels in the arguments too: the bot dedups its own sends by it

@@ -23,18 +23,21 @@ log = Logger()
 
 DAY = 86400
 HISTORY_CURSOR = "operation-history"
+IDEMPOTENCY_KEEP = 7 * DAY  # how long an Idempotency-Key of the REST API answers with the first invoice
 
 
 class BillingTimers(Service):
     """``BillingTimers(config, ledger, queue, clock, tasks, wallet_api=None)``.
 
     ``tasks`` is the :class:`~ymds.billing.tasks.BillingTasks` whose follow-up jobs a
-    reconciled payment gets; ``wallet_api`` (IWalletAPI) enables reconciliation.
+    reconciled payment gets; ``wallet_api`` (IWalletAPI) enables reconciliation; ``webhooks``
+    (WebhookDeliverer) gets subscription.expired events, and each sweep wakes the endpoints
+    with due webhook deliveries (nothing is lost when a process dies mid-retry).
     """
 
     name = "billing-timers"
 
-    def __init__(self, config, ledger, queue, clock, tasks, wallet_api=None, interval: float = 60.0,
+    def __init__(self, config, ledger, queue, clock, tasks, wallet_api=None, webhooks=None, interval: float = 60.0,
                  reconcile_interval: float = 300.0, reminder_windows=(3 * DAY, DAY), prune_after: float = 30 * DAY,
                  prune_interval: float = 3600.0, batch: int = 1000, lookback: float = 3 * DAY,
                  overlap: float = 3600.0):
@@ -44,6 +47,7 @@ class BillingTimers(Service):
         self.clock = clock
         self.tasks = tasks
         self.wallet_api = wallet_api
+        self.webhooks = webhooks  # WebhookDeliverer: expiry events and the sweep of pending deliveries
         self.interval = interval
         self.reconcile_interval = reconcile_interval
         self.reminder_windows = tuple(sorted(int(w) for w in reminder_windows))  # smallest first
@@ -95,10 +99,14 @@ class BillingTimers(Service):
         report["expired_subscriptions"] = await self.expire_subscriptions(now)
         if now >= self._next_prune:
             report["pruned"] = await self.ledger.prune_unpaid(now - self.prune_after)
+            if self.webhooks is not None:
+                report["idempotency_pruned"] = await self.ledger.prune_idempotency(now - IDEMPOTENCY_KEEP)
             self._next_prune = now + self.prune_interval
         if self.wallet_api is not None and now >= self._next_reconcile:
             report["reconciled"] = await self.reconcile(now)
             self._next_reconcile = now + self.reconcile_interval
+        if self.webhooks is not None:
+            report["webhooks_woken"] = await self.webhooks.sweep(now)
         if any(report.values()):
             log.info("billing sweep {report}", report=report)
         return report
@@ -140,6 +148,9 @@ class BillingTimers(Service):
                     continue
                 end = int(sub.ends_at)
                 try:
+                    if self.webhooks is not None:
+                        from ymds.webhooks.events import expiry_event
+                        await self.webhooks.emit([expiry_event(sub)])
                     if not await self.ledger.is_blocked(sub.chat_id):
                         key = f"expired:{sub.chat_id}:{end}"
                         await self.queue.enqueue("bot", "notify", {"chat_id": sub.chat_id, "message": "expired", "key": key,

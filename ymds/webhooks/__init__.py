@@ -1,0 +1,1 @@
+"""Outgoing webhooks: signed JSON events delivered from the ledger's outbox (billing role)."""
