@@ -145,10 +145,26 @@ def ymds_client(url: str, jobs: int, seq: int, par: int, watch: dict[str, int]) 
         def cpu_mark():
             return {name: cpu_seconds(pid) for name, pid in watch.items()}
 
+        # top-level commands the queue sends (commands run inside its scripts are not round trips)
+        queue_commands = ("evalsha", "eval", "xreadgroup", "blmpop", "blpop", "time", "xgroup")
+
+        async def commands():
+            info = await q.pool.execute("INFO", "commandstats")
+            total = 0
+            for line in info.splitlines():
+                if line.startswith("cmdstat_"):
+                    name, stats = line[len("cmdstat_"):].split(":", 1)
+                    if name in queue_commands:
+                        total += int(stats.split(",")[0].split("=")[1])
+            return total
+
+        out["commands_per_op"] = {}
+
         def cpu_per_op(name, before, ops):
             after = cpu_mark()
             out["cpu_us"][name] = {k: round((after[k] - before[k]) * 1e6 / ops, 1) for k in after}
 
+        before = await commands()
         mark = cpu_mark()
         t0 = time.perf_counter()
         await defer.gatherResults([q.enqueue(QUEUE, "noop", {"i": i}) for i in range(jobs)])
@@ -159,23 +175,28 @@ def ymds_client(url: str, jobs: int, seq: int, par: int, watch: dict[str, int]) 
         out["e2e"] = jobs / (t1 - t0)
         out["enqueue"] = jobs / (t_enq - t0)
         cpu_per_op("e2e", mark, jobs)
+        out["commands_per_op"]["e2e"] = round((await commands() - before) / jobs, 3)
 
+        before = await commands()
         mark = cpu_mark()
         t0 = time.perf_counter()
         for i in range(seq):
             await q.call(QUEUE, "noop", {"i": i}, timeout=30)
         out["seq"] = seq / (time.perf_counter() - t0)
         cpu_per_op("seq", mark, seq)
+        out["commands_per_op"]["seq"] = round((await commands() - before) / seq, 3)
 
         async def caller(n):
             for i in range(n):
                 await q.call(QUEUE, "noop", {"i": i}, timeout=30)
 
+        before = await commands()
         mark = cpu_mark()
         t0 = time.perf_counter()
         await defer.gatherResults([defer.Deferred.fromCoroutine(caller(par // 100)) for _ in range(100)])
         out["par"] = (par // 100 * 100) / (time.perf_counter() - t0)
         cpu_per_op("par", mark, par // 100 * 100)
+        out["commands_per_op"]["par"] = round((await commands() - before) / (par // 100 * 100), 3)
         await q.stopService()
         print(json.dumps(out))
 
@@ -423,12 +444,15 @@ def main() -> None:
                 print(f"| {name} | {base['e2e'] / r['e2e']:.1f}x | {base['seq'] / r['seq']:.1f}x | "
                       f"{base['par'] / r['par']:.1f}x |")
     if base and "cpu_us" in base:
-        print("\nymds CPU time per job or call (microseconds; client, worker and redis-server processes):\n")
-        print("| measurement | client | worker | redis-server |")
-        print("|---|---:|---:|---:|")
+        print("\nymds per job or call: Redis round trips (top-level commands sent by client and worker)"
+              " and CPU time in microseconds of each process:\n")
+        print("| measurement | round trips | client CPU | worker CPU | redis-server CPU |")
+        print("|---|---:|---:|---:|---:|")
         for phase, label in (("e2e", "end-to-end"), ("seq", "sequential RPC"), ("par", "RPC, 100 in flight")):
             c = base["cpu_us"].get(phase, {})
-            print(f"| {label} | {c.get('client', 0):.0f} | {c.get('worker', 0):.0f} | {c.get('redis', 0):.0f} |")
+            rt = base.get("commands_per_op", {}).get(phase, 0)
+            print(f"| {label} | {rt:.2f} | {c.get('client', 0):.0f} | {c.get('worker', 0):.0f} | "
+                  f"{c.get('redis', 0):.0f} |")
     print("\n" + json.dumps(results))
 
 
