@@ -12,7 +12,7 @@ import treq
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import as_deferred, start_fake
+from tests.fakes.bot_harness import as_deferred
 from tests.fakes.fake_telegram import DEFAULT_TOKEN, FakeBotAPI, check_html, _Answer
 from ymds.bot import errors
 from ymds.bot.api import BotAPI

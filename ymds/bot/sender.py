@@ -18,6 +18,10 @@ or a 5xx is equally ambiguous (Telegram may have delivered it) and is retried by
 to ``flood_retries`` times in place; a very long retry_after goes back to the queue).
 403: billing is told (``billing.mark_blocked``, enqueued with a key), the chat is
 remembered as blocked and nothing more is sent to it until the user writes again.
+
+Dedup keys: a job's ``args["key"]`` when it has one, else a hash of the task and its
+arguments, so identical jobs (a redelivery, or the same notification enqueued twice)
+make one message within the record's TTL (7 days).
 """
 
 from __future__ import annotations
@@ -70,8 +74,8 @@ class _Counts(dict):
 
 
 class Sender:
-    def __init__(self, api, limiter, store, queue, flood_retries: int = 5, max_flood_wait: float = 60.0,
-                 pacer=None, clock=None, metrics=None):
+    def __init__(self, api, limiter, store, queue, clock, flood_retries: int = 5, max_flood_wait: float = 60.0,
+                 pacer=None, metrics=None):
         self.clock = clock
         self.api = api
         self.limiter = limiter
@@ -145,8 +149,7 @@ class Sender:
         # Billing first: if Redis fails between the two, the retry sends again, gets 403
         # again and tells billing again (the enqueue key makes that one job).
         self.counters["blocked"] += 1
-        now = self.clock.seconds() if self.clock is not None else datetime.now(timezone.utc).timestamp()
-        day = int(now // 86400)  # told again at most once a day if the user blocks, unblocks, blocks
+        day = int(self.clock.seconds() // 86400)  # told again at most once a day if the user blocks, unblocks, blocks
         await self.queue.enqueue("billing", "mark_blocked", {"chat_id": chat_id}, key=f"mark_blocked:{chat_id}:{day}")
         await self.store.set_blocked(chat_id)
         log.info("bot: chat {chat_id} blocked the bot; no more messages to it", chat_id=chat_id)

@@ -106,7 +106,7 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     store = BotStore(redis, config.redis.prefix)
     limiter = limiter or RateLimiter(reactor)
     pacer = RedisPacer(redis, reactor, f"{config.redis.prefix}:bot:pace") if shared_pace else None
-    sender = Sender(api, limiter, store, queue, pacer=pacer, clock=reactor, metrics=metrics)
+    sender = Sender(api, limiter, store, queue, reactor, pacer=pacer, metrics=metrics)
     handlers = UpdateHandler(config, queue, sender, store, api)
     tasks = BotTasks(config, sender, api, store, queue, reactor, limiter, handlers)
     if registry is None:
