@@ -641,3 +641,64 @@ class Recovery(QueueTestCase):
         self.assertRaises(ValueError, r.register, "a", h)
         self.assertRaises(ValueError, r.register, "", h)
         self.assertRaises(TypeError, r.register, "c", 5)
+
+
+class DroppedConnections(QueueTestCase):
+    @staticmethod
+    def drop(connection):
+        protocol = connection._protocol
+        if protocol is not None:
+            protocol.transport.abortConnection()
+
+    @as_deferred
+    async def test_worker_connections_cut_while_holding_jobs(self):
+        """The worker's connections are cut while its handlers run: it reconnects, the
+        handlers' acks go through afterwards, and every job completes exactly once."""
+        gates, done = [], []
+
+        async def job(args):
+            gate = defer.Deferred()
+            gates.append(gate)
+            await gate
+            done.append(args["i"])
+
+        self.registry.register("job", job)
+        q = self.client()
+        w = self.worker()
+        for i in range(3):
+            await q.enqueue("billing", "job", {"i": i})
+        await wait_until(lambda: len(gates) == 3)
+        self.drop(w._reader_conn)
+        for conn in w._pool._connections:
+            self.drop(conn)
+        for gate in gates:
+            gate.callback(None)
+        await wait_until(lambda: w.stats.counters["acked"] == 3)
+        await q.enqueue("billing", "job", {"i": 3})
+        await wait_until(lambda: len(gates) == 4)
+        gates[3].callback(None)
+        await wait_until(lambda: w.stats.counters["acked"] == 4)
+        self.assertEqual(sorted(done), [0, 1, 2, 3])
+        stream = f"{self.prefix}:q:billing"
+        self.assertEqual(self.cmd("XLEN", stream), 0)
+        self.assertEqual(int(self.cmd("XPENDING", stream, "workers")[0]), 0)
+        self.flushLoggedErrors()
+
+    @as_deferred
+    async def test_reply_connection_cut_during_a_call(self):
+        """The caller's reply connection is cut while a call waits: the reply still arrives."""
+        gate = defer.Deferred()
+
+        async def slow(args):
+            await gate
+            return {"sum": Decimal("10.00")}
+
+        self.registry.register("slow", slow)
+        q = self.client()
+        w = self.worker()
+        pending = q.call("billing", "slow", {}, timeout=10)
+        await wait_until(lambda: w.in_flight == 1 and q._reply_conn is not None and q._reply_conn.connected)
+        self.drop(q._reply_conn)
+        gate.callback(None)
+        self.assertEqual(await pending, {"sum": Decimal("10.00")})
+        self.flushLoggedErrors()
