@@ -8,7 +8,7 @@ import re
 
 from ymds.billing.ledger import PAYMENT_STATUSES
 from ymds.billing.tasks import InvalidTaskArgs, _int
-from ymds.links import is_our_label
+from ymds.links import is_our_label, pay_url
 from ymds.webhooks.events import invoice_data, payment_data
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -16,7 +16,8 @@ MAX_PAGE = 500
 
 
 class ApiTasks:
-    def __init__(self, ledger, clock):
+    def __init__(self, config, ledger, clock):
+        self.config = config
         self.ledger = ledger
         self.clock = clock
 
@@ -40,7 +41,10 @@ class ApiTasks:
         if not isinstance(label, str) or not is_our_label(label):
             return None
         invoice = await self.ledger.get_invoice(label)
-        return None if invoice is None else invoice_data(invoice)
+        if invoice is None:
+            return None
+        url = pay_url(self.config.server.public_url, self.config.links.secret, invoice.label, int(invoice.expires_at))
+        return {**invoice_data(invoice), "pay_url": url}
 
     async def list_payments(self, args: dict) -> dict:
         """{since, until (unix seconds), status, label, chat_id, cursor, limit} ->

@@ -59,7 +59,7 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     registry = TaskRegistry()
     tasks.register(registry)
     webhooks.register(registry)
-    ApiTasks(ledger, clock).register(registry)
+    ApiTasks(config, ledger, clock).register(registry)
     _LedgerLifecycle(ledger).setServiceParent(top)
     if own_sender:
         _CloseOnStop(sender.close).setServiceParent(top)

@@ -1,0 +1,187 @@
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json.
+
+tests/test_api.py validates it with openapi-spec-validator and checks that its paths and
+methods are exactly the routes of ymds.api.resource.ROUTES.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ymds import __version__
+
+ERROR_CODES = ["missing_api_key", "invalid_api_key", "insufficient_scope", "not_found", "method_not_allowed",
+               "idempotency_conflict", "payload_too_large", "unsupported_media_type", "malformed_json",
+               "invalid_request", "rate_limited", "unavailable", "internal_error"]
+
+_MONEY = {"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["199.00"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(description: str, schema: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+_COMMON = {"401": _error("Missing, malformed, unknown or revoked API key"),
+           "403": _error("The key lacks this route's scope"),
+           "429": _error("Rate limited (see Retry-After)"),
+           "503": _error("Billing is unreachable; retry later")}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["error"], "additionalProperties": False,
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string", "enum": ERROR_CODES}, "message": {"type": "string"},
+                           "param": {"type": "string", "description": "the field or parameter at fault"}}}},
+    },
+    "InvoiceCreate": {
+        "type": "object", "additionalProperties": False,
+        "description": "Either amount (a free amount) or plan (a configured plan; needs chat_id).",
+        "properties": {
+            "amount": {"oneOf": [{"type": "string", "pattern": r"^\d{1,7}(\.\d{1,2})?$"},
+                                 {"type": "integer", "minimum": 1, "maximum": 9999999}],
+                       "description": "rubles the payer pays, e.g. \"199.00\""},
+            "plan": {"type": "string", "description": "a plan id from the configuration"},
+            "chat_id": {"type": "integer", "description": "Telegram chat that gets the subscription (plan invoices)"},
+            "customer": {"type": "string", "minLength": 1, "maxLength": 128,
+                         "description": "your reference for the buyer; kept as metadata.customer"},
+            "description": {"type": "string", "maxLength": 500},
+            "metadata": {"type": "object", "description": "anything of yours, up to 4096 bytes of JSON; "
+                                                          "comes back in the invoice and its webhooks"},
+            "expires_in": {"type": "integer", "minimum": 60, "maximum": 2592000},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Invoice": {
+        "type": "object",
+        "required": ["label", "kind", "amount", "currency", "status", "expires_at", "pay_url"],
+        "properties": {
+            "label": {"type": "string"},
+            "kind": {"type": "string", "enum": ["subscription", "donation"]},
+            "plan": {"type": ["string", "null"]},
+            "chat_id": {"type": ["integer", "null"]},
+            "amount": _MONEY,
+            "currency": {"type": "string", "const": "RUB"},
+            "status": {"type": "string", "enum": ["open", "paid", "underpaid", "overpaid", "expired", "late", "held"]},
+            "description": {"type": "string"},
+            "metadata": {"type": "object"},
+            "customer": {"type": ["string", "null"]},
+            "created_at": _TIME, "expires_at": _TIME, "paid_at": _TIME,
+            "pay_url": {"type": "string", "format": "uri", "description": "the signed payment page to send the payer to"},
+        },
+    },
+    "Payment": {
+        "type": "object", "required": ["operation_id", "amount", "status", "received_at"],
+        "properties": {
+            "operation_id": {"type": "string"}, "label": {"type": "string"},
+            "invoice_label": {"type": ["string", "null"]},
+            "amount": {**_MONEY, "description": "what the payer paid"},
+            "credited": {**_MONEY, "description": "what reached the wallet after the fee"},
+            "currency": {"type": "string", "const": "RUB"},
+            "status": {"type": "string", "enum": ["paid", "overpaid", "underpaid", "late", "unmatched", "held"]},
+            "held": {"type": "boolean"},
+            "source": {"type": "string", "enum": ["notification", "reconcile", "manual"]},
+            "notification_type": {"type": "string"},
+            "chat_id": {"type": ["integer", "null"]},
+            "received_at": _TIME, "accepted_at": _TIME, "granted_until": _TIME,
+        },
+    },
+    "PaymentPage": {
+        "type": "object", "required": ["data", "next_cursor", "has_more"],
+        "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}},
+                       "next_cursor": {"type": ["string", "null"], "description": "pass as cursor for the next page"},
+                       "has_more": {"type": "boolean"}},
+    },
+    "Subscription": {
+        "type": "object", "required": ["chat_id", "ends_at", "active"],
+        "properties": {"chat_id": {"type": "integer"}, "plan": {"type": ["string", "null"]}, "ends_at": _TIME,
+                       "active": {"type": "boolean"}},
+    },
+    "WebhookEvent": {
+        "type": "object", "required": ["id", "type", "created", "data"],
+        "description": "The body POSTed to webhook endpoints, signed in the Ymds-Signature header "
+                       "(t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">).",
+        "properties": {
+            "id": {"type": "string", "description": "evt_...: deduplicate on it"},
+            "type": {"type": "string", "enum": ["invoice.paid", "invoice.underpaid", "payment.unmatched",
+                                                "subscription.extended", "subscription.expired"]},
+            "created": {"type": "integer", "description": "Unix seconds"},
+            "data": {"type": "object"},
+        },
+    },
+}
+
+
+def _document(public_url: str) -> dict:
+    time_param = {"schema": {"type": "string"}, "description": "Unix seconds or ISO 8601"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ymds integration API", "version": __version__,
+                 "description": "Create invoices and read payments of a ymds installation. Keys come from "
+                                "`ymds api-key create`; every error is {\"error\": {\"code\", \"message\"}}."},
+        "servers": [{"url": public_url.rstrip("/") or "/"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}}}},
+            "/api/v1/invoices": {"post": {
+                "operationId": "createInvoice", "summary": "Create an invoice (scope invoices:write)",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                                "description": "a retry with the same key and body returns the first answer; "
+                                               "with another body: 409"}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/InvoiceCreate"}}}},
+                "responses": {"201": _ok("The invoice and its pay_url", "Invoice"),
+                              "400": _error("Malformed JSON"), "409": _error("Idempotency-Key reused with another body"),
+                              "413": _error("Body over 16 KiB"), "415": _error("Not application/json"),
+                              "422": _error("A field is missing or wrong"), **_COMMON}}},
+            "/api/v1/invoices/{label}": {"get": {
+                "operationId": "getInvoice", "summary": "One invoice (scope invoices:read)",
+                "parameters": [{"name": "label", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _ok("The invoice", "Invoice"), "404": _error("No such invoice"), **_COMMON}}},
+            "/api/v1/payments": {"get": {
+                "operationId": "listPayments", "summary": "Payments in arrival order (scope payments:read)",
+                "parameters": [
+                    {"name": "since", "in": "query", **time_param},
+                    {"name": "until", "in": "query", **time_param},
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
+                        "paid", "overpaid", "underpaid", "late", "unmatched", "held"]}},
+                    {"name": "label", "in": "query", "schema": {"type": "string"}},
+                    {"name": "chat_id", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "next_cursor of the previous page"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                                "default": 100}}],
+                "responses": {"200": _ok("A page of payments", "PaymentPage"), "422": _error("A bad parameter"),
+                              **_COMMON}}},
+            "/api/v1/subscriptions/{chat_id}": {"get": {
+                "operationId": "getSubscription", "summary": "A chat's subscription (scope subscriptions:read)",
+                "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": _ok("The subscription", "Subscription"),
+                              "404": _error("No subscription for this chat"), **_COMMON}}},
+        },
+        "webhooks": {"event": {"post": {
+            "summary": "An event POSTed to each endpoint registered with `ymds webhook add`",
+            "parameters": [{"name": "Ymds-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookEvent"}}}},
+            "responses": {"200": {"description": "Any 2xx acknowledges; anything else is retried for 24 hours"}}}}},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "ymds_... from `ymds api-key create`"}},
+            "schemas": SCHEMAS,
+        },
+    }
+
+
+def openapi_document(public_url: str) -> bytes:
+    return json.dumps(_document(public_url), separators=(",", ":"), sort_keys=True).encode("utf-8")
