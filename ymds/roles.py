@@ -135,7 +135,9 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
             local = config.server.public_url.startswith("https://localhost")
             sandbox = SandboxResource(reactor, config, insecure_local_tls=local)
             log.warn("yoomoney.sandbox is on: /sandbox is a FAKE wallet for tests and demos; turn it off to go live")
-        site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite)
+        from ymds.api.resource import make_api_resource
+        api = make_api_resource(reactor, config, queue, metrics)
+        site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite, api=api)
 
         def listening(port):
             if demo:

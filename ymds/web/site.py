@@ -130,12 +130,13 @@ class WebRoot(Resource):
 def make_web_root(reactor, config, queue, metrics, health_checks, sandbox=None, clock=None,
                   status_ttl: float = 1.0, donate_rate: tuple[float, float] = (0.2, 10),
                   refusal_rate: tuple[float, float] = (1.0, 30), quarantine_rate: tuple[float, float] = (5.0, 100),
-                  max_clients: int = 10000):
+                  max_clients: int = 10000, api=None):
     """The web role's resource tree.
 
     ``queue`` provides IJobQueue; ``metrics`` is a ymds.metrics.Registry; ``health_checks``
     maps a name to ``async () -> (ok, detail)`` for /healthz; ``sandbox`` is the sandbox's
-    Resource (mounted at /sandbox) or None; ``clock`` (default: the reactor) drives link
+    Resource (mounted at /sandbox) or None; ``api`` the integration API's Resource (mounted
+    at /api, see ymds.api.resource) or None; ``clock`` (default: the reactor) drives link
     expiry, caches and rate limits.  Rates are (tokens per second, burst): ``donate_rate``
     per address for POST /donate, ``refusal_rate`` per address for refused notifications,
     ``quarantine_rate`` overall for quarantined bodies.
@@ -160,6 +161,8 @@ def make_web_root(reactor, config, queue, metrics, health_checks, sandbox=None, 
     }
     if sandbox is not None:
         children[b"sandbox"] = sandbox
+    if api is not None:
+        children[b"api"] = api
     return SecureHeaders(WebRoot(ctx, children), content_security_policy(config.yoomoney.quickpay_url), client_address)
 
 
