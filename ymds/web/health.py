@@ -16,18 +16,20 @@ log = Logger()
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
+async def _one(reactor, check: HealthCheck, timeout: float) -> dict:
+    try:
+        ok, detail = await Deferred.fromCoroutine(check()).addTimeout(timeout, reactor)
+    except Exception as e:  # a check that fails or times out means "down"
+        ok, detail = False, f"{type(e).__name__}: {e}"[:200]
+    return {"ok": bool(ok), "detail": detail}
+
+
 async def run_checks(reactor, checks: Mapping[str, HealthCheck], timeout: float = 2.0) -> tuple[bool, dict]:
-    results: dict[str, dict] = {}
-    healthy = True
-    for name, check in checks.items():
-        d = Deferred.fromCoroutine(check()).addTimeout(timeout, reactor)
-        try:
-            ok, detail = await d
-        except Exception as e:  # a check that fails or times out means "down"
-            ok, detail = False, f"{type(e).__name__}: {e}"[:200]
-        results[name] = {"ok": bool(ok), "detail": detail}
-        healthy = healthy and bool(ok)
-    return healthy, results
+    """Run every check at once, each bounded by ``timeout`` seconds."""
+    names = list(checks)
+    started = [Deferred.fromCoroutine(_one(reactor, checks[name], timeout)) for name in names]
+    results = {name: await d for name, d in zip(names, started)}
+    return all(r["ok"] for r in results.values()), results
 
 
 class HealthResource(Resource):
