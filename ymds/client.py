@@ -156,6 +156,7 @@ class TwistedClient(AsyncClient):
         self._http = http
 
     async def _call(self, method, url, body, headers) -> dict:
+        import treq
         response = await self._http.request(method, url, data=body, headers=headers, timeout=self.timeout,
                                             allow_redirects=False)
-        return _answer(response.code, await self._http.content(response))
+        return _answer(response.code, await treq.content(response))

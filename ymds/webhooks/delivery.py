@@ -92,10 +92,17 @@ class TreqSender:
 
 
 def _describe(error: BaseException) -> str:
+    """One line for the delivery log: what went wrong, without a traceback."""
+    reasons = getattr(error, "reasons", None)  # twisted.web's ResponseFailed / ResponseNeverReceived
+    if reasons:
+        inner = [getattr(r, "value", r) for r in reasons]
+        if any(type(e).__name__ == "CancelledError" for e in inner):
+            return "timeout: no answer in time"
+        error = inner[0]
     name = type(error).__name__
+    if name in ("CancelledError", "TimeoutError"):
+        return "timeout: no answer in time"
     text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-    if name in ("CancelledError", "TimeoutError", "ResponseNeverReceived") and not text:
-        return f"{name} (no answer in time)"
     return f"{name}: {text}" if text else name
 
 
