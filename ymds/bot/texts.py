@@ -161,6 +161,8 @@ def render(language: str, name: str, /, **params) -> str:
     for key, value in params.items():
         if key.endswith("_html"):
             safe[key[:-5]] = value
+        elif value is None or value == "":
+            pass  # shown as "—"
         else:
             safe[key] = escape(value)
     return template.format_map(safe)
