@@ -702,3 +702,22 @@ class DroppedConnections(QueueTestCase):
         gate.callback(None)
         self.assertEqual(await pending, {"sum": Decimal("10.00")})
         self.flushLoggedErrors()
+
+
+class ClientStop(QueueTestCase):
+    @as_deferred
+    async def test_stop_sends_accepted_enqueues_and_fails_calls(self):
+        """Stopping the client: every enqueue it accepted reaches Redis; waiting calls fail
+        with QueueStopped; later use is refused."""
+        from ymds.queue import QueueStopped
+        q = RedisJobQueue(reactor, self.redis, clock=self.clock)
+        q.startService()
+        accepted = [q.enqueue("billing", "t", {"i": i}) for i in range(1200)]
+        call = q.call("billing", "t", {}, timeout=30)
+        await q.stopService()
+        self.assertTrue(all(await defer.gatherResults(accepted)))
+        self.assertEqual(self.cmd("XLEN", f"{self.prefix}:q:billing"), 1201)
+        with self.assertRaises(QueueStopped):
+            await call
+        with self.assertRaises(QueueStopped):
+            await q.enqueue("billing", "t", {})

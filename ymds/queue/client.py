@@ -109,7 +109,8 @@ class RedisJobQueue(Service):
         self._closed = True
         for corr in list(self._calls):
             self._finish_call(corr, failure=QueueStopped("the job queue client was stopped"))
-        if self._outstanding:
+        # enqueues already accepted are sent, including those coalesced behind a batch in flight
+        while self._outstanding:
             await defer.DeferredList(list(self._outstanding), consumeErrors=True)
         closing = []
         if self._reply_conn is not None:
