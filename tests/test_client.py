@@ -79,6 +79,8 @@ class Clients(unittest.TestCase):
                 invoice = await client.create_invoice(amount="120.00", description="x", idempotency_key="o-1")
                 again = await client.create_invoice(amount="120.00", description="x", idempotency_key="o-1")
                 got = await client.get_invoice(invoice["label"])
+                none = await client.get_subscription(777)
+                assert none is None, none
                 try:
                     await client.create_invoice(amount="1.001")
                 except ApiError as e:
@@ -105,3 +107,20 @@ class Clients(unittest.TestCase):
         with self.assertRaises(ApiError) as caught:
             await client.get_invoice(invoice["label"])
         self.assertEqual((caught.exception.status, caught.exception.code), (403, "insufficient_scope"))
+
+
+class Examples(unittest.TestCase):
+    """The examples need aiogram/aiohttp (not ymds's dependencies): check they compile and
+    that the receiver verifies with ymds.client.verify_webhook, which is tested above."""
+
+    def test_examples_compile_and_verify_signatures(self):
+        import ast
+        import os
+        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+        for name in ("aiogram_bot.py", "webhook_receiver.py"):
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read(), name)
+            compile(tree, name, "exec")
+            if name == "webhook_receiver.py":
+                calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+                self.assertIn("verify_webhook", calls)

@@ -140,7 +140,19 @@ class AsyncClient:
 
     async def get_invoice(self, label: str) -> dict:
         from urllib.parse import quote
-        return await self._call("GET", f"{self.base_url.rstrip('/')}/api/v1/invoices/{quote(label, safe='')}", None,
+        return await self._get(f"/api/v1/invoices/{quote(label, safe='')}")
+
+    async def get_subscription(self, chat_id: int) -> dict | None:
+        """The chat's subscription ({chat_id, plan, ends_at, active}) or None."""
+        try:
+            return await self._get(f"/api/v1/subscriptions/{int(chat_id)}")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def _get(self, path: str) -> dict:
+        return await self._call("GET", self.base_url.rstrip("/") + path, None,
                                 {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"})
 
 
