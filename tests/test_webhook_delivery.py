@@ -361,3 +361,20 @@ class BillingEvents(DeliveryTestBase):
         await self.tasks.apply_payment({"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
         await self.tasks.apply_payment({"fields": note("op-2", "zzz", withdraw="5.00"), "source": "notification"})
         self.assertEqual([t for t, _ in await self.outbox()], ["payment.unmatched"])
+
+    async def test_tasks_without_a_deliverer_still_write_the_outbox(self):
+        """ymds reverify/reconcile build BillingTasks without one: their payments still get events."""
+        await self.endpoint()
+        plain = BillingTasks(self.config, self.ledger, self.queue, self.clock)
+        inv = await plain.create_invoice({"amount": "5.00"})
+        await plain.apply_payment({"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "manual"})
+        self.assertEqual([t for t, _ in await self.outbox()], ["invoice.paid"])
+        self.assertEqual([(q, name, args) for q, name, args, _, _ in self.queue.take()],
+                         [("billing", TASK, {"endpoint_id": "we_1"})])
+
+    async def test_no_outbox_transaction_without_endpoints(self):
+        inv = await self.tasks.create_invoice({"amount": "5.00"})
+        await self.tasks.apply_payment({"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
+        self.assertEqual(await self.ledger.webhook_deliveries(), [])
+        count = await self.ledger._run(lambda txn: txn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
+        self.assertEqual(count, 0)

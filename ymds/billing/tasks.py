@@ -101,7 +101,8 @@ class BillingTasks:
     """``BillingTasks(config, ledger, queue, clock, wallet_api=None, webhooks=None)``;
     ``register(registry)`` adds the handlers.  ``queue`` provides IJobQueue; ``wallet_api``
     (IWalletAPI) is used when ``yoomoney.confirm_with_api`` is on; ``webhooks`` (a
-    ymds.webhooks.delivery.WebhookDeliverer) gets the outgoing webhook events of payments."""
+    ymds.webhooks.delivery.WebhookDeliverer; by default one that only writes the outbox)
+    gets the outgoing webhook events of payments."""
 
     def __init__(self, config, ledger, queue, clock, wallet_api=None, webhooks=None):
         if not ILedger.providedBy(ledger):
@@ -111,6 +112,9 @@ class BillingTasks:
         self.queue = queue
         self.clock = clock
         self.wallet_api = wallet_api
+        if webhooks is None:  # still write the outbox (e.g. ymds reverify): a billing worker delivers
+            from ymds.webhooks.delivery import WebhookDeliverer
+            webhooks = WebhookDeliverer(ledger, queue, clock)
         self.webhooks = webhooks
         if config.yoomoney.confirm_with_api and wallet_api is None:
             log.warn("yoomoney.confirm_with_api is on but no wallet API was given: notifications are credited "
@@ -312,10 +316,9 @@ class BillingTasks:
             return []
         if result.outcome == "duplicate" and payment.notified:
             return []
-        if self.webhooks is not None:
-            # outbox rows keyed by cause: re-deriving them after a crash adds nothing twice
-            from ymds.webhooks.events import payment_events
-            await self.webhooks.emit(payment_events(payment, result.invoice))
+        # outbox rows keyed by cause: re-deriving them after a crash adds nothing twice
+        from ymds.webhooks.events import payment_events
+        await self.webhooks.emit(payment_events(payment, result.invoice))
         jobs = await self.bot_jobs(payment, result.invoice, blocked=result.chat_blocked)
         for job in jobs:
             # the key travels in the arguments too: the bot dedups its own sends by it

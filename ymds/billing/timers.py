@@ -47,7 +47,8 @@ class BillingTimers(Service):
         self.clock = clock
         self.tasks = tasks
         self.wallet_api = wallet_api
-        self.webhooks = webhooks  # WebhookDeliverer: expiry events and the sweep of pending deliveries
+        # WebhookDeliverer: expiry events and the sweep of pending deliveries (default: the tasks')
+        self.webhooks = webhooks if webhooks is not None else getattr(tasks, "webhooks", None)
         self.interval = interval
         self.reconcile_interval = reconcile_interval
         self.reminder_windows = tuple(sorted(int(w) for w in reminder_windows))  # smallest first

@@ -112,11 +112,13 @@ def _printable(data: bytes, limit: int = 200) -> str:
 
 class WebhookDeliverer:
     """``WebhookDeliverer(ledger, queue, clock, sender, reactor=None)``; ``register(registry)``
-    adds the ``webhook_deliver`` task.  ``clock`` dates attempts and backoff; ``reactor``
+    adds the ``webhook_deliver`` task.  Without a sender it only writes the outbox (emit) and
+    wakes deliverers elsewhere (the admin command's reverify and reconcile).  ``clock`` dates attempts and backoff; ``reactor``
     (default: clock) measures how long an attempt took."""
 
-    def __init__(self, ledger, queue, clock, sender, reactor=None, *, lease: float = 30.0,
-                 give_up_after: float = DAY, max_per_job: int = 50, backoff=default_backoff):
+    def __init__(self, ledger, queue, clock, sender=None, reactor=None, *, lease: float = 30.0,
+                 give_up_after: float = DAY, max_per_job: int = 50, backoff=default_backoff,
+                 endpoints_ttl: float = 2.0):
         self.ledger = ledger
         self.queue = queue
         self.clock = clock
@@ -126,6 +128,11 @@ class WebhookDeliverer:
         self.give_up_after = give_up_after
         self.max_per_job = max_per_job
         self.backoff = backoff
+        # Whether any endpoint exists, re-read at most every endpoints_ttl seconds: without
+        # endpoints a payment costs no outbox transaction (an endpoint added just now gets
+        # the events from a couple of seconds after `ymds webhook add` on).
+        self.endpoints_ttl = endpoints_ttl
+        self._any_endpoints: tuple[float, bool] | None = None
 
     def register(self, registry) -> None:
         registry.register(TASK, self.deliver)
@@ -135,7 +142,7 @@ class WebhookDeliverer:
     async def emit(self, events: Iterable[tuple[str, str, dict]]) -> list[str]:
         """Write events to the outbox (once per cause) and wake the endpoints concerned."""
         events = list(events)
-        if not events:
+        if not events or not await self._have_endpoints():
             return []
         now = self.clock.seconds()
         endpoints = await self.ledger.webhook_emit(events, now)
@@ -143,6 +150,12 @@ class WebhookDeliverer:
         for endpoint_id in endpoints:
             await self.wake(endpoint_id, key=f"webhook:{endpoint_id}:{causes}"[:190])
         return endpoints
+
+    async def _have_endpoints(self) -> bool:
+        now = self.clock.seconds()
+        if self._any_endpoints is None or now - self._any_endpoints[0] >= self.endpoints_ttl:
+            self._any_endpoints = (now, bool(await self.ledger.webhook_endpoints()))
+        return self._any_endpoints[1]
 
     async def wake(self, endpoint_id: str, key: str | None = None, delay: float | None = None):
         return await self.queue.enqueue("billing", TASK, {"endpoint_id": endpoint_id}, key=key, delay=delay)
