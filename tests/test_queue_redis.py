@@ -279,3 +279,86 @@ class SkewedClocks(unittest.TestCase):
         self.assertEqual(ran, ["rpc"])
         fast.advance(30)
         await wait_until(lambda: ran == ["rpc", "later"])
+
+
+class SentinelFailover(unittest.TestCase):
+    @as_deferred
+    async def test_failover_moves_to_the_new_master(self):
+        """After a Sentinel failover the old master answers READONLY: the connection is
+        dropped, Sentinel is asked again, and commands go to the new master."""
+        master = RedisServer(appendonly=False).start()
+        self.addCleanup(master.cleanup)
+        replica = RedisServer(appendonly=False).start()
+        self.addCleanup(replica.cleanup)
+        replica.command("REPLICAOF", "127.0.0.1", str(master.port))
+        sdir = tempfile.mkdtemp(prefix="ymds-sentinel-")
+        sport = free_port()
+        conf = os.path.join(sdir, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(f"port {sport}\nbind 127.0.0.1\ndir {sdir}\n"
+                    f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+                    "sentinel down-after-milliseconds mymaster 1000\n")
+        proc = subprocess.Popen([shutil.which("redis-server"), conf, "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stop_sentinel():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            shutil.rmtree(sdir, ignore_errors=True)
+
+        self.addCleanup(stop_sentinel)
+        url = f"redis+sentinel://127.0.0.1:{sport}/mymaster/0"
+        conn = RedisConnection(reactor, parse_redis_url(url), "t", command_timeout=10)
+        self.addCleanup(conn.close)
+        self.assertEqual(await conn.execute("SET", "before", "1"), "OK")
+
+        def sentinel(*args):
+            from tests.support.resp import command
+            return command(sport, *args)
+
+        # wait until Sentinel knows the replica, then force a failover to it
+        for _ in range(600):
+            if sentinel("SENTINEL", "REPLICAS", "mymaster"):
+                break
+            await task.deferLater(reactor, 0.05)
+        for _ in range(100):
+            try:
+                sentinel("SENTINEL", "FAILOVER", "mymaster")
+                break
+            except RuntimeError:  # "INPROG" or no good replica yet
+                await task.deferLater(reactor, 0.1)
+        for _ in range(600):
+            if int(sentinel("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")[1]) == replica.port \
+                    and master.command("ROLE")[0] == "slave":
+                break
+            await task.deferLater(reactor, 0.05)
+        self.assertEqual(master.command("ROLE")[0], "slave")  # the old master was demoted
+        written = None
+        for _ in range(300):
+            try:
+                written = await conn.execute("SET", "after", "2")
+                break
+            except Exception:  # READONLY from the old master until we reconnect
+                await task.deferLater(reactor, 0.05)
+        self.assertEqual(written, "OK")
+        self.assertEqual(replica.command("GET", "after"), "2")  # the old replica is the master now
+        self.flushLoggedErrors()
+
+    @as_deferred
+    async def test_readonly_reply_drops_the_connection(self):
+        """A server that turned replica (READONLY) is not kept: the connection is made afresh
+        (through Sentinel that reaches the new master)."""
+        master = RedisServer(appendonly=False).start()
+        self.addCleanup(master.cleanup)
+        server = RedisServer(appendonly=False).start()
+        self.addCleanup(server.cleanup)
+        conn = RedisConnection(reactor, parse_redis_url(server.url), "t")
+        self.addCleanup(conn.close)
+        self.assertEqual(await conn.execute("SET", "k", "v"), "OK")
+        first = conn._protocol
+        server.command("REPLICAOF", "127.0.0.1", str(master.port))
+        with self.assertRaises(Exception) as caught:
+            await conn.execute("SET", "k", "w")
+        self.assertIn("READONLY", str(caught.exception))
+        await wait_until(lambda: conn._protocol is not None and conn._protocol is not first)
+        self.flushLoggedErrors()

@@ -388,6 +388,13 @@ class RedisConnection:
         def done(outcome):
             if timer.active():
                 timer.cancel()
+            if isinstance(outcome, Failure) and outcome.check(ResponseError) and \
+                    str(outcome.value).startswith("READONLY"):
+                # the server became a replica (a Sentinel failover): connect afresh, which
+                # asks Sentinel for the new master
+                p = protocol[0] if isinstance(protocol, list) else protocol
+                if p is not None and p.transport is not None:
+                    p.transport.loseConnection()
             if result.called:
                 return None
             if isinstance(outcome, Failure):
