@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
 
@@ -43,7 +42,6 @@ LINK_SECRET = "e2e-link-secret-0123456789abcdef"
 WALLET = "4100117000000001"
 CHANNEL = -1001234567890
 OWNER = 9001
-PRICE = {"month": Decimal("199.00"), "year": Decimal("1990.00")}
 PLANS = [{"id": "month", "title": "1 month", "price": "199.00", "days": 30},
          {"id": "year", "title": "1 year", "price": "1990.00", "days": 365}]
 # Retries fast enough for a test, and enough of them to outlast every outage we cause.
@@ -76,18 +74,6 @@ def toml_dumps(doc: dict) -> str:
         lines += [f"{k} = {toml_value(v)}" for k, v in plan.items()]
         lines.append("")
     return "\n".join(lines)
-
-
-def wait_sync(predicate, timeout: float = 60.0, what: str = "condition", step: float = 0.05):
-    """Poll ``predicate`` (blocking) until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(step)
 
 
 async def wait_until(predicate, timeout: float = 60.0, what: str = "condition", step: float = 0.05):

@@ -11,7 +11,6 @@ import socket
 import ssl
 import time
 import urllib.parse
-from decimal import Decimal
 
 from twisted.internet import threads
 from twisted.trial import unittest
