@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from ymds.config import Config
 from ymds.metrics import Registry
+from ymds.services import SequentialMultiService
 
 log = Logger()
 
@@ -34,7 +35,7 @@ def fatal(reactor, message: str) -> None:
         reactor.callWhenRunning(reactor.stop)
 
 
-class BillingRole(MultiService):
+class BillingRole(SequentialMultiService):
     """Migrates the ledger, then starts the billing worker, timers and heartbeat.
 
     The worker must not take jobs before the schema is current, so the inner services are
@@ -75,8 +76,9 @@ class BillingRole(MultiService):
         if not self.running:  # stopped while migrating
             await self.ledger.close()
             return
+        from ymds.bot.service import dead_letter_alert
         billing = make_billing_service(self._reactor, config, self._queue, self.ledger, wallet_api=wallet_api,
-                                       stats=self._stats)
+                                       stats=self._stats, worker_options={"on_dead": dead_letter_alert(self._queue)})
         billing.setServiceParent(self)
         LedgerHeartbeat(self.ledger, self._redis_execute, config.redis.prefix, self._reactor).setServiceParent(self)
         log.info("billing role started (ledger {kind})", kind=config.ledger.url.split(":", 1)[0])
@@ -95,7 +97,7 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
     from ymds.queue.client import RedisJobQueue
     from ymds.queue.stats import QueueStats
 
-    top = MultiService()
+    top = SequentialMultiService()
     top.setName("ymds")
     if private_redis is not None:
         private_redis.setServiceParent(top)
@@ -143,7 +145,7 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
             if demo:
                 say(f"demo: open {config.server.public_url}/ in your browser (self-signed certificate for localhost)")
 
-        web = MultiService()
+        web = SequentialMultiService()
         web.setName("web")
         if sandbox is not None:
             _Stopper(sandbox.stop).setServiceParent(web)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
 
+from ymds.services import SequentialMultiService
+
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
 
@@ -47,7 +49,7 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     from ymds.queue.worker import Worker
 
     clock = clock or reactor
-    top = MultiService()
+    top = SequentialMultiService()  # timers and worker finish before the ledger closes
     top.setName("billing")
     from ymds.api.tasks import ApiTasks
     from ymds.webhooks.delivery import TreqSender, WebhookDeliverer

@@ -82,18 +82,28 @@ class WebListener(Service):
         deadline = self._reactor.seconds() + self.drain_timeout
         channels = getattr(self.site, "channels", set())
         while True:
-            busy = [c for c in channels if getattr(c, "requests", None)]
-            for idle in [c for c in channels if not getattr(c, "requests", None)]:
-                idle.loseConnection()
+            busy = [c for c in channels if _in_flight(c)]
+            for idle in [c for c in channels if not _in_flight(c)]:
+                _transport(idle).loseConnection()
             if not busy or self._reactor.seconds() >= deadline:
                 break
             await _sleep(self._reactor, 0.05)
         for channel in list(channels):
-            channel.transport.abortConnection()
+            _transport(channel).abortConnection()
 
     def stopService(self):
         super().stopService()
         return defer.Deferred.fromCoroutine(self._drain())
+
+
+def _in_flight(channel) -> bool:
+    # Site builds a protocol that picks HTTP/1.1 or HTTP/2 and wraps the real channel.
+    inner = getattr(channel, "_channel", channel)
+    return bool(getattr(inner, "requests", None) or getattr(inner, "streams", None))
+
+
+def _transport(channel):
+    return getattr(getattr(channel, "_channel", channel), "transport")
 
 
 def _sleep(reactor, seconds: float) -> defer.Deferred:
