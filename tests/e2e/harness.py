@@ -108,8 +108,8 @@ def rss_kib(pid: int) -> int:
 
 class FakeTelegram:
     def __init__(self, workdir: str, channel: int = CHANNEL, limits: bool = True):
-        self.port = free_port()
-        argv = [sys.executable, "-m", "tests.support.fake_telegram_process", "--port", str(self.port),
+        self.port = 0  # the fake picks a free port and prints it
+        argv = [sys.executable, "-m", "tests.support.fake_telegram_process", "--port", "0",
                 "--channel", str(channel)]
         if not limits:
             argv.append("--no-limits")
@@ -122,7 +122,9 @@ class FakeTelegram:
 
     def start(self) -> "FakeTelegram":
         self.child.start()
-        self.child.wait_for('"port"', timeout=30)
+        out = self.child.wait_for('"port"', timeout=30)
+        line = next(line for line in out.splitlines() if line.startswith('{"port"'))
+        self.port = json.loads(line)["port"]
         return self
 
     def control(self, path: str, body: dict | None = None):
