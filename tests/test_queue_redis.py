@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from ymds.config import QueueConfig, RedisConfig
 from ymds.queue import RedisUnavailable, codec
 from ymds.queue.client import RedisJobQueue
-from ymds.queue.redis import RedisAddress, RedisConnection, RedisURLError, parse_redis_url
+from ymds.queue.redis import ConnectionLost, RedisAddress, RedisConnection, RedisURLError, parse_redis_url
 from ymds.queue.registry import TaskRegistry
 from ymds.queue.worker import Worker
 from tests.support.redis_server import RedisServer, free_port
@@ -362,3 +362,89 @@ class SentinelFailover(unittest.TestCase):
         self.assertIn("READONLY", str(caught.exception))
         await wait_until(lambda: conn._protocol is not None and conn._protocol is not first)
         self.flushLoggedErrors()
+
+
+def _make_tls_files(directory: str) -> tuple[str, str, str]:
+    """A CA and a server certificate for localhost, as PEM files: (ca, cert, key)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ymds test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = [os.path.join(directory, n) for n in ("ca.pem", "cert.pem", "key.pem")]
+    with open(paths[0], "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[2], "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    return paths[0], paths[1], paths[2]
+
+
+class TLS(unittest.TestCase):
+    def start_tls_redis(self):
+        directory = tempfile.mkdtemp(prefix="ymds-redis-tls-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        ca, cert, key = _make_tls_files(directory)
+        port = free_port()
+        proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+             "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca,
+             "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stop():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+        self.addCleanup(stop)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return port, ca
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    @as_deferred
+    async def test_rediss_with_private_ca(self):
+        port, ca = self.start_tls_redis()
+        conn = RedisConnection(reactor, parse_redis_url(f"rediss://localhost:{port}/0?ca_file={ca}"), "t")
+        self.addCleanup(conn.close)
+        self.assertEqual(await conn.execute("PING"), "PONG")
+
+    @as_deferred
+    async def test_rediss_refuses_an_unknown_certificate(self):
+        """Without the CA the server's certificate is not trusted: no connection, a clear timeout."""
+        port, _ = self.start_tls_redis()
+        conn = RedisConnection(reactor, parse_redis_url(f"rediss://localhost:{port}/0"), "t",
+                               command_timeout=1.0)
+        self.addCleanup(conn.close)
+        with self.assertRaises((RedisUnavailable, ConnectionLost)):
+            await conn.execute("PING")
+        self.assertFalse(conn.connected)
+        self.flushLoggedErrors()
+
+    def test_ca_file_needs_tls(self):
+        with self.assertRaises(RedisURLError):
+            parse_redis_url("redis://localhost/0?ca_file=/x.pem")
+        self.assertEqual(parse_redis_url("rediss://h/0?ca_file=/x.pem").ca_file, "/x.pem")

@@ -11,7 +11,7 @@ own connection management so that:
 URL forms (DESIGN.md section 4)::
 
     redis://[[user]:password@]host[:port][/db]
-    rediss://...                                   (TLS)
+    rediss://...[?ca_file=/path/ca.pem]            (TLS, certificate verified)
     unix:///path/redis.sock?db=0&password=...
     redis+sentinel://[:password@]h1:26379,h2:26379/mymaster[/db]
 """
@@ -58,6 +58,7 @@ class RedisAddress:
     password: str | None = field(default=None, repr=False)
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str = ""
+    ca_file: str = ""  # rediss:// with a private CA: ?ca_file=/etc/ymds/redis-ca.pem
 
     def describe(self) -> str:
         if self.kind == "unix":
@@ -104,8 +105,11 @@ def parse_redis_url(url: str) -> RedisAddress:
             port = parts.port or 6379
         except ValueError:
             raise RedisURLError(f"{url!r}: the port is not a TCP port number") from None
+        ca_file = query.get("ca_file") or query.get("ssl_ca_certs") or ""
+        if ca_file and scheme != "rediss":
+            raise RedisURLError(f"{url!r}: ca_file needs TLS; write rediss://")
         return RedisAddress("tcp", host=parts.hostname, port=port, tls=scheme == "rediss", db=db,
-                            username=username or None, password=password)
+                            username=username or None, password=password, ca_file=ca_file)
     if scheme == "unix":
         path = unquote(parts.path)
         if not path:
@@ -158,8 +162,16 @@ def make_endpoint(reactor, address: RedisAddress, connect_timeout: float = 5.0):
         return _SentinelMasterEndpoint(reactor, address, connect_timeout)
     endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=connect_timeout)
     if address.tls:
-        from twisted.internet.ssl import optionsForClientTLS
-        endpoint = wrapClientTLS(optionsForClientTLS(address.host), endpoint)
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+        trust = None
+        if address.ca_file:
+            try:
+                with open(address.ca_file, "rb") as f:
+                    trust = Certificate.loadPEM(f.read())
+            except (OSError, ValueError) as e:
+                raise RedisURLError(f"cannot read the Redis CA certificate {address.ca_file}: {e}") from None
+        # the server's certificate is verified (system CAs, or ca_file) against the URL's host
+        endpoint = wrapClientTLS(optionsForClientTLS(address.host, trustRoot=trust), endpoint)
     return endpoint
 
 
