@@ -15,6 +15,21 @@ ERROR_CODES = ["missing_api_key", "invalid_api_key", "insufficient_scope", "not_
                "invalid_request", "rate_limited", "unavailable", "internal_error"]
 
 _MONEY = {"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["199.00"]}
+# 0.01 .. 999999.99 with at most two decimals, no leading zeros (the API checks the same pattern)
+AMOUNT_PATTERN = r"^(?:[1-9][0-9]{0,5}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?))$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+UNIX_OR_ISO = {"anyOf": [{"type": "string", "pattern": r"^[0-9]{1,11}(\.[0-9]{1,6})?$"},
+                         {"type": "string", "format": "date-time"}]}
+_INT64 = {"minimum": -9223372036854775808, "maximum": 9223372036854775807}
+_COMMON_FIELDS = {
+    "customer": {"type": ["string", "null"], "minLength": 1, "maxLength": 128,
+                 "description": "your reference for the buyer; kept as metadata.customer"},
+    "description": {"type": "string", "maxLength": 500},
+    "metadata": {"type": ["object", "null"], "maxProperties": 50,
+                 "description": "anything of yours, up to 4096 bytes of JSON; comes back in the invoice and its webhooks"},
+    "expires_in": {"type": ["integer", "null"], "minimum": 60, "maximum": 2592000,
+                   "description": "seconds the invoice stays payable (default: the links.ttl setting)"},
+}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
@@ -42,21 +57,25 @@ SCHEMAS = {
                            "param": {"type": "string", "description": "the field or parameter at fault"}}}},
     },
     "InvoiceCreate": {
-        "type": "object", "additionalProperties": False,
-        "description": "Either amount (a free amount) or plan (a configured plan; needs chat_id).",
+        "description": "Either a free amount, or a configured plan for a Telegram chat.",
+        "oneOf": [{"$ref": "#/components/schemas/AmountInvoice"}, {"$ref": "#/components/schemas/PlanInvoice"}],
+    },
+    "AmountInvoice": {
+        "type": "object", "required": ["amount"], "additionalProperties": False,
         "properties": {
-            "amount": {"oneOf": [{"type": "string", "pattern": r"^\d{1,7}(\.\d{1,2})?$"},
-                                 {"type": "integer", "minimum": 1, "maximum": 9999999}],
-                       "description": "rubles the payer pays, e.g. \"199.00\""},
+            "amount": {"oneOf": [{"type": "string", "pattern": AMOUNT_PATTERN},
+                                 {"type": "integer", "minimum": 1, "maximum": 999999}],
+                       "description": "rubles the payer pays: \"199.00\" (0.01 to 999999.99) or a whole number"},
+            "chat_id": {"type": ["integer", "null"], **_INT64, "description": "a Telegram chat, if any"},
+            **_COMMON_FIELDS,
+        },
+    },
+    "PlanInvoice": {
+        "type": "object", "required": ["plan", "chat_id"], "additionalProperties": False,
+        "properties": {
             "plan": {"type": "string", "description": "a plan id from the configuration"},
-            "chat_id": {"type": "integer", "description": "Telegram chat that gets the subscription (plan invoices)"},
-            "customer": {"type": "string", "minLength": 1, "maxLength": 128,
-                         "description": "your reference for the buyer; kept as metadata.customer"},
-            "description": {"type": "string", "maxLength": 500},
-            "metadata": {"type": "object", "description": "anything of yours, up to 4096 bytes of JSON; "
-                                                          "comes back in the invoice and its webhooks"},
-            "expires_in": {"type": "integer", "minimum": 60, "maximum": 2592000},
-            "expires_at": {"type": "string", "format": "date-time"},
+            "chat_id": {"type": "integer", **_INT64, "description": "the Telegram chat that gets the subscription"},
+            **_COMMON_FIELDS,
         },
     },
     "Invoice": {
@@ -119,8 +138,8 @@ SCHEMAS = {
 }
 
 
-def _document(public_url: str) -> dict:
-    time_param = {"schema": {"type": "string"}, "description": "Unix seconds or ISO 8601"}
+def _document(public_url: str, plans=()) -> dict:
+    time_param = {"schema": UNIX_OR_ISO, "description": "Unix seconds or ISO 8601"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "ymds integration API", "version": __version__,
@@ -136,7 +155,7 @@ def _document(public_url: str) -> dict:
             "/api/v1/invoices": {"post": {
                 "operationId": "createInvoice", "summary": "Create an invoice (scope invoices:write)",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
                                 "description": "a retry with the same key and body returns the first answer; "
                                                "with another body: 409"}],
                 "requestBody": {"required": True, "content": {"application/json": {
@@ -156,9 +175,9 @@ def _document(public_url: str) -> dict:
                     {"name": "until", "in": "query", **time_param},
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
                         "paid", "overpaid", "underpaid", "late", "unmatched", "held"]}},
-                    {"name": "label", "in": "query", "schema": {"type": "string"}},
-                    {"name": "chat_id", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                    {"name": "label", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                    {"name": "chat_id", "in": "query", "schema": {"type": "integer", **_INT64}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": r"^[0-9]{1,18}$"},
                      "description": "next_cursor of the previous page"},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
                                                                 "default": 100}}],
@@ -166,7 +185,8 @@ def _document(public_url: str) -> dict:
                               **_COMMON}}},
             "/api/v1/subscriptions/{chat_id}": {"get": {
                 "operationId": "getSubscription", "summary": "A chat's subscription (scope subscriptions:read)",
-                "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "parameters": [{"name": "chat_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", **_INT64}}],
                 "responses": {"200": _ok("The subscription", "Subscription"),
                               "404": _error("No subscription for this chat"), **_COMMON}}},
         },
@@ -178,10 +198,19 @@ def _document(public_url: str) -> dict:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "ymds_... from `ymds api-key create`"}},
-            "schemas": SCHEMAS,
+            "schemas": _schemas(plans),
         },
     }
 
 
-def openapi_document(public_url: str) -> bytes:
-    return json.dumps(_document(public_url), separators=(",", ":"), sort_keys=True).encode("utf-8")
+def _schemas(plans) -> dict:
+    schemas = json.loads(json.dumps(SCHEMAS))
+    ids = [p for p in plans]
+    if ids:  # the configured plans, so that generated requests name real ones
+        schemas["PlanInvoice"]["properties"]["plan"]["enum"] = ids
+    return schemas
+
+
+def openapi_document(public_url: str, plans=()) -> bytes:
+    """The document as bytes; ``plans`` are the configured plan ids."""
+    return json.dumps(_document(public_url, tuple(plans)), separators=(",", ":"), sort_keys=True).encode("utf-8")

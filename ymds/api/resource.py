@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred
@@ -39,7 +39,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ymds.api.keys import KEY_FORMAT, key_hash
-from ymds.api.openapi import openapi_document
+from ymds.api.openapi import AMOUNT_PATTERN, IDEMPOTENCY_KEY_PATTERN, openapi_document
 from ymds.queue.errors import RemoteJobError
 from ymds.web.cache import TTLCache
 from ymds.web.http import send
@@ -50,11 +50,11 @@ log = Logger()
 JSON_TYPE = b"application/json; charset=utf-8"
 MAX_BODY = 16384
 MAX_IDEMPOTENCY_KEY = 255
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_AMOUNT = re.compile(r"^\d{1,7}(\.\d{1,2})?$")
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_AMOUNT = re.compile(AMOUNT_PATTERN)
 _LABEL = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CHAT = re.compile(r"^-?\d{1,19}$")
-INVOICE_FIELDS = {"amount", "plan", "chat_id", "customer", "description", "metadata", "expires_in", "expires_at"}
+INVOICE_FIELDS = {"amount", "plan", "chat_id", "customer", "description", "metadata", "expires_in"}
 PAYMENT_FILTERS = {"since", "until", "status", "label", "chat_id", "cursor", "limit"}
 PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
 
@@ -83,9 +83,20 @@ def invalid(message: str, param: str | None = None) -> ApiError:
 
 
 def _json_default(value):
-    if isinstance(value, Decimal):
-        return f"{value.quantize(Decimal('0.01')):f}"
+    if isinstance(value, Decimal):  # money from billing: already two decimals
+        return format(value, "f")
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _whole(value):
+    """An integer as JSON Schema means it (7 and 7.0), else None; never a bool."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return None
 
 
 def dumps(value) -> bytes:
@@ -104,13 +115,15 @@ def parse_time(text: str, param: str) -> float:
     text = text.strip()
     if re.fullmatch(r"\d{1,11}(\.\d{1,6})?", text):
         return float(text)
+    # RFC 3339 allows a lower-case t/z and any number of fraction digits
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.upper().replace("Z", "+00:00"))
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
         raise invalid(f"{param} must be Unix seconds or an ISO 8601 time", param) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def api_invoice(result: dict) -> dict:
@@ -253,7 +266,7 @@ class ApiResource(Resource):
 
     async def openapi(self, request, key_id):
         if self._document is None:
-            self._document = openapi_document(self.config.server.public_url)
+            self._document = openapi_document(self.config.server.public_url, [p.id for p in self.config.plans])
         return 200, self._document, {b"cache-control": b"public, max-age=300"}
 
     def _body(self, request) -> dict:
@@ -265,7 +278,7 @@ class ApiResource(Resource):
         if len(raw) > MAX_BODY:
             raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY} bytes")
         try:
-            body = json.loads(raw.decode("utf-8"), parse_float=Decimal)
+            body = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "malformed_json", "the body is not JSON (UTF-8)") from None
         if not isinstance(body, dict):
@@ -281,24 +294,20 @@ class ApiResource(Resource):
         if (amount is None) == (plan is None):
             raise invalid("give either amount or plan", "amount")
         if amount is not None:
-            if isinstance(amount, bool) or not isinstance(amount, (str, int, Decimal)):
-                raise invalid("amount must be a string like \"199.00\"", "amount")
-            text = str(amount).strip()
+            if not isinstance(amount, str) and _whole(amount) is None:
+                raise invalid("amount must be a string like \"199.00\" or a whole number", "amount")
+            text = amount.strip() if isinstance(amount, str) else str(_whole(amount))
             if not _AMOUNT.fullmatch(text):
-                raise invalid("amount must be a positive number with at most two decimals", "amount")
-            try:
-                args["amount"] = Decimal(text)
-            except InvalidOperation:  # pragma: no cover - the pattern excludes it
-                raise invalid("amount is not a number", "amount") from None
-            if args["amount"] <= 0:
-                raise invalid("amount must be positive", "amount")
+                raise invalid("amount must be 0.01 to 999999.99 with at most two decimals", "amount")
+            args["amount"] = Decimal(text)
         if plan is not None:
             if not isinstance(plan, str) or self.config.plan(plan) is None:
                 raise invalid(f"unknown plan; configured: {', '.join(p.id for p in self.config.plans)}", "plan")
             args["plan"] = plan
         chat_id = body.get("chat_id")
         if chat_id is not None:
-            if isinstance(chat_id, bool) or not isinstance(chat_id, int) or not -2**63 <= chat_id < 2**63:
+            chat_id = _whole(chat_id)
+            if chat_id is None or not -2**63 <= chat_id < 2**63:
                 raise invalid("chat_id must be an integer (a Telegram chat id)", "chat_id")
             args["chat_id"] = chat_id
         if plan is not None and chat_id is None:
@@ -307,32 +316,24 @@ class ApiResource(Resource):
         if not isinstance(description, str) or len(description) > 500:
             raise invalid("description must be text of at most 500 characters", "description")
         args["description"] = description
-        metadata = body.get("metadata") or {}
+        metadata = body.get("metadata")
+        if metadata is None:
+            metadata = {}
         if not isinstance(metadata, dict):
             raise invalid("metadata must be an object", "metadata")
         customer = body.get("customer")
         if customer is not None:
             if not isinstance(customer, str) or not 0 < len(customer) <= 128:
                 raise invalid("customer must be text of 1 to 128 characters", "customer")
-            if metadata.get("customer", customer) != customer:
-                raise invalid("metadata.customer differs from customer", "customer")
             metadata = {**metadata, "customer": customer}
-        if len(dumps(metadata)) > 4096:
-            raise invalid("metadata must be at most 4096 bytes of JSON", "metadata")
-        args["metadata"] = json.loads(dumps(metadata))  # Decimals as text, like the answer
-        expires_in, expires_at = body.get("expires_in"), body.get("expires_at")
-        if expires_in is not None and expires_at is not None:
-            raise invalid("give expires_in or expires_at, not both", "expires_in")
-        if expires_at is not None:
-            if not isinstance(expires_at, str):
-                raise invalid("expires_at must be an ISO 8601 time", "expires_at")
-            expires_in = int(round(parse_time(expires_at, "expires_at") - self.clock.seconds()))
-            param = "expires_at"
-        else:
-            param = "expires_in"
+        if len(metadata) > 50 or len(dumps(metadata)) > 4096:
+            raise invalid("metadata must have at most 50 keys and 4096 bytes of JSON", "metadata")
+        args["metadata"] = metadata
+        expires_in = body.get("expires_in")
         if expires_in is not None:
-            if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 60 <= expires_in <= 30 * 86400:
-                raise invalid("the invoice must live between 60 seconds and 30 days", param)
+            expires_in = _whole(expires_in)
+            if expires_in is None or not 60 <= expires_in <= 30 * 86400:
+                raise invalid("expires_in must be whole seconds from 60 to 2592000 (30 days)", "expires_in")
             args["ttl"] = expires_in
         return args
 
