@@ -859,7 +859,9 @@ def load(args, env) -> Config:
 def preflight(config: Config, needs_redis: bool, needs_ledger: bool) -> None:
     """Fail fast with one line before the reactor starts (the drivers would retry for a while)."""
     from ymds.check import check_ledger, check_redis
-    if needs_redis:
+    # ymds.check's blocking probe knows no private CA (rediss://...?ca_file=): leave those to
+    # the queue's own connection, whose failure is reported the same way.
+    if needs_redis and "ca_file=" not in config.redis.url:
         ok, detail = check_redis(config.redis.url, timeout=3.0)
         if not ok:
             raise unreachable(f"redis unreachable ({describe_redis(config.redis.url)}): {detail}; "
