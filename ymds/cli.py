@@ -861,7 +861,7 @@ def preflight(config: Config, needs_redis: bool, needs_ledger: bool) -> None:
     from ymds.check import check_ledger, check_redis
     # ymds.check's blocking probe knows no private CA (rediss://...?ca_file=): leave those to
     # the queue's own connection, whose failure is reported the same way.
-    if needs_redis and "ca_file=" not in config.redis.url:
+    if needs_redis and not any(k in config.redis.url for k in ("ca_file=", "ssl_ca_certs=")):
         ok, detail = check_redis(config.redis.url, timeout=3.0)
         if not ok:
             raise unreachable(f"redis unreachable ({describe_redis(config.redis.url)}): {detail}; "
