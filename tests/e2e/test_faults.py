@@ -17,6 +17,7 @@ from twisted.internet import reactor, task, threads
 from twisted.trial import unittest
 
 from tests.e2e.harness import LONG, NOTIFICATION_SECRET, Cluster, as_deferred, record, wait_until
+from tests.support import webflow
 from tests.support.notify_sender import encode, notification_fields
 
 BURST = 1000
@@ -180,19 +181,28 @@ class FaultTests(unittest.TestCase):
                              what="a third of the burst accepted")
             await threads.deferToThread(cluster.pg.stop, "fast")
             before = sender.answers[200]
-            await task.deferLater(reactor, outage)  # the fault's duration, not a wait for a result
+            ends = reactor.seconds() + outage  # the fault's duration, not a wait for a result
+            while reactor.seconds() < ends:
+                health.append((await threads.deferToThread(webflow.request, web.base + "/healthz", None, 5))[0])
+                await task.deferLater(reactor, 0.5)
             accepted_during.append(sender.answers[200] - before)
             self.assertFalse(cluster.pg.reachable())
             await threads.deferToThread(cluster.pg.start)
 
+        health: list[int] = []
         sender = await self.burst(cluster, web, list(bodies.values()), stop_postgres)
         await self.settle(cluster, BURST, timeout=300)
         self.assertEqual(sender.answers[200], BURST)
+        if LONG:  # billing reports the ledger every 5 s: a 30 s outage must show on /healthz
+            self.assertIn(503, health)
+        await wait_until(lambda: webflow.request(web.base + "/healthz")[0] == 200, timeout=60,
+                         what="/healthz back to 200 after the outage")
         # The web role does not need the ledger: notifications kept being accepted.
         self.assertGreater(accepted_during[0], 0)
         self.assertTrue(all(b.alive() for b in billing))
         record("PostgreSQL stopped mid-burst", notifications=BURST, outage_seconds=outage,
                accepted_during_outage=accepted_during[0], answers=dict(sender.answers),
+               healthz_during_outage=dict(Counter(health)),
                failed_attempts=sum(b.count("attempt") for b in billing), **self.audit(cluster, invoices))
 
     @as_deferred
