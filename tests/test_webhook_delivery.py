@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest

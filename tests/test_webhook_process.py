@@ -5,7 +5,6 @@ in order (the sweep on the billing timers finds the pending deliveries)."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from decimal import Decimal

@@ -22,7 +22,6 @@ import json
 import time
 import uuid
 from decimal import Decimal
-from typing import Any
 
 DEFAULT_TOLERANCE = 300  # seconds a signed timestamp may differ from now
 MAX_HEADER = 1024
