@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import time
 from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
@@ -250,15 +251,21 @@ class RPC(QueueTestCase):
             await q.call("billing", "slow", {}, timeout=0.2)
         self.assertIn("billing.slow", str(caught.exception))
         self.assertEqual(q.stats.counters["call_timeouts"], 1)
-        self.clock.advance(1)
-        # the job is still queued; a worker now sees its deadline has passed and drops it
+        await wait_until(lambda: self.cmd("XLEN", f"{self.prefix}:q:billing") == 1)
+        # the job is still queued; a worker that reads it a minute later (by Redis's clock,
+        # which the worker sees through self.clock) knows the caller gave up and drops it
         ran = []
 
         async def slow(args):
             ran.append(1)
 
         self.registry.register("slow", slow)
-        w = self.worker()
+        w = self.worker(start=False)
+        w.time.offset = time.time() - self.clock.seconds()
+        w.time.synced, w.time.tolerance = True, 3600.0
+        self.clock.advance(60)
+        w.startService()
+        self.addCleanup(lambda: w.running and w.stopService())
         await wait_until(lambda: w.stats.counters["expired"] == 1)
         self.assertEqual(ran, [])
         await wait_until(lambda: w.in_flight == 0)
