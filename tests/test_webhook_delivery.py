@@ -293,6 +293,17 @@ class Delivery(DeliveryTestBase):
             with self.assertRaises(PermanentJobError):
                 await self.deliverer.deliver(args)
 
+    async def test_a_long_backlog_continues_in_fresh_jobs(self):
+        self.deliverer.max_per_job = 2
+        await self.endpoint()
+        for n in range(5):
+            await self.emit(n)
+        self.queue.jobs.clear()
+        self.assertEqual(await self.deliverer.deliver({"endpoint_id": "we_1"}), {"outcome": "more", "sent": 2})
+        self.assertEqual(await self.run_jobs(), [{"outcome": "more", "sent": 2}])
+        self.assertEqual(await self.run_jobs(), [{"outcome": "idle", "sent": 1}])
+        self.assertEqual([r["event"]["data"]["n"] for r in self.receiver.received], [0, 1, 2, 3, 4])
+
 
 class BillingEvents(DeliveryTestBase):
     """What billing puts in the outbox: once per cause, however often it is re-derived."""
@@ -377,3 +388,4 @@ class BillingEvents(DeliveryTestBase):
         self.assertEqual(await self.ledger.webhook_deliveries(), [])
         count = await self.ledger._run(lambda txn: txn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
         self.assertEqual(count, 0)
+

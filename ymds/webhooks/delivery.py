@@ -117,8 +117,8 @@ class WebhookDeliverer:
     (default: clock) measures how long an attempt took."""
 
     def __init__(self, ledger, queue, clock, sender=None, reactor=None, *, lease: float = 30.0,
-                 give_up_after: float = DAY, max_per_job: int = 50, backoff=default_backoff,
-                 endpoints_ttl: float = 2.0):
+                 give_up_after: float = DAY, max_per_job: int = 50, max_job_seconds: float = 60.0,
+                 backoff=default_backoff, endpoints_ttl: float = 2.0):
         self.ledger = ledger
         self.queue = queue
         self.clock = clock
@@ -127,6 +127,7 @@ class WebhookDeliverer:
         self.lease = lease
         self.give_up_after = give_up_after
         self.max_per_job = max_per_job
+        self.max_job_seconds = max_job_seconds  # well inside the worker's job timeout
         self.backoff = backoff
         # Whether any endpoint exists, re-read at most every endpoints_ttl seconds: without
         # endpoints a payment costs no outbox transaction (an endpoint added just now gets
@@ -178,9 +179,12 @@ class WebhookDeliverer:
         if not await self.ledger.webhook_claim(endpoint_id, token, self.clock.seconds(), self.lease):
             return {"outcome": "busy"}  # another deliverer has it (or the endpoint is gone)
         sent = 0
+        started = self.reactor.seconds()
         try:
             endpoint = await self.ledger.webhook_endpoint_get(endpoint_id)
             for _ in range(self.max_per_job):
+                if sent and self.reactor.seconds() - started > self.max_job_seconds:
+                    break
                 delivery = await self.ledger.webhook_next(endpoint_id)
                 if delivery is None:
                     return {"outcome": "idle", "sent": sent}
