@@ -142,8 +142,9 @@ class FaultTests(unittest.TestCase):
 
     @as_deferred
     async def test_redis_killed_and_restarted_mid_burst(self):
-        """Redis is killed -9 (appendfsync always) and restarted while 1,000 notifications arrive."""
-        cluster, web, billing = self.split_cluster("pg")
+        """Redis is killed -9 (appendfsync always) and restarted while 1,000 notifications arrive.
+        The long version runs the bot role too (it is sending while Redis dies)."""
+        cluster, web, billing = self.split_cluster("pg", telegram=LONG)
         invoices = await self.invoices(cluster, BURST)
         bodies = self.bodies(invoices)
 
@@ -160,8 +161,9 @@ class FaultTests(unittest.TestCase):
         self.assertEqual(sender.answers[200], BURST)
         self.assertGreater(sender.answers[503] + sender.answers["error"], 20)
         self.assertTrue(web.alive() and all(b.alive() for b in billing))
+        messages = await self.told_once_through_telegram(cluster, invoices) if LONG else None
         record("Redis killed and restarted mid-burst", notifications=BURST, answers=dict(sender.answers),
-               **self.audit(cluster, invoices))
+               telegram_messages=messages, **self.audit(cluster, invoices, bot_consumed=LONG))
 
     @as_deferred
     async def test_postgres_stopped_mid_burst(self):
