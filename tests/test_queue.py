@@ -728,3 +728,23 @@ class ClientStop(QueueTestCase):
             await call
         with self.assertRaises(QueueStopped):
             await q.enqueue("billing", "t", {})
+
+
+class GroupHygiene(QueueTestCase):
+    @as_deferred
+    async def test_long_dead_consumers_are_forgotten(self):
+        """Consumers of crashed processes that hold nothing leave the group in time;
+        one that still holds entries stays until they are reclaimed."""
+        stream = f"{self.prefix}:q:billing"
+        self.cmd("XGROUP", "CREATE", stream, "workers", "0", "MKSTREAM")
+        self.cmd("XGROUP", "CREATECONSUMER", stream, "workers", "crashed-empty")
+        self.cmd("XADD", stream, "*", "j", '{"t":"held","a":{}}')
+        self.cmd("XREADGROUP", "GROUP", "workers", "crashed-holding", "COUNT", "1", "STREAMS", stream, ">")
+        w = self.worker(visibility_timeout=3600.0)
+        w.forget_consumers_after = 0.05
+        await task.deferLater(reactor, 0.1)  # Redis measures the consumers' idle time itself
+        self.clock.advance(w.reclaim_interval)
+        names = lambda: {dict(zip(c[::2], c[1::2]))["name"] for c in self.cmd("XINFO", "CONSUMERS", stream, "workers")}
+        await wait_until(lambda: "crashed-empty" not in names())
+        self.assertIn("crashed-holding", names())
+        self.assertIn(w.consumer, names())

@@ -101,7 +101,8 @@ if #nxt > 0 then when = nxt[2] end
 return {#due, when}
 """)
 
-# KEYS: stream, dead.  ARGV: group, consumer, min_idle_ms, count, max_deliveries, now_ms.
+# KEYS: stream, dead.  ARGV: group, consumer, min_idle_ms, count, max_deliveries, now_ms,
+# forget_idle_ms.
 # Entries idle too long that were delivered max_deliveries times go to the dead stream;
 # the rest are taken over by ``consumer`` (XAUTOCLAIM).
 # Returns {{job json, deliveries, old consumer} per dead entry, claimed entries}.
@@ -131,6 +132,19 @@ for _, p in ipairs(pending) do
   end
 end
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, idle, '0-0', 'COUNT', count)
+-- consumers that died long ago and hold nothing are forgotten (names are per process)
+local forget = tonumber(ARGV[7])
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], group)) do
+  local name, pending, cidle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1]
+    elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then cidle = c[i + 1] end
+  end
+  if name ~= consumer and pending == 0 and cidle > forget then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, name)
+  end
+end
 return {dead, claimed[2]}
 """)
 

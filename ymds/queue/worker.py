@@ -91,6 +91,8 @@ class Worker(Service):
         self.lease_interval = lease_interval or max(0.05, vt / 3)
         self.reply_ttl_ms = int(reply_ttl * 1000)
         self.job_timeout = job_timeout
+        # a consumer idle this long with nothing pending died without leaving the group
+        self.forget_consumers_after = max(3600.0, 10 * vt)
         self.time = RedisTime(self.clock)
         self._pool_size = pool_size
         self._pool: RedisPool | None = None
@@ -536,7 +538,8 @@ class Worker(Service):
             d = defer.Deferred.fromCoroutine(self._sync_time())
         d.addCallback(lambda _: scripts.RECLAIM.run(self._pool, [self.keys.stream, self.keys.dead],
                                 [GROUP, self.consumer, int(c.visibility_timeout * 1000), free,
-                                 c.max_deliveries, int(self.time.now() * 1000)]))
+                                 c.max_deliveries, int(self.time.now() * 1000),
+                                 int(self.forget_consumers_after * 1000)]))
 
         def claimed(result):
             dead, entries = result
