@@ -246,9 +246,13 @@ class NotifyTests(SenderTestBase):
                          ("overpaid", {"amount": "3.00", "price": "2.00", "label": "l"}),
                          ("unmatched", {"amount": "4.00", "operation_id": "o", "label": "<l>"}),
                          ("quarantine", {"reason": "bad signature <sha1>", "id": 3}),
-                         ("dead_letter", {"queue": "billing", "task": "apply_payment", "error": "Boom: <x>"})):
+                         ("dead_letter", {"queue": "billing", "task": "apply_payment", "error": "Boom: <x>"}),
+                         ("webhook_failed", {"endpoint_id": 7, "host": "shop.example", "event_id": "ev_1",
+                                             "event_type": "invoice.paid", "attempts": 30, "error": "HTTP 500 <b>"})):
             await self.tasks.notify_admins({"message": alert, "params": p})
-        self.assertEqual(len(self.fake.messages_to(ADMIN)), 6)
+        self.assertEqual(len(self.fake.messages_to(ADMIN)), 7)
+        self.assertIn("invoice.paid", self.fake.messages_to(ADMIN)[-1]["visible"])
+        self.assertIn("HTTP 500 <b>", self.fake.messages_to(ADMIN)[-1]["visible"])
 
 
 class ChannelTests(SenderTestBase):

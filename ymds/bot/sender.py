@@ -40,7 +40,7 @@ from ymds.queue.errors import PermanentJobError
 log = Logger()
 
 NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite")
-ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter")
+ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter", "webhook_failed")
 INVITE_VALIDITY = 2 * 86400  # an invite link not used within two days lapses; /status gives a new one
 _GONE = ("user not found", "participant_id_invalid", "user_not_participant", "member not found",
          "user is an administrator", "can't remove chat owner")

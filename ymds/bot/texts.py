@@ -56,6 +56,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin_unmatched": "❓ Payment {amount} without a known invoice (operation {operation_id}, label {label}); kept as a donation",
         "admin_quarantine": "🚫 A notification failed verification and was quarantined: {reason}. Check with <code>ymds quarantine</code>.",
         "admin_dead_letter": "☠️ A job failed for good: {queue}.{task}: {error}. See <code>ymds dead-letters</code>.",
+        "admin_webhook_failed": "🔔 Webhook {event_type} {event_id} to endpoint {endpoint_id} ({host}) failed for 24 hours after {attempts} attempts: {error}. Later events go on; see <code>ymds webhook log</code> and <code>ymds webhook redeliver</code>.",
         "admin_other": "Owner alert: {message}",
     },
     "ru": {
@@ -100,6 +101,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin_unmatched": "❓ Платёж {amount} без известного счёта (операция {operation_id}, метка {label}); учтён как пожертвование",
         "admin_quarantine": "🚫 Уведомление не прошло проверку и помещено в карантин: {reason}. Проверьте: <code>ymds quarantine</code>.",
         "admin_dead_letter": "☠️ Задача не выполнена окончательно: {queue}.{task}: {error}. См. <code>ymds dead-letters</code>.",
+        "admin_webhook_failed": "🔔 Вебхук {event_type} {event_id} на endpoint {endpoint_id} ({host}) не доставлен за 24 часа, попыток: {attempts}: {error}. Следующие события идут дальше; см. <code>ymds webhook log</code> и <code>ymds webhook redeliver</code>.",
         "admin_other": "Сообщение владельцу: {message}",
     },
 }
