@@ -491,7 +491,7 @@ class Reclaim(QueueTestCase):
 
         registry = TaskRegistry({"long": long_job})
         a_clock = task.Clock()
-        qc = QueueConfig(concurrency=2, batch=2, visibility_timeout=0.3, stop_timeout=5.0)
+        qc = QueueConfig(concurrency=2, batch=2, visibility_timeout=1.0, stop_timeout=5.0)
         a = Worker(reactor, self.redis, qc, "billing", registry, "a", clock=a_clock, block=0.2)
         a.startService()
         self.addCleanup(lambda: a.running and a.stopService())
@@ -503,8 +503,8 @@ class Reclaim(QueueTestCase):
         q = self.client()
         await q.enqueue("billing", "long", {})
         await wait_until(lambda: runs == ["a"])
-        b = self.worker(visibility_timeout=0.3)
-        for _ in range(100):  # about a second of real time, several visibility timeouts
+        b = self.worker(visibility_timeout=1.0)
+        for _ in range(250):  # 2.5 s or more of real time: several visibility timeouts
             a_clock.advance(a.lease_interval)
             self.clock.advance(b.reclaim_interval)
             await task.deferLater(reactor, 0.01)
