@@ -35,6 +35,46 @@ def post(sender, body: bytes, content_type: str = "application/x-www-form-urlenc
         conn.close()
 
 
+async def hostile_labels(self) -> tuple[dict, list]:
+    """Send signed notifications with hostile labels through ``self.web``; check the ledger
+    kept each accepted one as an unmatched payment, verbatim.  Returns (labels, accepted)."""
+    labels = {
+        "sql": "'; DROP TABLE payments; --",
+        "sql2": "x' OR '1'='1",
+        "html": "<script>alert(1)</script>",
+        "unicode": "оплата\u202e\u200bmoc.live",
+        "emoji": "💸" * 10,
+        "overlong": "a" * 65,
+        "very long": "L" * 5000,
+        "newline": "line1\r\nX-Injected: 1",
+        "percent": "%27%3B--",
+        "nul-like": "a\\x00b",
+    }
+    statuses = {}
+    for name, label in labels.items():
+        fields = notification_fields(NOTIFICATION_SECRET, "100.00", label)
+        statuses[name] = (await threads.deferToThread(post, self.sender, encode(fields)))[0]
+    # Never a server error; every accepted one lands in the ledger as an unmatched payment.
+    self.assertTrue(all(s in (200, 400) for s in statuses.values()), statuses)
+    accepted = [name for name, s in statuses.items() if s == 200]
+    await wait_until(lambda: self.ledger().payments() == len(accepted) and self.cluster.drained("billing"),
+                     timeout=30, what="the accepted ones recorded")
+    rows = self.ledger().payment_rows()
+    self.assertEqual({r[2] for r in rows}, {"unmatched"} if rows else set())
+    stored = {r[1] for r in rows}
+    raws = "".join(r[0] for r in self.ledger().query("SELECT raw FROM payments"))
+    for name in accepted:
+        # Kept as received, never interpreted: the label column holds the first 256
+        # characters (YooMoney allows 64), the raw fields hold all of it.
+        self.assertIn(labels[name][:256], stored, name)
+        self.assertIn(json.dumps(labels[name])[1:-1], raws, name)
+    self.assertEqual(self.ledger().scalar("SELECT count(*) FROM invoices"), 0)
+    # The tables are intact and the web node is healthy.
+    self.assertEqual((await threads.deferToThread(webflow.request, self.web.base + "/healthz"))[0], 200)
+    record("injection labels", statuses=statuses, recorded_unmatched=len(rows))
+    return labels, accepted
+
+
 class SecurityTests(unittest.TestCase):
     timeout = 240
 
@@ -224,40 +264,7 @@ class SecurityTests(unittest.TestCase):
     @as_deferred
     async def test_injection_labels_are_kept_as_text(self):
         """Signed notifications whose labels try SQL, HTML, unicode tricks and overlength."""
-        labels = {
-            "sql": "'; DROP TABLE payments; --",
-            "sql2": "x' OR '1'='1",
-            "html": "<script>alert(1)</script>",
-            "unicode": "оплата\u202e\u200bmoc.live",
-            "emoji": "💸" * 10,
-            "overlong": "a" * 65,
-            "very long": "L" * 5000,
-            "newline": "line1\r\nX-Injected: 1",
-            "percent": "%27%3B--",
-            "nul-like": "a\\x00b",
-        }
-        statuses = {}
-        for name, label in labels.items():
-            fields = notification_fields(NOTIFICATION_SECRET, "100.00", label)
-            statuses[name] = (await threads.deferToThread(post, self.sender, encode(fields)))[0]
-        # Never a server error; every accepted one lands in the ledger as an unmatched payment.
-        self.assertTrue(all(s in (200, 400) for s in statuses.values()), statuses)
-        accepted = [name for name, s in statuses.items() if s == 200]
-        await wait_until(lambda: self.ledger().payments() == len(accepted) and self.cluster.drained("billing"),
-                         timeout=30, what="the accepted ones recorded")
-        rows = self.ledger().payment_rows()
-        self.assertEqual({r[2] for r in rows}, {"unmatched"} if rows else set())
-        stored = {r[1] for r in rows}
-        raws = "".join(r[0] for r in self.ledger().query("SELECT raw FROM payments"))
-        for name in accepted:
-            # Kept as received, never interpreted: the label column holds the first 256
-            # characters (YooMoney allows 64), the raw fields hold all of it.
-            self.assertIn(labels[name][:256], stored, name)
-            self.assertIn(json.dumps(labels[name])[1:-1], raws, name)
-        self.assertEqual(self.ledger().scalar("SELECT count(*) FROM invoices"), 0)
-        # The tables are intact and the web node is healthy.
-        self.assertEqual((await threads.deferToThread(webflow.request, self.web.base + "/healthz"))[0], 200)
-        record("injection labels", statuses=statuses, recorded_unmatched=len(rows))
+        await hostile_labels(self)
 
     @as_deferred
     async def test_donation_form_injection_is_escaped(self):
@@ -277,6 +284,36 @@ class SecurityTests(unittest.TestCase):
         self.assertIn(message, str(jobs[0]["args"]))  # kept verbatim; the bot escapes when rendering
         stored = self.ledger().scalar("SELECT description FROM invoices WHERE kind = 'donation'")
         self.assertIsNotNone(stored)
+
+
+class InjectionToOwnerTests(unittest.TestCase):
+    """The same hostile labels reach the owner's Telegram chat as alerts: rendered as text
+    (the fake Bot API refuses malformed HTML as Telegram does), each exactly once."""
+
+    timeout = 240
+
+    @as_deferred
+    async def test_hostile_labels_in_owner_alerts(self):
+        from tests.e2e.harness import OWNER
+        self.cluster = Cluster(self, ledger="sqlite", telegram=True)
+        self.billing = self.cluster.node("billing", "billing")
+        self.web = self.cluster.node("web", "web,bot")
+        self.sender = self.cluster.sender(self.web, concurrency=1)
+        labels, accepted = await hostile_labels(self)
+        telegram = self.cluster.telegram
+        await wait_until(lambda: len(telegram.sent(OWNER)) >= len(accepted), timeout=60,
+                         what="an alert per unmatched payment")
+        await wait_until(lambda: self.cluster.drained("bot"), timeout=60, what="the bot queue drained")
+        alerts = telegram.sent(OWNER)
+        self.assertEqual(len(alerts), len(accepted))
+        visible = "\n".join(m["visible"] for m in alerts)
+        for name in accepted:
+            shown = labels[name][:64].replace("\r", "").replace("\n", "")
+            self.assertIn(shown[:20], visible.replace("\r", "").replace("\n", ""), name)
+        self.assertEqual(self.cluster.queue_state("bot")["dead"], 0)
+        record("injection labels to the owner", alerts=len(alerts), dead_letters=0)
+
+    ledger = SecurityTests.ledger
 
 
 class TLSScanTests(unittest.TestCase):
