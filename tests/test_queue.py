@@ -455,6 +455,40 @@ class Reclaim(QueueTestCase):
         self.assertEqual(sorted(done), list(range(6)))
 
     @as_deferred
+    async def test_reclaim_is_not_starved_by_a_busy_worker(self):
+        """A rescuer whose every slot is taken still picks up the dead consumer's (older) jobs."""
+        started, gates = [], []
+        doomed = self.hanging_worker(started, gates)
+        q = self.client()
+        for i in range(3):
+            await q.enqueue("billing", "work", {"i": i})
+        await wait_until(lambda: len(started) == 3)
+        await doomed.stopService()
+        busy_gate = defer.Deferred()
+        done = []
+
+        async def work(args):
+            if args.get("busy"):
+                await busy_gate
+            done.append(args["i"])
+
+        self.registry.register("work", work)
+        rescuer = self.worker(visibility_timeout=0.3, concurrency=4)
+        for i in range(10, 14):  # fill all four slots with jobs that wait
+            await q.enqueue("billing", "work", {"i": i, "busy": True})
+        await wait_until(lambda: rescuer.in_flight == 4)
+        for _ in range(400):
+            self.clock.advance(rescuer.reclaim_interval)
+            await task.deferLater(reactor, 0.01)
+            if len(done) >= 3:
+                break
+        self.assertEqual(sorted(done), [0, 1, 2])  # the old jobs ran while the slots were busy
+        busy_gate.callback(None)
+        await wait_until(lambda: len(done) == 7)
+        for gate in gates:
+            gate.callback(None)
+
+    @as_deferred
     async def test_max_deliveries_dead_letter(self):
         """An entry delivered max_deliveries times without an ack goes to the dead stream."""
         started, gates = [], []

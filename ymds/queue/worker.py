@@ -528,10 +528,15 @@ class Worker(Service):
 
     def _reclaim(self) -> None:
         self._reclaim_call = None
-        free = self.config.concurrency - len(self._inflight)
-        if free <= 0:
+        # Reclaimed entries are the oldest jobs of the queue: under steady load the read
+        # loop would take every slot that frees up and starve them, so reclaim may go over
+        # ``concurrency`` by a bounded reserve (a quarter of it) instead of waiting.
+        reserve = max(1, self.config.concurrency // 4)
+        free = max(self.config.concurrency - len(self._inflight), 0) + reserve
+        if len(self._inflight) >= self.config.concurrency + reserve:
             self._reclaim_call = self.clock.callLater(self.reclaim_interval, self._reclaim)
             return
+        free = min(free, self.config.concurrency + reserve - len(self._inflight))
         c = self.config
         d = defer.succeed(None)
         if self.time.stale(self.reactor):
