@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, AsyncIterator, Callable
 
+from ymds import cli_integration
 from ymds.config import Config, ConfigError, load_config, parse_duration
 
 EXIT_OK = 0
@@ -729,8 +730,7 @@ COMMANDS: dict[str, tuple[Callable, bool, bool]] = {
     "test-notification": (cmd_test_notification, False, False),
     "stats": (cmd_stats, True, True),
 }
-from ymds.cli_integration import COMMANDS as _INTEGRATION_COMMANDS, add_parsers as _add_integration_parsers  # noqa: E402
-COMMANDS.update(_INTEGRATION_COMMANDS)  # api-key, webhook
+COMMANDS.update(cli_integration.COMMANDS)  # api-key, webhook
 
 
 # --- argument parsing ------------------------------------------------------------------
@@ -831,7 +831,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("check", help="validate the configuration and reach Redis and the ledger (like twistd ymds --check)")
     p.add_argument("--roles", help="the roles to check for (default: web,billing and bot with a token)")
-    _add_integration_parsers(sub, Parser)
+    cli_integration.add_parsers(sub, Parser)
     return parser
 
 
