@@ -11,6 +11,8 @@
     ymds --config ymds.toml test-notification [--url URL]
     ymds --config ymds.toml stats
     ymds --config ymds.toml check
+    ymds --config ymds.toml api-key create|list|revoke ...      (ymds/cli_integration.py)
+    ymds --config ymds.toml webhook add|list|remove|redeliver|log ...
 
 Exit status (scripts rely on it; docs/OPERATIONS.md repeats it):
 
