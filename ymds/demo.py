@@ -11,8 +11,6 @@ import ipaddress
 import os
 import secrets
 import shutil
-import socket
-from urllib.parse import urlsplit
 
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
@@ -74,25 +72,8 @@ def ensure_secret(data_dir: str, name: str) -> str:
 
 def redis_reachable(url: str, timeout: float = 0.5) -> bool:
     """A blocking PING: used once at start-up, before the reactor runs."""
-    parts = urlsplit(url)
-    try:
-        if parts.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX)
-            sock.settimeout(timeout)
-            sock.connect(parts.path)
-        elif parts.scheme == "redis":
-            sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout)
-        else:
-            return False
-        with sock:
-            if parts.password:
-                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(parts.password), parts.password.encode()))
-                if not sock.recv(64).startswith(b"+OK"):
-                    return False
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+    from ymds.check import check_redis
+    return check_redis(url, timeout)[0]
 
 
 def demo_document(data_dir: str, port: int, redis_url: str, prefix: str) -> dict:
