@@ -196,3 +196,33 @@ def _socket_alive(path: str) -> bool:
         return False
     finally:
         s.close()
+
+
+class JSONLogTests(unittest.TestCase):
+    def test_one_json_object_per_line_with_fields(self):
+        from twisted.logger import LogLevel
+        from ymds.logs import event_to_json
+        event = {"log_time": 0, "log_level": LogLevel.info, "log_namespace": "ymds.billing",
+                 "log_format": "payment applied {operation_id} {outcome}", "operation_id": "123", "outcome": "paid",
+                 "obj": object()}
+        record = json.loads(event_to_json(event))
+        self.assertEqual(record["message"], "payment applied 123 paid")
+        self.assertEqual(record["operation_id"], "123")
+        self.assertEqual(record["level"], "info")
+        self.assertEqual(record["time"], "1970-01-01T00:00:00.000+00:00")
+        self.assertNotIn("obj", record)
+
+    def test_twistd_log_format_json(self):
+        redis = RedisServer(appendonly=False).start()
+        self.addCleanup(redis.cleanup)
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(free_port()),
+                                "--log-format", "json"], env=test_env(YMDS_REDIS_URL=redis.url), name="json")
+        self.addCleanup(child.close)
+        child.start()
+        child.wait_for('"billing role started', timeout=60)
+        child.terminate()
+        records = [json.loads(line) for line in child.output().splitlines() if line.startswith("{")]
+        self.assertTrue(any(r.get("roles") == "billing,web" for r in records), records[:5])
+        self.assertTrue(all({"time", "level", "namespace", "message"} <= set(r) for r in records))
