@@ -226,3 +226,37 @@ class JSONLogTests(unittest.TestCase):
         records = [json.loads(line) for line in child.output().splitlines() if line.startswith("{")]
         self.assertTrue(any(r.get("roles") == "billing,web" for r in records), records[:5])
         self.assertTrue(all({"time", "level", "namespace", "message"} <= set(r) for r in records))
+
+
+class TacTests(unittest.TestCase):
+    def test_twistd_y_ymds_tac_with_config_from_env(self):
+        redis = RedisServer(appendonly=False).start()
+        self.addCleanup(redis.cleanup)
+        d = os.path.abspath(self.mktemp())
+        os.makedirs(d)
+        port = free_port()
+        path = os.path.join(d, "ymds.toml")
+        with open(path, "w") as f:
+            f.write(f'[server]\nendpoint = "tcp:{port}:interface=127.0.0.1"\npublic_url = "https://pay.example.org"\n'
+                    f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
+                    f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis.url}"\n'
+                    f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
+        tac = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ymds.tac")
+        child = Child(TWISTD + ["-ny", tac], env=test_env(YMDS_CONFIG=path), name="tac")
+        self.addCleanup(child.close)
+        child.start()
+        child.wait_for("billing role started", timeout=60)
+        status, body = 0, b""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    status, body = r.status, r.read()
+            except urllib.error.HTTPError as e:
+                status, body = e.code, e.read()
+            if status == 200:
+                break
+            import time
+            time.sleep(0.1)
+        self.assertEqual(status, 200, body)
+        self.assertTrue(os.path.exists(os.path.join(d, "ledger.sqlite3")))  # relative to the config file
+        self.assertIn(child.terminate(), (0, -15))
