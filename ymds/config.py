@@ -33,6 +33,7 @@ class ServerConfig:
     public_url: str = "https://localhost:8443"
     max_body: int = 65536
     trusted_proxies: tuple[str, ...] = ()
+    metrics_endpoint: str = ""  # optional extra /metrics listener, e.g. for billing-only hosts
 
 
 @dataclass(frozen=True)
@@ -381,6 +382,8 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
         public_url=_http_url("server.public_url", s.get("public_url", d.public_url)),
         max_body=_int("server.max_body", s.get("max_body", d.max_body), 1024, 16 * 1024 * 1024),
         trusted_proxies=tuple(_str("server.trusted_proxies", x) for x in _list("server.trusted_proxies", s.get("trusted_proxies", []))),
+        metrics_endpoint=(_endpoint("server.metrics_endpoint", s["metrics_endpoint"])
+                          if str(s.get("metrics_endpoint", "")).strip() else ""),
     )
 
     y = sec("yoomoney")

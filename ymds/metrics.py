@@ -17,14 +17,14 @@ def _escape(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
+def labels_text(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
     parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
     if extra:
         parts.append(extra)
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     if isinstance(value, float):
         if math.isinf(value):
             return "+Inf" if value > 0 else "-Inf"
@@ -65,7 +65,7 @@ class Counter(_Metric):
         lines = self.header()
         name = self.name if self.name.endswith("_total") else self.name + "_total"
         for key, v in sorted(self._values.items()):
-            lines.append(f"{name}{_labels(self.labelnames, key)} {_number(float(v))}")
+            lines.append(f"{name}{labels_text(self.labelnames, key)} {number_text(float(v))}")
         return lines
 
 
@@ -104,7 +104,7 @@ class Gauge(_Metric):
                 values[()] = produced
         lines = self.header()
         for key, v in sorted(values.items()):
-            lines.append(f"{self.name}{_labels(self.labelnames, key)} {_number(float(v))}")
+            lines.append(f"{self.name}{labels_text(self.labelnames, key)} {number_text(float(v))}")
         return lines
 
 
@@ -135,18 +135,26 @@ class Histogram(_Metric):
             cumulative = 0
             for bound, c in zip(self.buckets + (math.inf,), counts):
                 cumulative += c
-                le = f'le="{_number(float(bound))}"'
-                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {cumulative}")
-            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_number(float(total))}")
-            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {n}")
+                le = f'le="{number_text(float(bound))}"'
+                lines.append(f"{self.name}_bucket{labels_text(self.labelnames, key, le)} {cumulative}")
+            lines.append(f"{self.name}_sum{labels_text(self.labelnames, key)} {number_text(float(total))}")
+            lines.append(f"{self.name}_count{labels_text(self.labelnames, key)} {n}")
         return lines
 
 
 class Registry:
-    """Owns metrics by name; ``render()`` gives the Prometheus text exposition."""
+    """Owns metrics by name; ``render()`` gives the Prometheus text exposition.
+
+    A collector (``add_collector``) is a function returning whole exposition lines (HELP,
+    TYPE and samples) for numbers that live elsewhere, e.g. the queue's own counters.
+    """
 
     def __init__(self):
         self._metrics: dict[str, _Metric] = {}
+        self._collectors: list[Callable[[], list[str]]] = []
+
+    def add_collector(self, collector: Callable[[], list[str]]) -> None:
+        self._collectors.append(collector)
 
     def _get(self, cls, name, help, labelnames, **kw):
         existing = self._metrics.get(name)
@@ -170,4 +178,6 @@ class Registry:
         lines: list[str] = []
         for name in sorted(self._metrics):
             lines.extend(self._metrics[name].render())
+        for collector in self._collectors:
+            lines.extend(collector())
         return "\n".join(lines) + "\n"

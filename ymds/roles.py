@@ -66,7 +66,8 @@ class BillingRole(SequentialMultiService):
         from ymds.heartbeat import LedgerHeartbeat
 
         config = self._config
-        self.ledger = open_ledger(config.ledger.url, self._reactor)
+        from ymds.observability import InstrumentedLedger
+        self.ledger = InstrumentedLedger(open_ledger(config.ledger.url, self._reactor), self._metrics)
         await self.ledger.migrate()
         wallet_api = None
         if config.yoomoney.api_token:
@@ -116,7 +117,9 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         return answer in ("PONG", b"PONG", True), "ok"
 
     checks = {"redis": redis_check, "ledger": ledger_health_check(redis_execute, config.redis.prefix)}
-    _queue_metrics(metrics, stats, queue)
+    from ymds.observability import MetricsOnly, QueueDepthPoller, queue_collector
+    metrics.add_collector(queue_collector(stats))
+    QueueDepthPoller(queue, metrics, reactor).setServiceParent(top)
 
     if "billing" in roles:
         top.billing = BillingRole(reactor, config, queue, metrics, stats, redis_execute)
@@ -152,6 +155,11 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         top.web_listener = WebListener(reactor, config.server.endpoint, site, on_listening=listening)
         top.web_listener.setServiceParent(web)
         web.setServiceParent(top)
+    if config.server.metrics_endpoint:
+        from ymds.web.listener import TrackingSite, WebListener
+        metrics_site = TrackingSite(MetricsOnly(metrics))
+        metrics_site.log = lambda request: None
+        WebListener(reactor, config.server.metrics_endpoint, metrics_site, drain_timeout=1.0).setServiceParent(top)
     log.info("roles: {roles}", roles=",".join(sorted(roles)))
     return top
 
@@ -165,14 +173,3 @@ class _Stopper(Service):
     def stopService(self):
         super().stopService()
         return Deferred.fromCoroutine(self._close())
-
-
-def _queue_metrics(metrics: Registry, stats, queue) -> None:
-    """Expose the queue's own counters on /metrics."""
-    gauge = metrics.gauge("ymds_queue_events", "Queue events in this process since start", ["event"])
-
-    def read():
-        snapshot = stats.snapshot() if hasattr(stats, "snapshot") else {}
-        return {(name,): float(value) for name, value in snapshot.items() if isinstance(value, (int, float))}
-
-    gauge.set_function(read)

@@ -1,0 +1,120 @@
+"""/metrics: valid Prometheus text (prometheus_client's parser), and counts that move as
+payments flow through a real twistd process."""
+import os
+import shutil
+import tempfile
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.trial import unittest
+
+from tests.support import webflow
+from tests.support.processes import Child, TWISTD, test_env
+from tests.support.redis_server import RedisServer, free_port
+from ymds.metrics import Registry
+
+
+def samples(text: str) -> dict:
+    """{(sample name, frozenset(labels)): value} parsed by prometheus_client."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(parsed: dict, name: str, **labels) -> float:
+    return parsed.get((name, frozenset(labels.items())), 0.0)
+
+
+class RegistryTests(unittest.TestCase):
+    def test_render_parses(self):
+        r = Registry()
+        r.counter("ymds_things", "Things", ["kind"]).inc(2, kind='we"ird\nlabel')
+        r.gauge("ymds_level", "Level").set(3.5)
+        h = r.histogram("ymds_wait_seconds", "Waits", ["task"], buckets=(0.1, 1.0))
+        h.observe(0.05, task="a")
+        h.observe(5, task="a")
+        r.add_collector(lambda: ["# HELP ymds_extra Extra", "# TYPE ymds_extra gauge", "ymds_extra 7.0"])
+        parsed = samples(r.render())
+        self.assertEqual(value(parsed, "ymds_things_total", kind='we"ird\nlabel'), 2)
+        self.assertEqual(value(parsed, "ymds_level"), 3.5)
+        self.assertEqual(value(parsed, "ymds_wait_seconds_bucket", task="a", le="0.1"), 1)
+        self.assertEqual(value(parsed, "ymds_wait_seconds_bucket", task="a", le="+Inf"), 2)
+        self.assertEqual(value(parsed, "ymds_wait_seconds_count", task="a"), 2)
+        self.assertEqual(value(parsed, "ymds_extra"), 7)
+
+    def test_same_name_different_shape_refused(self):
+        r = Registry()
+        r.counter("ymds_x", "x", ["a"])
+        self.assertRaises(ValueError, r.gauge, "ymds_x", "x", ["a"])
+        self.assertRaises(ValueError, r.counter("ymds_y", "y", ["a"]).inc, 1, b="no")
+
+
+class LiveMetricsTests(unittest.TestCase):
+    def test_counts_move_as_a_payment_flows(self):
+        redis = RedisServer(appendonly=False).start()
+        self.addCleanup(redis.cleanup)
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        port = free_port()
+        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)],
+                      env=test_env(YMDS_REDIS_URL=redis.url), name="metrics")
+        self.addCleanup(child.close)
+        child.start()
+        child.wait_for("billing role started", timeout=60)
+        base = f"https://localhost:{port}"
+
+        def scrape():
+            status, headers, body = webflow.request(base + "/metrics")
+            self.assertEqual(status, 200)
+            self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+            return samples(body)
+
+        before = scrape()
+        pay_url = webflow.donate(base, "150", "Ann", "hi")
+        webflow.pay_in_sandbox(pay_url, "AC")
+        webflow.wait_for_status(pay_url, "paid")
+        deadline = time.monotonic() + 20
+        while True:  # the queue gauges refresh every 5 s
+            after = scrape()
+            if value(after, "ymds_queue_depth", queue="billing") == 0 and ("ymds_queue_depth", frozenset({("queue", "billing")})) in after:
+                break
+            self.assertLess(time.monotonic(), deadline, "queue gauges never appeared")
+            time.sleep(0.2)
+        self.assertEqual(value(after, "ymds_payments_total", outcome="paid", source="notification")
+                         - value(before, "ymds_payments_total", outcome="paid", source="notification"), 1)
+        self.assertEqual(value(after, "ymds_payments_rubles_total", outcome="paid"), 150.0)
+        self.assertEqual(value(after, "ymds_web_notifications_total", result="ok")
+                         - value(before, "ymds_web_notifications_total", result="ok"), 1)
+        self.assertGreaterEqual(value(after, "ymds_ledger_call_seconds_count", method="apply_payment"), 1)
+        self.assertGreaterEqual(value(after, "ymds_job_duration_seconds_count", task="apply_payment"), 1)
+        self.assertGreaterEqual(value(after, "ymds_queue_jobs_total", queue="billing", event="acked"), 2)
+        self.assertEqual(value(after, "ymds_queue_dead_letters", queue="billing"), 0)
+
+    def test_metrics_endpoint_on_a_billing_only_process(self):
+        redis = RedisServer(appendonly=False).start()
+        self.addCleanup(redis.cleanup)
+        d = os.path.abspath(self.mktemp())
+        os.makedirs(d)
+        port = free_port()
+        path = os.path.join(d, "ymds.toml")
+        with open(path, "w") as f:
+            f.write(f'[server]\nmetrics_endpoint = "tcp:{port}:interface=127.0.0.1"\npublic_url = "https://pay.example.org"\n'
+                    f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
+                    f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis.url}"\n'
+                    f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
+        child = Child(TWISTD + ["-n", "ymds", "--config", path, "--roles", "billing"], name="billing-metrics")
+        self.addCleanup(child.close)
+        child.start()
+        child.wait_for("billing role started", timeout=60)
+        import urllib.request
+        deadline = time.monotonic() + 20
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                parsed = samples(r.read().decode())
+            if value(parsed, "ymds_ledger_call_seconds_count", method="get_cursor") >= 1:
+                break  # the ledger heartbeat's reads are timed
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.2)
+        self.assertIn(("ymds_ledger_call_seconds_count", frozenset({("method", "migrate")})), parsed)

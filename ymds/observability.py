@@ -1,0 +1,150 @@
+"""Metrics that span components: the queue's counters and depths, the ledger's calls and
+the payments it applied, and an optional /metrics listener for processes without the web role.
+
+Every process keeps its own Registry.  The web role serves it at /metrics; a billing-only or
+bot-only process serves it on ``server.metrics_endpoint`` when that is set (Prometheus scrapes
+each process, as usual).
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from zope.interface import directlyProvides, providedBy
+
+from ymds.metrics import Registry, labels_text, number_text
+
+log = Logger()
+
+QUEUES = ("billing", "bot")
+
+
+# --- the queue ------------------------------------------------------------------------------
+
+
+def queue_collector(stats):
+    """Exposition lines for a QueueStats: per-queue event counters and handler durations."""
+
+    def collect() -> list[str]:
+        detail = stats.detail()
+        lines = ["# HELP ymds_queue_jobs_total Queue events in this process, by queue and event",
+                 "# TYPE ymds_queue_jobs_total counter"]
+        for queue, counters in sorted(detail["by_queue"].items()):
+            for event, value in sorted(counters.items()):
+                lines.append(f"ymds_queue_jobs_total{labels_text(('queue', 'event'), (queue, event))} {number_text(float(value))}")
+        lines += ["# HELP ymds_queue_in_flight Jobs this process is running now, by queue",
+                  "# TYPE ymds_queue_in_flight gauge"]
+        for queue, value in sorted(detail["in_flight"].items()):
+            lines.append(f"ymds_queue_in_flight{labels_text(('queue',), (queue,))} {number_text(float(value))}")
+        lines += ["# HELP ymds_job_duration_seconds Handler run time, by task",
+                  "# TYPE ymds_job_duration_seconds histogram"]
+        for task, d in sorted(detail["durations"].items()):
+            for bound, count in d["buckets"].items():
+                le = f'le="{number_text(float(bound))}"'
+                lines.append(f"ymds_job_duration_seconds_bucket{labels_text(('task',), (task,), le)} {count}")
+            lines.append(f"ymds_job_duration_seconds_sum{labels_text(('task',), (task,))} {number_text(float(d['sum']))}")
+            lines.append(f"ymds_job_duration_seconds_count{labels_text(('task',), (task,))} {d['count']}")
+        return lines
+
+    return collect
+
+
+class QueueDepthPoller(TimerService):
+    """Reads each queue's depth, pending count, oldest pending age and dead letters from
+    Redis every ``interval`` seconds, so /metrics can render them without waiting."""
+
+    def __init__(self, queue, metrics: Registry, clock, interval: float = 5.0, queues=QUEUES):
+        super().__init__(interval, self._poll)
+        self.clock = clock
+        self._queue = queue
+        self._queues = queues
+        self._gauges = {
+            "depth": metrics.gauge("ymds_queue_depth", "Entries in the queue's stream (waiting or running)", ["queue"]),
+            "pending": metrics.gauge("ymds_queue_pending", "Entries delivered to a worker and not yet acknowledged", ["queue"]),
+            "delayed": metrics.gauge("ymds_queue_delayed", "Jobs waiting for a retry or a delay", ["queue"]),
+            "dead": metrics.gauge("ymds_queue_dead_letters", "Entries in the queue's dead-letter stream", ["queue"]),
+            "oldest_pending_age": metrics.gauge("ymds_queue_oldest_age_seconds", "Age of the oldest entry in the stream", ["queue"]),
+        }
+
+    def _poll(self) -> Deferred:
+        return Deferred.fromCoroutine(self.poll()).addErrback(
+            lambda f: log.debug("queue depth poll failed: {error}", error=f.getErrorMessage()))
+
+    async def poll(self) -> None:
+        for name in self._queues:
+            snapshot = await self._queue.snapshot(name)
+            for key, gauge in self._gauges.items():
+                gauge.set(float(snapshot.get(key, 0)), queue=name)
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+class InstrumentedLedger:
+    """Wraps an ILedger: times every call and counts the payments apply_payment decided.
+
+    It provides whatever the wrapped ledger provides; attributes that are not methods pass
+    straight through.
+    """
+
+    def __init__(self, ledger, metrics: Registry, now=time.monotonic):
+        self._ledger = ledger
+        self._now = now
+        self._latency = metrics.histogram("ymds_ledger_call_seconds", "Ledger call latency, by method", ["method"])
+        self._payments = metrics.counter("ymds_payments", "Payments applied by this process, by outcome and source",
+                                         ["outcome", "source"])
+        self._rubles = metrics.counter("ymds_payments_rubles", "Sum paid (withdraw_amount, RUB) of new payments, by outcome",
+                                       ["outcome"])
+        directlyProvides(self, providedBy(ledger))
+
+    def __getattr__(self, name):
+        attribute = getattr(self._ledger, name)
+        if not callable(attribute) or name.startswith("_"):
+            return attribute
+
+        def timed(*args, **kwargs):
+            started = self._now()
+            d = maybeDeferred(attribute, *args, **kwargs)
+
+            def observed(result):
+                self._latency.observe(self._now() - started, method=name)
+                return result
+
+            d.addBoth(observed)
+            if name == "apply_payment":
+                source = kwargs.get("source", args[1] if len(args) > 1 else "notification")
+                d.addCallback(self._count, str(source))
+            return d
+
+        return timed
+
+    def _count(self, result, source: str):
+        outcome = getattr(result, "outcome", "unknown")
+        self._payments.inc(outcome=outcome, source=source)
+        payment = getattr(result, "payment", None)
+        if payment is not None and (getattr(result, "is_new", False) or getattr(result, "released", False)):
+            # Prometheus numbers are floats: fine for a dashboard, never used for money.
+            self._rubles.inc(float(payment.withdraw_amount), outcome=outcome)
+        return result
+
+
+# --- a /metrics listener for processes without the web role -----------------------------------
+
+
+class MetricsOnly(Resource):
+    isLeaf = True
+
+    def __init__(self, metrics: Registry):
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request):
+        if request.postpath not in ([b"metrics"], [b"metrics", b""]):
+            request.setResponseCode(404)
+            return b"not found\n"
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        return self._metrics.render().encode("utf-8")
