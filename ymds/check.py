@@ -31,8 +31,11 @@ def check_redis(url: str, timeout: float = 2.0) -> tuple[bool, str]:
         elif parts.scheme in ("redis", "rediss"):
             if parts.scheme == "rediss":
                 import ssl
+                query = parse_qs(parts.query)
+                ca_file = (query.get("ca_file") or query.get("ssl_ca_certs") or [None])[0]
                 raw = socket.create_connection((parts.hostname, parts.port or 6379), timeout=timeout)
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=parts.hostname)
+                context = ssl.create_default_context(cafile=ca_file)
+                sock = context.wrap_socket(raw, server_hostname=parts.hostname)
             else:
                 sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout)
         else:
