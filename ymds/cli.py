@@ -556,19 +556,11 @@ async def cmd_reconcile(ctx: Context) -> int:
                 till=datetime.fromtimestamp(until, timezone.utc) if until else None, records=100, details=True):
             counts["seen"] += 1
             progress.add()
-            if op.direction != "in" or op.status not in ("success", "in_progress"):
-                counts["skipped"] += 1
-                continue
-            known = await ledger.get_payment(op.operation_id)
-            if known is not None and not (known.held and op.status == "success"):
-                counts["known"] += 1
-                continue
-            fields = await timers.fields_from_operation(op)
-            result = await ledger.apply_payment(fields, "reconcile", ctx.now(), held=op.status != "success")
-            if result.outcome != "duplicate":
-                counts["released" if result.released else "applied"] += 1
+            kind, result = await timers.reconcile_operation(op, ctx.now())
+            if kind in counts:
+                counts[kind] += 1
+            if kind in ("applied", "released"):
                 applied.append((op, result.outcome))
-            await tasks.follow_up(result)
     except (InvalidToken, InsufficientScope) as e:
         raise usage(f"wallet API: {e}; issue a new token with operation-history and operation-details") from None
     except WalletAPIError as e:

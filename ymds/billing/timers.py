@@ -186,22 +186,33 @@ class BillingTimers(Service):
             counts["seen"] += 1
             if op.datetime is not None and (newest is None or op.datetime > newest):
                 newest = op.datetime
-            if op.direction != "in" or op.status not in ("success", "in_progress"):
-                continue
-            known = await self.ledger.get_payment(op.operation_id)
-            if known is not None and not (known.held and op.status == "success"):
-                continue
-            fields = await self.fields_from_operation(op)
-            result = await self.ledger.apply_payment(fields, "reconcile", now, held=op.status != "success")
-            if result.outcome != "duplicate":
-                counts["released" if result.released else "applied"] += 1
+            kind, result = await self.reconcile_operation(op, now)
+            if kind in ("applied", "released"):
+                counts[kind] += 1
                 log.info("reconciled payment {operation_id} {outcome}", operation_id=op.operation_id,
                          outcome=result.outcome)
-            await self.tasks.follow_up(result)
         counts["released"] += await self._release_confirmed_held(now)
         if newest is not None:
             await self.ledger.set_cursor(HISTORY_CURSOR, newest.astimezone(timezone.utc).isoformat())
         return counts
+
+    async def reconcile_operation(self, op, now: float) -> tuple[str, object]:
+        """One operation of the history, by the billing rules (also used by ``ymds reconcile``).
+
+        Returns ("skipped" | "known", None) for refused/outgoing or already recorded ones,
+        else ("applied" | "released" | "duplicate", ApplyResult) after the follow-up jobs.
+        """
+        if op.direction != "in" or op.status not in ("success", "in_progress"):
+            return "skipped", None
+        known = await self.ledger.get_payment(op.operation_id)
+        if known is not None and not (known.held and op.status == "success"):
+            return "known", None
+        fields = await self.fields_from_operation(op)
+        result = await self.ledger.apply_payment(fields, "reconcile", now, held=op.status != "success")
+        await self.tasks.follow_up(result)
+        if result.outcome == "duplicate":
+            return "duplicate", result
+        return ("released" if result.released else "applied"), result
 
     async def _release_confirmed_held(self, now: float) -> int:
         """Held payments older than the history window: ask operation-details one by one."""
