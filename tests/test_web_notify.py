@@ -244,6 +244,17 @@ class NotifyAccepted(unittest.TestCase):
             self.assertEqual((self.count("ok"), self.count("duplicate")), (1, 2))
         return defer.Deferred.fromCoroutine(go())
 
+    def test_held_then_accepted_both_reach_billing(self):
+        async def go():
+            held = body_of(notification(operation_id="h1", unaccepted="true"))
+            accepted = body_of(notification(operation_id="h1", unaccepted="false"))
+            for body in (held, held, accepted, accepted):
+                response, text = await self.live.request("POST", "/yoomoney/notify", body, FORM)
+                self.assertEqual((response.code, text), (200, b"OK\n"))
+            self.assertEqual([e[3] for e in self.queue.enqueued], ["op:h1:held", "op:h1"])
+            self.assertEqual((self.count("ok"), self.count("duplicate")), (2, 2))
+        return defer.Deferred.fromCoroutine(go())
+
     def test_answer_only_after_enqueue_fired(self):
         async def go():
             self.queue.hold = defer.Deferred()

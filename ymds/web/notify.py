@@ -60,6 +60,14 @@ def cut_for_quarantine(body: bytes, limit: int = QUARANTINE_MAX_BYTES) -> str:
     return body[:limit].decode("utf-8", "replace")
 
 
+def idempotency_key(notification) -> str:
+    """One job per operation and state: a held (unaccepted/codepro) notification and the
+    later one that says the same operation was accepted must both reach billing, which
+    releases the held payment; repeats of either are dropped here."""
+    suffix = ":held" if notification.held else ""
+    return f"op:{notification.operation_id}{suffix}"
+
+
 class NotifyResource(Resource):
     isLeaf = True
 
@@ -159,7 +167,7 @@ class NotifyResource(Resource):
         try:
             job = await self._queue.enqueue(
                 "billing", "apply_payment", {"fields": dict(notification.fields), "source": "notification"},
-                key=f"op:{notification.operation_id}",
+                key=idempotency_key(notification),
             ).addTimeout(self._enqueue_timeout, self._clock)
         except Exception as e:
             self._decide(request, "unavailable", 503, b"Service Unavailable\n", {b"retry-after": b"60"},
