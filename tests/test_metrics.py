@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
 
 from tests.support import webflow
-from tests.support.processes import Child, TWISTD, test_env
+from tests.support.processes import Child, TWISTD, test_env, write_config
 from tests.support.redis_server import RedisServer, free_port
 from ymds.metrics import Registry
 
@@ -95,15 +95,9 @@ class LiveMetricsTests(unittest.TestCase):
     def test_metrics_endpoint_on_a_billing_only_process(self):
         redis = RedisServer(appendonly=False).start()
         self.addCleanup(redis.cleanup)
-        d = os.path.abspath(self.mktemp())
-        os.makedirs(d)
         port = free_port()
-        path = os.path.join(d, "ymds.toml")
-        with open(path, "w") as f:
-            f.write(f'[server]\nmetrics_endpoint = "tcp:{port}:interface=127.0.0.1"\npublic_url = "https://pay.example.org"\n'
-                    f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
-                    f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis.url}"\n'
-                    f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
+        path = write_config(os.path.abspath(self.mktemp()), redis.url,
+                            f'metrics_endpoint = "tcp:{port}:interface=127.0.0.1"')
         child = Child(TWISTD + ["-n", "ymds", "--config", path, "--roles", "billing"], name="billing-metrics")
         self.addCleanup(child.close)
         child.start()

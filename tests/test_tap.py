@@ -8,7 +8,7 @@ import urllib.request
 
 from twisted.trial import unittest
 
-from tests.support.processes import Child, TWISTD, descendants, run_twistd, test_env
+from tests.support.processes import Child, TWISTD, descendants, run_twistd, test_env, write_config
 from tests.support.redis_server import RedisServer, free_port
 
 
@@ -92,12 +92,7 @@ class CheckTests(unittest.TestCase):
         os.makedirs(self.dir)
 
     def config(self, redis_url):
-        path = os.path.join(self.dir, "ymds.toml")
-        with open(path, "w") as f:
-            f.write(f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
-                    f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis_url}"\n'
-                    f'[ledger]\nurl = "sqlite:///{self.dir}/ledger.sqlite3"\n')
-        return path
+        return write_config(self.dir, redis_url)
 
     def test_check_ok(self):
         result = run_twistd(["-n", "ymds", "--config", self.config(self.redis.url), "--check"])
@@ -233,14 +228,8 @@ class TacTests(unittest.TestCase):
         redis = RedisServer(appendonly=False).start()
         self.addCleanup(redis.cleanup)
         d = os.path.abspath(self.mktemp())
-        os.makedirs(d)
         port = free_port()
-        path = os.path.join(d, "ymds.toml")
-        with open(path, "w") as f:
-            f.write(f'[server]\nendpoint = "tcp:{port}:interface=127.0.0.1"\npublic_url = "https://pay.example.org"\n'
-                    f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
-                    f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis.url}"\n'
-                    f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
+        path = write_config(d, redis.url, f'endpoint = "tcp:{port}:interface=127.0.0.1"')
         tac = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ymds.tac")
         child = Child(TWISTD + ["-ny", tac], env=test_env(YMDS_CONFIG=path), name="tac")
         self.addCleanup(child.close)

@@ -96,3 +96,18 @@ def descendants(pid: int) -> list[int]:
             out.append(c)
             todo.append(c)
     return out
+
+
+def write_config(directory: str, redis_url: str, server: str = "") -> str:
+    """A minimal ymds.toml for a web/billing process in ``directory`` (SQLite ledger beside it).
+
+    ``server`` holds extra ``[server]`` lines, e.g. ``endpoint = "tcp:8080"``.
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "ymds.toml")
+    with open(path, "w") as f:
+        f.write(f'[server]\npublic_url = "https://pay.example.org"\n{server}\n'
+                f'[yoomoney]\nwallet = "4100123456789012"\nnotification_secret = "x"\n'
+                f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis_url}"\n'
+                f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
+    return path
