@@ -5,5 +5,9 @@ from setuptools import find_packages, setup
 
 setup(
     packages=find_packages(include=["ymds", "ymds.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/ymds_plugin.py"]},
+    # (package_data given here replaces setup.cfg's, so all of it lives here)
+    package_data={
+        "twisted": ["plugins/ymds_plugin.py"],
+        "ymds": ["web/templates/*", "web/static/*", "billing/schema/*.sql"],
+    },
 )
