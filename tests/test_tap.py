@@ -146,6 +146,20 @@ class DemoTests(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(data_dir, "redis.sock")) and _socket_alive(os.path.join(data_dir, "redis.sock")))
 
 
+class DemoWithoutRedisTests(unittest.TestCase):
+    def test_no_redis_anywhere_one_line_how_to_install(self):
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        empty_path = tempfile.mkdtemp(prefix="ymds-path-")  # no redis-server on this PATH
+        self.addCleanup(shutil.rmtree, empty_path, True)
+        env = test_env(YMDS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", PATH=empty_path)
+        result = run_twistd(["-n", "ymds", "--demo", "--data-dir", data_dir], env=env)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        lines = [l for l in result.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("apt-get install redis-server", lines[0])
+
+
 class DemoPaymentTests(unittest.TestCase):
     """The demo's whole path without a browser: donate, pay in the sandbox, see it paid."""
 
