@@ -1,15 +1,13 @@
 """/metrics: valid Prometheus text (prometheus_client's parser), and counts that move as
 payments flow through a real twistd process."""
 import os
-import shutil
-import tempfile
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
 
 from tests.support import webflow
-from tests.support.processes import Child, TWISTD, test_env, write_config
+from tests.support.processes import Child, TWISTD, start_demo, write_config
 from tests.support.redis_server import RedisServer, free_port
 from ymds.metrics import Registry
 
@@ -53,17 +51,8 @@ class RegistryTests(unittest.TestCase):
 
 class LiveMetricsTests(unittest.TestCase):
     def test_counts_move_as_a_payment_flows(self):
-        redis = RedisServer(appendonly=False).start()
-        self.addCleanup(redis.cleanup)
-        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
-        self.addCleanup(shutil.rmtree, data_dir, True)
-        port = free_port()
-        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)],
-                      env=test_env(YMDS_REDIS_URL=redis.url), name="metrics")
-        self.addCleanup(child.close)
-        child.start()
+        child, base, _ = start_demo(self, name="metrics")
         child.wait_for("billing role started", timeout=60)
-        base = f"https://localhost:{port}"
 
         def scrape():
             status, headers, body = webflow.request(base + "/metrics")

@@ -8,7 +8,7 @@ import urllib.request
 
 from twisted.trial import unittest
 
-from tests.support.processes import Child, TWISTD, descendants, run_twistd, test_env, write_config
+from tests.support.processes import Child, TWISTD, descendants, run_twistd, start_demo, test_env, write_config
 from tests.support.redis_server import RedisServer, free_port
 
 
@@ -165,18 +165,9 @@ class DemoPaymentTests(unittest.TestCase):
 
     def test_donation_paid_through_the_sandbox(self):
         from tests.support import webflow
-        redis = RedisServer(appendonly=False).start()
-        self.addCleanup(redis.cleanup)
-        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
-        self.addCleanup(shutil.rmtree, data_dir, True)
-        port = free_port()
-        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)],
-                      env=test_env(YMDS_REDIS_URL=redis.url), name="demo")
-        self.addCleanup(child.close)
-        child.start()
+        child, base, redis_url = start_demo(self)
         out = child.wait_for("billing role started", timeout=60)
-        self.assertIn(f"using the Redis at {redis.url}", out)
-        base = f"https://localhost:{port}"
+        self.assertIn(f"using the Redis at {redis_url}", out)
         pay_url = webflow.donate(base, "150", "Ann", "for the <b>songs</b>")
         self.assertTrue(pay_url.startswith(base + "/pay/"), pay_url)
         success = webflow.pay_in_sandbox(pay_url, "AC")
@@ -222,14 +213,7 @@ class JSONLogTests(unittest.TestCase):
         self.assertNotIn("obj", record)
 
     def test_twistd_log_format_json(self):
-        redis = RedisServer(appendonly=False).start()
-        self.addCleanup(redis.cleanup)
-        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
-        self.addCleanup(shutil.rmtree, data_dir, True)
-        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(free_port()),
-                                "--log-format", "json"], env=test_env(YMDS_REDIS_URL=redis.url), name="json")
-        self.addCleanup(child.close)
-        child.start()
+        child, _, _ = start_demo(self, "--log-format", "json", name="json")
         child.wait_for('"billing role started', timeout=60)
         child.terminate()
         records = [json.loads(line) for line in child.output().splitlines() if line.startswith("{")]

@@ -111,3 +111,23 @@ def write_config(directory: str, redis_url: str, server: str = "") -> str:
                 f'[links]\nsecret = "0123456789abcdef0123"\n[redis]\nurl = "{redis_url}"\n'
                 f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
     return path
+
+
+def start_demo(test, *extra: str, name: str = "demo") -> tuple[Child, str, str]:
+    """A ``twistd -n ymds --demo`` child for ``test`` with a Redis of its own.
+
+    Returns (child, base https URL, redis URL); everything is cleaned up with the test.
+    """
+    import shutil
+
+    from tests.support.redis_server import RedisServer, free_port
+    redis = RedisServer(appendonly=False).start()
+    test.addCleanup(redis.cleanup)
+    data_dir = tempfile.mkdtemp(prefix="ymds-demo-")  # short path: unix socket names are limited
+    test.addCleanup(shutil.rmtree, data_dir, True)
+    port = free_port()
+    child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port), *extra],
+                  env=test_env(YMDS_REDIS_URL=redis.url), name=name)
+    test.addCleanup(child.close)
+    child.start()
+    return child, f"https://localhost:{port}", redis.url
