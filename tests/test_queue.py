@@ -464,6 +464,9 @@ class Reclaim(QueueTestCase):
             await q.enqueue("billing", "work", {"i": i})
         await wait_until(lambda: len(started) == 3)
         await doomed.stopService()
+        # The dead consumer's last blocking XREADGROUP may still be parked in Redis (its
+        # socket closing): until Redis drops it, it could take a job enqueued below.
+        await wait_until(lambda: "blocked_clients:0" in self.cmd("INFO", "clients"))
         busy_gate = defer.Deferred()
         done = []
 
