@@ -49,8 +49,8 @@ class DefaultsTests(unittest.TestCase):
         self.assertIsNone(c.plan("nope"))
 
     def test_sandbox_points_quickpay_at_itself(self):
-        c = load_config(raw=doc(yoomoney={"sandbox": True}), env={})
-        self.assertEqual(c.yoomoney.quickpay_url, "https://pay.example.org/sandbox/quickpay/confirm")
+        c = load_config(raw=doc(server={"public_url": "https://localhost:8443"}, yoomoney={"sandbox": True}), env={})
+        self.assertEqual(c.yoomoney.quickpay_url, "https://localhost:8443/sandbox/quickpay/confirm")
 
 
 # (section, key, bad value, words the one-line message must contain)

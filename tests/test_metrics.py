@@ -9,7 +9,13 @@ from twisted.trial import unittest
 from tests.support import webflow
 from tests.support.processes import Child, TWISTD, start_demo, write_config
 from tests.support.redis_server import RedisServer, free_port
+from prometheus_client.core import GaugeMetricFamily
+from twisted.internet import defer
+
+from tests.test_web_support import LiveSite, make_config
 from ymds.metrics import Registry
+from ymds.observability import InstrumentedLedger, queue_collector
+from ymds.queue.stats import QueueStats
 
 
 def samples(text: str) -> dict:
@@ -33,7 +39,7 @@ class RegistryTests(unittest.TestCase):
         h = r.histogram("ymds_wait_seconds", "Waits", ["task"], buckets=(0.1, 1.0))
         h.observe(0.05, task="a")
         h.observe(5, task="a")
-        r.add_collector(lambda: ["# HELP ymds_extra Extra", "# TYPE ymds_extra gauge", "ymds_extra 7.0"])
+        r.add_collector(lambda: [GaugeMetricFamily("ymds_extra", "Extra", value=7.0)])
         parsed = samples(r.render())
         self.assertEqual(value(parsed, "ymds_things_total", kind='we"ird\nlabel'), 2)
         self.assertEqual(value(parsed, "ymds_level"), 3.5)
@@ -42,6 +48,36 @@ class RegistryTests(unittest.TestCase):
         self.assertEqual(value(parsed, "ymds_wait_seconds_count", task="a"), 2)
         self.assertEqual(value(parsed, "ymds_extra"), 7)
 
+    def test_types_parse_as_declared(self):
+        """Counter families are named without _total and parse as counters (they parsed as
+        'unknown' when the TYPE line named the family and the samples ended in _total)."""
+        r = Registry()
+
+        class Applied:
+            outcome, payment = "paid", None
+
+        class Ledger:  # only the call InstrumentedLedger counts
+            def apply_payment(self, notification, source="notification"):
+                return Applied()
+
+        InstrumentedLedger(Ledger(), r).apply_payment(object())
+        stats = QueueStats()
+        r.add_collector(queue_collector(stats))
+        types = {f.name: f.type for f in text_string_to_metric_families(r.render())}
+        self.assertEqual(types["ymds_payments"], "counter")
+        self.assertEqual(types["ymds_payments_rubles"], "counter")
+        self.assertEqual(types["ymds_queue_jobs"], "counter")
+        self.assertEqual(types["ymds_job_duration_seconds"], "histogram")
+        self.assertEqual(types["ymds_ledger_call_seconds"], "histogram")
+        self.assertNotIn("unknown", types.values())
+        parsed = samples(r.render())
+        self.assertEqual(value(parsed, "ymds_payments_total", outcome="paid", source="notification"), 1)
+
+    def test_process_metrics_included(self):
+        names = {f.name for f in text_string_to_metric_families(Registry().render())}
+        self.assertIn("process_resident_memory_bytes", names)
+        self.assertIn("process_cpu_seconds", names)
+
     def test_same_name_different_shape_refused(self):
         r = Registry()
         r.counter("ymds_x", "x", ["a"])
@@ -49,13 +85,45 @@ class RegistryTests(unittest.TestCase):
         self.assertRaises(ValueError, r.counter("ymds_y", "y", ["a"]).inc, 1, b="no")
 
 
+class PublicListenerTests(unittest.TestCase):
+    """The public listener does not show the owner's revenue unless told to."""
+
+    def get(self, live, path):
+        return defer.Deferred.fromCoroutine(live.client.request("GET", path))
+
+    @defer.inlineCallbacks
+    def test_metrics_hidden_on_public_listener_by_default(self):
+        live = LiveSite(self)
+        live.metrics.counter("ymds_payments", "p", ["outcome"]).inc(outcome="paid")
+        for path in ("/metrics", "/metrics/", "/metrics/anything", "/metrics/..%2fmetrics", "/Metrics"):
+            response, body = yield self.get(live, path)
+            self.assertEqual(response.code, 404, path)
+            self.assertNotIn(b"ymds_payments", body, path)
+
+    @defer.inlineCallbacks
+    def test_metrics_public_opt_in(self):
+        from tests.support.redis_server import free_port
+        port = free_port()
+        live = LiveSite(self, config=make_config(port, server={"metrics_public": True}))
+        live.metrics.counter("ymds_payments", "p", ["outcome"]).inc(outcome="paid")
+        response, body = yield self.get(live, "/metrics")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(value(samples(body.decode()), "ymds_payments_total", outcome="paid"), 1)
+        response, _ = yield self.get(live, "/metrics/anything")
+        self.assertEqual(response.code, 404)
+
+
 class LiveMetricsTests(unittest.TestCase):
     def test_counts_move_as_a_payment_flows(self):
-        child, base, _ = start_demo(self, name="metrics")
+        metrics_port = free_port()
+        child, base, _ = start_demo(self, "--set", f"server.metrics_endpoint=tcp:{metrics_port}:interface=127.0.0.1",
+                                    name="metrics")
         child.wait_for("billing role started", timeout=60)
+        for path in ("/metrics", "/metrics/x"):  # the public listener keeps the revenue to itself
+            self.assertEqual(webflow.request(base + path)[0], 404)
 
         def scrape():
-            status, headers, body = webflow.request(base + "/metrics")
+            status, headers, body = webflow.request(f"http://127.0.0.1:{metrics_port}/metrics")
             self.assertEqual(status, 200)
             self.assertTrue(headers["Content-Type"].startswith("text/plain"))
             return samples(body)

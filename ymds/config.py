@@ -33,7 +33,8 @@ class ServerConfig:
     public_url: str = "https://localhost:8443"
     max_body: int = 65536
     trusted_proxies: tuple[str, ...] = ()
-    metrics_endpoint: str = ""  # optional extra /metrics listener, e.g. for billing-only hosts
+    metrics_endpoint: str = ""  # the /metrics listener; keep it on loopback, e.g. tcp:9464:interface=127.0.0.1
+    metrics_public: bool = False  # also answer /metrics on server.endpoint (revenue figures: off by default)
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,18 @@ def _http_url(key: str, raw: Any, require_https: bool = False) -> str:
     return value
 
 
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is localhost or a loopback address (nobody else can reach it)."""
+    import ipaddress
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _redis_url(key: str, raw: Any) -> str:
     value = _str(key, raw).strip()
     scheme = urlsplit(value).scheme
@@ -384,7 +397,12 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
         trusted_proxies=tuple(_str("server.trusted_proxies", x) for x in _list("server.trusted_proxies", s.get("trusted_proxies", []))),
         metrics_endpoint=(_endpoint("server.metrics_endpoint", s["metrics_endpoint"])
                           if str(s.get("metrics_endpoint", "")).strip() else ""),
+        metrics_public=_bool("server.metrics_public", s.get("metrics_public", d.metrics_public)),
     )
+    if server.public_url.startswith("http://") and not is_loopback_url(server.public_url):
+        # YooMoney would send notifications (and buyers their pay links) in clear text.
+        raise ConfigError("server.public_url", f"{server.public_url!r} is plain http on a public address",
+                          "use the https:// address your TLS endpoint or proxy serves")
 
     y = sec("yoomoney")
     dy = YooMoneyConfig()
@@ -406,6 +424,10 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
     if wallet and not re.fullmatch(r"41001\d{6,14}|4100\d{7,16}", wallet):
         raise ConfigError("yoomoney.wallet", f"{wallet!r} is not a YooMoney wallet number", "copy the 41001... number from your wallet page")
     sandbox = _bool("yoomoney.sandbox", y.get("sandbox", dy.sandbox))
+    if sandbox and not is_loopback_url(server.public_url):
+        # The sandbox is a fake wallet that marks invoices paid: never on a reachable address.
+        raise ConfigError("yoomoney.sandbox", f"is true while server.public_url {server.public_url!r} is not a loopback address",
+                          "set yoomoney.sandbox = false (and unset YMDS_YOOMONEY_SANDBOX) before going live")
     quickpay_url = _http_url("yoomoney.quickpay_url", y.get("quickpay_url", dy.quickpay_url))
     if sandbox and "quickpay_url" not in y:
         quickpay_url = server.public_url + "/sandbox/quickpay/confirm"

@@ -1,9 +1,10 @@
 """Metrics that span components: the queue's counters and depths, the ledger's calls and
 the payments it applied, and an optional /metrics listener for processes without the web role.
 
-Every process keeps its own Registry.  The web role serves it at /metrics; a billing-only or
-bot-only process serves it on ``server.metrics_endpoint`` when that is set (Prometheus scrapes
-each process, as usual).
+Every process keeps its own Registry and serves it on ``server.metrics_endpoint`` (keep that
+on loopback or a private network; Prometheus scrapes each process, as usual).  The public
+web listener answers /metrics only with ``server.metrics_public = true``: the figures are
+the owner's revenue.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from zope.interface import directlyProvides, providedBy
 
-from ymds.metrics import Registry, labels_text, number_text
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from ymds.metrics import Registry, bucket_bound
 
 log = Logger()
 
@@ -27,28 +30,24 @@ QUEUES = ("billing", "bot")
 
 
 def queue_collector(stats):
-    """Exposition lines for a QueueStats: per-queue event counters and handler durations."""
+    """Metric families for a QueueStats: per-queue event counters and handler durations."""
 
-    def collect() -> list[str]:
+    def collect() -> list[Metric]:
         detail = stats.detail()
-        lines = ["# HELP ymds_queue_jobs_total Queue events in this process, by queue and event",
-                 "# TYPE ymds_queue_jobs_total counter"]
+        jobs = CounterMetricFamily("ymds_queue_jobs", "Queue events in this process, by queue and event",
+                                   labels=("queue", "event"))
         for queue, counters in sorted(detail["by_queue"].items()):
             for event, value in sorted(counters.items()):
-                lines.append(f"ymds_queue_jobs_total{labels_text(('queue', 'event'), (queue, event))} {number_text(float(value))}")
-        lines += ["# HELP ymds_queue_in_flight Jobs this process is running now, by queue",
-                  "# TYPE ymds_queue_in_flight gauge"]
+                jobs.add_metric([queue, event], float(value))
+        in_flight = GaugeMetricFamily("ymds_queue_in_flight", "Jobs this process is running now, by queue",
+                                      labels=("queue",))
         for queue, value in sorted(detail["in_flight"].items()):
-            lines.append(f"ymds_queue_in_flight{labels_text(('queue',), (queue,))} {number_text(float(value))}")
-        lines += ["# HELP ymds_job_duration_seconds Handler run time, by task",
-                  "# TYPE ymds_job_duration_seconds histogram"]
+            in_flight.add_metric([queue], float(value))
+        durations = HistogramMetricFamily("ymds_job_duration_seconds", "Handler run time, by task", labels=("task",))
         for task, d in sorted(detail["durations"].items()):
-            for bound, count in d["buckets"].items():
-                le = f'le="{number_text(float(bound))}"'
-                lines.append(f"ymds_job_duration_seconds_bucket{labels_text(('task',), (task,), le)} {count}")
-            lines.append(f"ymds_job_duration_seconds_sum{labels_text(('task',), (task,))} {number_text(float(d['sum']))}")
-            lines.append(f"ymds_job_duration_seconds_count{labels_text(('task',), (task,))} {d['count']}")
-        return lines
+            buckets = [(bucket_bound(float(bound)), float(count)) for bound, count in d["buckets"].items()]
+            durations.add_metric([task], buckets, float(d["sum"]))
+        return [jobs, in_flight, durations]
 
     return collect
 
@@ -135,7 +134,12 @@ class InstrumentedLedger:
 # --- a /metrics listener for processes without the web role -----------------------------------
 
 
+METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
 class MetricsOnly(Resource):
+    """The whole tree of the ``server.metrics_endpoint`` listener: /metrics, nothing else."""
+
     isLeaf = True
 
     def __init__(self, metrics: Registry):
@@ -146,5 +150,5 @@ class MetricsOnly(Resource):
         if request.postpath not in ([b"metrics"], [b"metrics", b""]):
             request.setResponseCode(404)
             return b"not found\n"
-        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
         return self._metrics.render().encode("utf-8")

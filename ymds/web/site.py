@@ -1,8 +1,8 @@
 """The web role's resource tree and Site.
 
-``make_web_root`` builds the tree (pages, notification endpoint, /healthz, /metrics,
-/static, and /sandbox when given) behind a wrapper that puts the security headers on every
-response.  ``make_site`` wraps it in a Site with the body limit, request deadline and
+``make_web_root`` builds the tree (pages, notification endpoint, /healthz, /static,
+/metrics only with ``server.metrics_public``, and /sandbox when given) behind a wrapper
+that puts the security headers on every response.  ``make_site`` wraps it in a Site with the body limit, request deadline and
 idle timeout, and with the access log off (URLs carry pay tokens; our resources log their
 decisions themselves).
 """
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from ymds.observability import METRICS_CONTENT_TYPE
 from ymds.web.health import HealthResource
 from ymds.web.http import LimitedRequest, TEXT_TYPE, send
 from ymds.web.notify import NotifyResource
@@ -85,7 +86,10 @@ class StaticResource(Resource):
 
 
 class MetricsResource(Resource):
-    """Prometheus text, rendered synchronously on the reactor thread."""
+    """Prometheus text at exactly /metrics (sub-paths are 404), rendered synchronously.
+
+    Mounted on the public listener only with ``server.metrics_public = true``.
+    """
 
     isLeaf = True
 
@@ -94,7 +98,10 @@ class MetricsResource(Resource):
         self._metrics = metrics
 
     def render_GET(self, request):
-        send(request, 200, self._metrics.render().encode("utf-8"), b"text/plain; version=0.0.4; charset=utf-8")
+        if request.postpath not in ([], [b""]):
+            send(request, 404, b"Not Found\n", TEXT_TYPE)
+        else:
+            send(request, 200, self._metrics.render().encode("utf-8"), METRICS_CONTENT_TYPE)
         return NOT_DONE_YET
 
 
@@ -156,9 +163,12 @@ def make_web_root(reactor, config, queue, metrics, health_checks, sandbox=None, 
         b"thanks": ThanksResource(ctx),
         b"yoomoney": yoomoney,
         b"healthz": HealthResource(reactor, health_checks),
-        b"metrics": MetricsResource(metrics),
         b"static": StaticResource(),
     }
+    if config.server.metrics_public:
+        # Off by default: the figures are the owner's revenue; server.metrics_endpoint
+        # (loopback) serves them to Prometheus instead.  Without it /metrics... is a 404.
+        children[b"metrics"] = MetricsResource(metrics)
     if sandbox is not None:
         children[b"sandbox"] = sandbox
     if api is not None:
