@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from typing import Iterable, Mapping
+from urllib.parse import quote
 
 import segno
 from twisted.web.template import Element, XMLFile, XMLString, flattenString, renderer, tags
@@ -78,9 +79,24 @@ def flatten(element: Element) -> bytes:
     return DOCTYPE + out[0]
 
 
+def same_site_path(path: str) -> str:
+    """``path`` as a link that cannot leave this site.
+
+    A request for ``//evil.example/x`` (or ``/\\evil.example``, which browsers read the
+    same way) would otherwise become a protocol-relative link to another host: backslashes
+    and anything outside the URL path alphabet are percent-encoded, and leading slashes
+    collapse to one.
+    """
+    quoted = quote(path, safe="/%:@&=+$,;~!*'()-._?")
+    return "/" + quoted.lstrip("/")
+
+
 def switch_href(path: str, lang: str) -> str:
-    """The link to the same page in the other language (the language is remembered in a cookie)."""
+    """The link to the same page in the other language (the language is remembered in a cookie).
+
+    Always a same-site absolute path (see :func:`same_site_path`)."""
     other = "en" if lang == "ru" else "ru"
+    path = same_site_path(path)
     separator = "&" if "?" in path else "?"
     return f"{path}{separator}lang={other}"
 
