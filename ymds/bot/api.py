@@ -10,75 +10,20 @@ from __future__ import annotations
 import json
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone, _HTTP11ClientFactory
+from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
 from treq.client import HTTPClient
 
 from ymds.bot.errors import NetworkError, ServerError, TelegramError, error_from_answer
 from ymds.bot.interfaces import IBotAPI
+from ymds.util.http import BodyTooLarge, QuietEndpointFactory, read_body
 
 log = Logger()
 
 # getUpdates with 100 updates of long texts fits well below this; anything larger is not Telegram.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
-
-
-class _AnswerTooLarge(Exception):
-    pass
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    noisy = False  # no "Starting factory" line per connection
-
-
-class _BoundedBody(Protocol):
-    """Collects an answer body up to ``limit`` bytes; cancelling aborts the connection."""
-
-    def __init__(self, finished: Deferred, limit: int):
-        self.finished: Deferred | None = finished
-        self.limit = limit
-        self.size = 0
-        self.chunks: list[bytes] = []
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.finished is None:
-            return
-        self.size += len(data)
-        if self.size > self.limit:
-            d, self.finished = self.finished, None
-            self.transport.stopProducing()
-            d.errback(_AnswerTooLarge())
-            return
-        self.chunks.append(data)
-
-    def connectionLost(self, reason=None) -> None:
-        if self.finished is None:
-            return
-        d, self.finished = self.finished, None
-        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
-            d.callback(b"".join(self.chunks))
-        else:
-            d.errback(reason)
-
-    def abort(self) -> None:
-        self.finished = None
-        if self.transport is not None:
-            self.transport.stopProducing()
-
-
-def _read_body(response, limit: int) -> Deferred:
-    protocol: _BoundedBody
-
-    def cancel(d: Deferred) -> None:
-        protocol.abort()
-
-    finished: Deferred = Deferred(cancel)
-    protocol = _BoundedBody(finished, limit)
-    response.deliverBody(protocol)
-    return finished
 
 
 @implementer(IBotAPI)
@@ -97,10 +42,10 @@ class BotAPI:
         self._base = f"{api_url.rstrip('/')}/bot{token}/"
         self._timeout = timeout
         self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool._factory = _QuietFactory
         self.pool.maxPersistentPerHost = max_connections
         self.pool.cachedConnectionTimeout = 120
-        self._http = HTTPClient(Agent(reactor, pool=self.pool, connectTimeout=10))
+        self._http = HTTPClient(Agent.usingEndpointFactory(
+            reactor, QuietEndpointFactory(reactor, connect_timeout=10), pool=self.pool))
 
     def __repr__(self) -> str:
         return "<BotAPI>"  # never the URL: it holds the token
@@ -123,7 +68,7 @@ class BotAPI:
                 raise NetworkError(method, f"no answer within {limit:g}s") from None
             if isinstance(e, CancelledError):
                 raise
-            if isinstance(e, _AnswerTooLarge):
+            if isinstance(e, BodyTooLarge):
                 raise NetworkError(method, f"answer larger than {MAX_ANSWER_BYTES} bytes") from None
             # connection refused/lost, DNS, TLS: the type says enough, and carries no URL
             raise NetworkError(method, type(e).__name__) from None
@@ -135,7 +80,7 @@ class BotAPI:
         response = await self._http.request(
             "POST", self._base + method, json=body, allow_redirects=False, unbuffered=True,
             headers={"Accept": ["application/json"]})
-        raw = await _read_body(response, MAX_ANSWER_BYTES)
+        raw = await read_body(response, MAX_ANSWER_BYTES)
         try:
             answer = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):

@@ -33,6 +33,7 @@ from ymds.yoomoney.http import make_http_client
 from ymds.yoomoney.notification import PERSONAL_FIELDS, encode_form, parse_datetime
 from ymds.yoomoney.quickpay import credited_amount
 from ymds.yoomoney.signature import SCHEMES, add_signatures
+from ymds.web.http import client_gone
 
 log = Logger()
 
@@ -261,7 +262,7 @@ def _security_headers(request) -> None:
 
 def _write_page(request, status: int, page) -> Deferred:
     def write(html: bytes) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
+        if client_gone(request):
             return
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
@@ -273,7 +274,7 @@ def _write_page(request, status: int, page) -> Deferred:
 
 def _fail(failure, request) -> None:
     log.failure("sandbox request failed", failure)
-    if not request.finished and not getattr(request, "_disconnected", False):
+    if not client_gone(request):
         request.setResponseCode(500)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.write(b"sandbox error")
@@ -326,7 +327,7 @@ class _PayAction(Resource):
         except FormError as e:
             await _write_page(request, 400, pages.error_page(str(e)))
             return
-        if request.finished or getattr(request, "_disconnected", False):
+        if client_gone(request):
             return
         if form.success_url:
             request.setResponseCode(303)

@@ -42,13 +42,16 @@ class HealthResource(Resource):
         self._timeout = timeout
 
     def render_GET(self, request):
+        gone: list[bool] = []  # set when the client leaves before the answer
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
         async def answer():
             healthy, results = await run_checks(self._reactor, self._checks, self._timeout)
             request.setResponseCode(200 if healthy else 503)
             request.setHeader(b"content-type", b"application/json")
             request.setHeader(b"cache-control", b"no-store")
             body = {"status": "ok" if healthy else "unavailable", "checks": results}
-            if not request._disconnected:
+            if not gone:
                 request.write(json.dumps(body).encode())
                 request.finish()
 

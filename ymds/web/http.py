@@ -22,7 +22,7 @@ TEXT_TYPE = b"text/plain; charset=utf-8"
 def send(request, code: int, body: bytes, content_type: bytes = PAGE_TYPE, cache: bytes = b"no-store",
          headers: dict | None = None) -> None:
     """Finish ``request`` with ``body`` unless the client has gone away."""
-    if request.finished or getattr(request, "_disconnected", False):
+    if client_gone(request):
         return
     request.setResponseCode(code)
     request.setHeader(b"content-type", content_type)
@@ -33,6 +33,15 @@ def send(request, code: int, body: bytes, content_type: bytes = PAGE_TYPE, cache
     if request.method != b"HEAD":
         request.write(body)
     request.finish()
+
+
+def client_gone(request) -> bool:
+    """True once ``request`` is finished or its client closed the connection.
+
+    A LimitedRequest records the disconnect itself (its public ``connectionLost``); any
+    other request counts as present until finished.
+    """
+    return bool(request.finished or getattr(request, "gone", False))
 
 
 def send_json(request, code: int, value, headers: dict | None = None) -> None:
@@ -50,11 +59,12 @@ class LimitedRequest(Request):
     _refused = False
     _received = 0
     _deadline_call = None
+    gone = False  # the client closed the connection before the answer was finished
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
         site = getattr(channel, "site", None)
-        reactor = getattr(site, "reactor", None) or getattr(site, "_reactor", None)
+        reactor = getattr(site, "reactor", None)
         if reactor is not None and self.request_deadline:
             self._deadline_call = reactor.callLater(self.request_deadline, self._too_slow)
 
@@ -107,5 +117,6 @@ class LimitedRequest(Request):
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason):
+        self.gone = True
         self._cancel_deadline()
         super().connectionLost(reason)

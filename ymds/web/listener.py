@@ -11,34 +11,43 @@ from typing import Callable
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 from ymds.tlsendpoint import server_endpoint
+from ymds.util.clock import Deadline, sleep
 
 log = Logger()
 
 
+class TrackedHTTPChannel(HTTPChannel):
+    """An HTTP/1.1 channel that registers itself with its TrackingSite while connected."""
+
+    def connectionMade(self) -> None:
+        self.factory.channels.add(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.factory.channels.discard(self)
+        super().connectionLost(reason)
+
+    def in_flight(self) -> bool:
+        """True while a request on this connection has not been answered."""
+        return bool(self.requests)
+
+
 class TrackingSite(Site):
-    """A Site that remembers its open HTTP channels, so stopping can drain them."""
+    """A Site that remembers its open HTTP channels, so stopping can drain them.
+
+    It speaks HTTP/1.1 through Twisted's public HTTPChannel (ymds offers no HTTP/2).
+    """
+
+    protocol = TrackedHTTPChannel
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.channels: set = set()
-
-    def buildProtocol(self, addr):
-        channel = super().buildProtocol(addr)
-        if channel is None:
-            return None
-        channels = self.channels
-        original_lost = channel.connectionLost
-
-        def connectionLost(reason):
-            channels.discard(channel)
-            return original_lost(reason)
-
-        channel.connectionLost = connectionLost
-        channels.add(channel)
-        return channel
+        self.channels: set[TrackedHTTPChannel] = set()
 
 
 class WebListener(Service):
@@ -79,34 +88,18 @@ class WebListener(Service):
     async def _drain(self) -> None:
         if self.port is not None:
             await defer.maybeDeferred(self.port.stopListening)
-        deadline = self._reactor.seconds() + self.drain_timeout
-        channels = getattr(self.site, "channels", set())
+        deadline = Deadline(self._reactor, self.drain_timeout)
+        channels: set[TrackedHTTPChannel] = getattr(self.site, "channels", set())
         while True:
-            busy = [c for c in channels if _in_flight(c)]
-            for idle in [c for c in channels if not _in_flight(c)]:
-                _transport(idle).loseConnection()
-            if not busy or self._reactor.seconds() >= deadline:
+            busy = [c for c in channels if c.in_flight()]
+            for idle in [c for c in channels if not c.in_flight()]:
+                idle.transport.loseConnection()
+            if not busy or deadline.passed:
                 break
-            await _sleep(self._reactor, 0.05)
+            await sleep(self._reactor, 0.05)
         for channel in list(channels):
-            _transport(channel).abortConnection()
+            channel.transport.abortConnection()
 
     def stopService(self):
         super().stopService()
         return defer.Deferred.fromCoroutine(self._drain())
-
-
-def _in_flight(channel) -> bool:
-    # Site builds a protocol that picks HTTP/1.1 or HTTP/2 and wraps the real channel.
-    inner = getattr(channel, "_channel", channel)
-    return bool(getattr(inner, "requests", None) or getattr(inner, "streams", None))
-
-
-def _transport(channel):
-    return getattr(getattr(channel, "_channel", channel), "transport")
-
-
-def _sleep(reactor, seconds: float) -> defer.Deferred:
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d

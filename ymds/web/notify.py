@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ymds.web.http import TEXT_TYPE, send
+from ymds.web.http import client_gone, TEXT_TYPE, send
 from ymds.yoomoney.notification import NotificationError, TooLarge, parse_notification
 from ymds.yoomoney.signature import verify
 
@@ -178,6 +178,6 @@ class NotifyResource(Resource):
 
     def _failed(self, failure, request):
         log.failure("notification handling failed", failure)
-        if not request.finished and not getattr(request, "_disconnected", False):
+        if not client_gone(request):
             self._decisions.inc(result="unavailable")
             send(request, 503, b"Service Unavailable\n", TEXT_TYPE, headers={b"retry-after": b"60"})

@@ -21,7 +21,7 @@ from twisted.web.server import NOT_DONE_YET
 from ymds.links import BadLink, ExpiredLink, LinkError, verify_token
 from ymds.web import render
 from ymds.web.cache import SharedLookup, TTLCache
-from ymds.web.http import PAGE_TYPE, send, send_json
+from ymds.web.http import client_gone, PAGE_TYPE, send, send_json
 from ymds.web.i18n import request_language, texts
 
 log = Logger()
@@ -79,7 +79,7 @@ def run(request, ctx: WebContext, route: str, coroutine) -> object:
     """Drive an async handler; any unexpected failure becomes a logged 500 page, never a traceback."""
     def failed(failure):
         log.failure("web {route} failed", failure, route=route)
-        if not request.finished and not getattr(request, "_disconnected", False):
+        if not client_gone(request):
             ctx.requests.inc(route=route, code="500")
             send(request, 500, b"<!DOCTYPE html><title>Error</title><p>Internal error / \xd0\x92\xd0\xbd\xd1\x83\xd1\x82\xd1\x80\xd0\xb5\xd0\xbd\xd0\xbd\xd1\x8f\xd1\x8f \xd0\xbe\xd1\x88\xd0\xb8\xd0\xb1\xd0\xba\xd0\xb0</p>")
 

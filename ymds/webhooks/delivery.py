@@ -15,13 +15,13 @@ import secrets
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from ymds import __version__
 from ymds.queue.errors import PermanentJobError
+from ymds.util.http import read_body
 from ymds.webhooks.signing import HEADER, event_body, signature_header
 
 log = Logger()
@@ -44,25 +44,6 @@ class IWebhookSender(Interface):
         """Close the connection pool (Deferred)."""
 
 
-class _Bounded(Protocol):
-    """Keeps the first ``limit`` bytes of a response body and drops the connection after that."""
-
-    def __init__(self, limit: int, done: Deferred):
-        self.limit = limit
-        self.done = done
-        self.data = b""
-
-    def dataReceived(self, data):
-        if len(self.data) < self.limit:
-            self.data += data[: self.limit - len(self.data)]
-        if len(self.data) >= self.limit and self.transport is not None:
-            self.transport.stopProducing()
-
-    def connectionLost(self, reason):
-        if not self.done.called:
-            self.done.callback(self.data)
-
-
 @implementer(IWebhookSender)
 class TreqSender:
     """treq with its own connection pool, a timeout for the whole exchange, no redirects
@@ -82,9 +63,13 @@ class TreqSender:
     async def post(self, url: str, body: bytes, headers: dict) -> tuple[int, bytes]:
         response = await self._client.request("POST", url, data=body, headers=headers, timeout=self.timeout,
                                               allow_redirects=False, unbuffered=True)
-        done: Deferred = Deferred()
-        response.deliverBody(_Bounded(self.max_body, done))
-        snippet = await done.addTimeout(self.timeout, self._reactor)
+        reading = read_body(response, self.max_body, truncate=True).addTimeout(self.timeout, self._reactor)
+        try:
+            snippet = await reading
+        except (DeferredTimeout, CancelledError):
+            raise
+        except Exception:  # the answer's code is what counts; a body cut short is only a log detail
+            snippet = b""
         return response.code, snippet
 
     def close(self) -> Deferred:

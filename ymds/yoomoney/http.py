@@ -7,21 +7,17 @@ giving its PEM (``trust_pem``) or, for loopback hosts only, by ``insecure_local_
 
 from __future__ import annotations
 
-import treq
 from OpenSSL import SSL
 from treq.client import HTTPClient
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from ymds.util.http import BodyTooLarge, read_body  # re-exported: callers import them from here
+
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-class BodyTooLarge(Exception):
-    """A response body was larger than allowed."""
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -75,22 +71,6 @@ def make_http_client(
     agent = Agent(reactor, contextFactory=TrustPolicy(trust_pem, insecure_local_tls),
                   connectTimeout=connect_timeout, pool=pool)
     return HTTPClient(agent), pool
-
-
-def read_body(response: IResponse, limit: int) -> Deferred:
-    """Deferred[bytes] with the whole body, failing with BodyTooLarge past ``limit`` bytes
-    (the connection is then closed)."""
-
-    chunks: list[bytes] = []
-    size = [0]
-
-    def collector(data: bytes) -> None:
-        size[0] += len(data)
-        if size[0] > limit:
-            raise BodyTooLarge(f"response body larger than {limit} bytes")
-        chunks.append(data)
-
-    return treq.collect(response, collector).addCallback(lambda _: b"".join(chunks))
 
 
 __all__ = ["make_http_client", "read_body", "TrustPolicy", "BodyTooLarge", "LOCAL_HOSTS"]

@@ -1,0 +1,1 @@
+"""Small helpers shared by the roles: one place for each repeated mechanism."""
