@@ -113,3 +113,43 @@ class TLSEndpointTests(unittest.TestCase):
         os.makedirs(directory)
         e = self.assertRaises(ValueError, server_endpoint, reactor, f"tls:{directory}:port=0")
         self.assertIn("no fullchain.pem/privkey.pem", str(e))
+
+
+def cbc_only_handshake(port: int) -> str:
+    """A TLS 1.2 client offering only CBC-SHA1 suites (what Twisted's defaults accepted)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as s:
+            return s.cipher()[0]
+
+
+class SSLEndpointPolicyTests(unittest.TestCase):
+    """ssl: endpoints get the same TLS 1.2+ ECDHE-AEAD policy as tls: ones."""
+
+    listen = TLSEndpointTests.listen
+
+    async def _policy(self, description_of):
+        directory = os.path.abspath(make_cert_dir(self.mktemp()))
+        port = await self.listen(description_of(directory))
+        protocol, _ = await deferToThread(handshake, port, None, ssl.TLSVersion.TLSv1_2)
+        self.assertEqual(protocol, "TLSv1.2")
+        with self.assertRaises((ssl.SSLError, OSError)):
+            await deferToThread(cbc_only_handshake, port)
+        with self.assertRaises((ssl.SSLError, OSError)):
+            await deferToThread(handshake, port, None, ssl.TLSVersion.TLSv1_1)
+
+    def test_ssl_endpoint_refuses_cbc_sha1(self):
+        return Deferred.fromCoroutine(self._policy(
+            lambda d: f"ssl:0:interface=127.0.0.1:privateKey={d}/key.pem:certKey={d}/cert.pem"))
+
+    def test_tls_endpoint_refuses_cbc_sha1(self):
+        return Deferred.fromCoroutine(self._policy(lambda d: f"tls:{d}:port=0:interface=127.0.0.1"))
+
+    def test_weakening_options_refused(self):
+        directory = os.path.abspath(make_cert_dir(self.mktemp()))
+        self.assertRaises(ValueError, server_endpoint, reactor,
+                          f"ssl:0:privateKey={directory}/key.pem:sslmethod=SSLv23_METHOD")

@@ -49,14 +49,21 @@ def _find_pair(directory: str) -> tuple[str, str] | None:
     return None
 
 
-def _load_context(cert_path: str, key_path: str) -> SSL.Context:
-    with open(cert_path, "rb") as f:
-        chain_pem = f.read()
-    with open(key_path, "rb") as f:
-        key_pem = f.read()
-    blocks = [b"-----BEGIN CERTIFICATE-----" + part for part in chain_pem.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+def _pem_blocks(path: str) -> list[bytes]:
+    with open(path, "rb") as f:
+        pem = f.read()
+    return [b"-----BEGIN CERTIFICATE-----" + part for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+
+
+def _load_context(cert_path: str, key_path: str, extra_chain_path: str | None = None) -> SSL.Context:
+    """A server context with our policy: TLS 1.2+, ECDHE + AEAD suites only."""
+    blocks = _pem_blocks(cert_path)
     if not blocks:
         raise ValueError(f"{cert_path} holds no certificate")
+    if extra_chain_path:
+        blocks += _pem_blocks(extra_chain_path)
+    with open(key_path, "rb") as f:
+        key_pem = f.read()
     leaf = ssl.Certificate.loadPEM(blocks[0])
     key = ssl.KeyPair.load(key_pem, FILETYPE_PEM)
     options = ssl.CertificateOptions(
@@ -132,9 +139,38 @@ def tls_directory_endpoint(reactor, directory, port="443", interface="", backlog
     return SSL4ServerEndpoint(reactor, int(port), factory, backlog=int(backlog), interface=interface)
 
 
+@implementer(IOpenSSLContextFactory)
+class FixedContextFactory:
+    """One context built once (the ``ssl:`` endpoint's certificate files)."""
+
+    def __init__(self, context: SSL.Context):
+        self._context = context
+
+    def getContext(self) -> SSL.Context:
+        return self._context
+
+
+def ssl_file_endpoint(reactor, port="443", privateKey=None, certKey=None, extraCertChain=None,
+                      interface="", backlog="50", **unsupported):
+    """Twisted's ``ssl:`` syntax with our TLS policy instead of Twisted's defaults (which
+    accept CBC-SHA1 suites).  ``sslmethod``/``dhParameters``/``sniDirectory`` are refused:
+    they would weaken or bypass the policy (use ``tls:<directory>`` for SNI)."""
+    if unsupported:
+        raise ValueError(f"ssl: endpoint option(s) {', '.join(sorted(unsupported))} are not supported; "
+                         "use privateKey=, certKey=, extraCertChain=, interface=, backlog= or a tls: endpoint")
+    if not privateKey:
+        raise ValueError("ssl: endpoint needs privateKey=<key.pem> (and certKey=<cert.pem>)")
+    context = _load_context(certKey or privateKey, privateKey, extraCertChain)
+    return SSL4ServerEndpoint(reactor, int(port), FixedContextFactory(context), backlog=int(backlog),
+                              interface=interface)
+
+
 def server_endpoint(reactor, description: str):
-    """Like serverFromString, with ``tls:`` meaning our reloading directory endpoint."""
-    if description.startswith("tls:"):
+    """Like serverFromString, with ``tls:`` meaning our reloading directory endpoint and
+    ``ssl:`` getting the same TLS 1.2+ ECDHE-AEAD policy; other types go to Twisted."""
+    if description.startswith(("tls:", "ssl:")):
         args, kwargs = endpoints._parse(description)  # Twisted's own escaping rules
+        if args[0] == "ssl":
+            return ssl_file_endpoint(reactor, *args[1:], **kwargs)
         return tls_directory_endpoint(reactor, *args[1:], **kwargs)
     return endpoints.serverFromString(reactor, description)
