@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
@@ -33,6 +34,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IStreamClientEndpoint
 
 from ymds.queue.errors import RedisUnavailable
+from ymds.queue.fastwrite import direct_writer
 
 log = Logger()
 
@@ -175,47 +177,19 @@ def make_endpoint(reactor, address: RedisAddress, connect_timeout: float = 5.0):
     return endpoint
 
 
-class _DirectWriter:
-    """A TCP/UNIX transport whose ``write`` sends at once when nothing is buffered.
+class _Protocol(txredisapi.RedisProtocol):
+    """txredisapi's protocol with a leaner command encoder (it runs for every command).
 
-    Twisted buffers every write until the next reactor iteration (two epoll_ctl calls and
-    one more epoll_wait per command); a queue that waits on Redis at every step pays that
-    on every job.  When the transport's buffers are empty, sending straight to the socket
-    keeps the byte order and skips the detour; anything unsent goes through ``write``.
+    ``on_lost`` (set by the connection that uses it) is told when the connection is lost.
     """
 
-    def __init__(self, transport):
-        self._transport = transport
-        self._socket = transport.getHandle()
+    on_lost: Callable[[Failure], None] | None = None
 
-    @classmethod
-    def wrap(cls, transport):
-        from twisted.internet import tcp, unix
-        if type(transport) in (tcp.Client, unix.Client) and hasattr(transport, "_tempDataBuffer") \
-                and hasattr(transport, "dataBuffer") and hasattr(transport, "offset"):
-            return cls(transport)
-        return transport  # TLS or anything else: the ordinary path
-
-    def write(self, data: bytes) -> None:
-        t = self._transport
-        if t.connected and not t.disconnecting and not t._tempDataBuffer and t.offset == len(t.dataBuffer):
-            try:
-                sent = self._socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # let the transport find and report the error
-            if sent == len(data):
-                return
-            data = data[sent:]
-        t.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
-
-
-class _Protocol(txredisapi.RedisProtocol):
-    """txredisapi's protocol with a leaner command encoder (it runs for every command)."""
+    def connectionLost(self, reason: Failure) -> None:
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost(reason)
+        return super().connectionLost(reason)
 
     def _build_command(self, *args, **kwargs):
         out = [b"*%d\r\n" % len(args)]
@@ -233,7 +207,7 @@ class _Protocol(txredisapi.RedisProtocol):
         return b"".join(out)
 
     def connectionMade(self):
-        self.transport = _DirectWriter.wrap(self.transport)
+        self.transport = direct_writer(self.transport)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             try:
@@ -330,17 +304,15 @@ class RedisConnection:
             return
         self._protocol = protocol
         self._factory._error_logged = False
-        lost = protocol.connectionLost
 
-        def connection_lost(reason, _lost=lost):
+        def connection_lost(reason: Failure) -> None:
             if self._protocol is protocol:
                 self._protocol = None
                 if not self._stopped:
                     log.warn("redis {name}: connection lost ({reason}); reconnecting",
                              name=self.name, reason=reason.getErrorMessage())
-            return _lost(reason)
 
-        protocol.connectionLost = connection_lost
+        protocol.on_lost = connection_lost
         if self._was_connected:
             log.info("redis {name}: reconnected to {where}", name=self.name, where=self.address.describe())
         self._was_connected = True
