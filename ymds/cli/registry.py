@@ -1,0 +1,37 @@
+"""Every command group of ``ymds``, in the order ``ymds --help`` lists them.
+
+Adding a command group is one new module with a ``COMMANDS`` tuple of
+:class:`ymds.cli.command.Command` and one line in ``GROUPS`` below.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ymds.cli import (api_key, check, link, payments, quarantine, queue_admin, reconcile, stats, test_notification,
+                      webhook)
+from ymds.cli.command import Command
+
+GROUPS: tuple[ModuleType, ...] = (
+    payments,            # payments, export
+    quarantine,          # quarantine, reverify
+    queue_admin,         # dead-letters, replay
+    reconcile,
+    link,
+    test_notification,
+    stats,
+    check,
+    api_key,
+    webhook,
+)
+
+
+def commands() -> dict[str, Command]:
+    """Subcommand name -> its Command, for every group in ``GROUPS``."""
+    found: dict[str, Command] = {}
+    for group in GROUPS:
+        for command in group.COMMANDS:
+            if command.name in found:
+                raise RuntimeError(f"ymds {command.name}: declared twice (ymds/cli/registry.py)")
+            found[command.name] = command
+    return found
