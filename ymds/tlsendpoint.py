@@ -29,6 +29,8 @@ from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ymds.util.endpoints import parse_endpoint_description
+
 log = Logger()
 
 # ECDHE only (forward secrecy), AEAD only; TLS 1.3 suites are always on in OpenSSL.
@@ -169,7 +171,7 @@ def server_endpoint(reactor, description: str):
     """Like serverFromString, with ``tls:`` meaning our reloading directory endpoint and
     ``ssl:`` getting the same TLS 1.2+ ECDHE-AEAD policy; other types go to Twisted."""
     if description.startswith(("tls:", "ssl:")):
-        args, kwargs = endpoints._parse(description)  # Twisted's own escaping rules
+        args, kwargs = parse_endpoint_description(description)  # Twisted's own escaping rules
         if args[0] == "ssl":
             return ssl_file_endpoint(reactor, *args[1:], **kwargs)
         return tls_directory_endpoint(reactor, *args[1:], **kwargs)
