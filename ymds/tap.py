@@ -14,18 +14,19 @@ import sys
 
 from twisted.python import usage
 
+from ymds.cli import common_options
+from ymds.cli.common_options import ROLES
 from ymds.config import Config, ConfigError, load_config, require_secrets
-
-ROLES = ("web", "billing", "bot")
 
 
 class Options(usage.Options):
     synopsis = "[--config ymds.toml] [--roles web,billing,bot] [--demo [--data-dir DIR]] [--check]"
     longdesc = ("Accept money into a personal YooMoney wallet and sell access to a Telegram bot or channel. "
                 "Roles: web (pages and the notification endpoint), billing (the ledger), bot (Telegram).")
+    # --config, --roles and --set: names, help and parsing shared with the ymds command
     optParameters = [
-        ["config", "c", None, "path of ymds.toml (default: $YMDS_CONFIG)"],
-        ["roles", "r", None, "comma-separated roles among web, billing, bot (default: all)"],
+        common_options.usage_parameter(common_options.CONFIG),
+        common_options.usage_parameter(common_options.ROLES_OPTION),
         ["data-dir", None, "ymds-demo", "demo: the data directory"],
         ["port", "p", "8443", "demo: the HTTPS port"],
         ["log-format", None, "text", "text or json (one JSON object per line)"],
@@ -39,12 +40,14 @@ class Options(usage.Options):
         super().__init__()
         self["set"] = {}
 
-    def opt_set(self, value: str):
-        """override one configuration key: --set section.key=value (repeatable)"""
-        if "=" not in value or "." not in value.split("=", 1)[0]:
-            raise usage.UsageError("--set takes section.key=value, e.g. --set server.max_body=131072")
-        key, _, raw = value.partition("=")
-        self["set"][key.strip()] = raw
+    def opt_set(self, value: str) -> None:
+        try:
+            key, raw = common_options.parse_override(value)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self["set"][key] = raw
+
+    opt_set.__doc__ = common_options.SET.help  # usage.Options shows an opt_ method's docstring as its help
 
     def postOptions(self):
         if self["log-format"] not in ("text", "json"):
@@ -53,11 +56,10 @@ class Options(usage.Options):
             # twistd builds its logger from the parent's "logger" after parsing.
             self.parent["logger"] = "ymds.logs.json_observer"
         if self["roles"] is not None:
-            roles = {r.strip() for r in self["roles"].split(",") if r.strip()}
-            unknown = roles - set(ROLES)
-            if not roles or unknown:
-                raise usage.UsageError(f"--roles takes any of web,billing,bot (got {self['roles']!r})")
-            self["roles"] = roles
+            try:
+                self["roles"] = common_options.parse_roles(self["roles"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
         try:
             int(self["port"])
         except ValueError:
@@ -74,9 +76,8 @@ def _choose_roles(options, config: Config, say) -> set[str]:
     if options["roles"] is not None:
         roles = set(options["roles"])
     else:
-        roles = set(ROLES)
-        if not config.telegram.token:
-            roles.discard("bot")
+        roles = common_options.default_roles(config)
+        if "bot" not in roles:
             say("no telegram.token configured: running without the bot role (web and billing only)")
     require_secrets(config, roles)
     return roles

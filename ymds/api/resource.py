@@ -44,6 +44,7 @@ from ymds.queue.errors import RemoteJobError
 from ymds.web.cache import TTLCache
 from ymds.web.http import send
 from ymds.web.ratelimit import ClientAddress, TokenBucketLimiter
+from ymds.util.http import retry_after_seconds
 
 log = Logger()
 
@@ -211,7 +212,7 @@ class ApiResource(Resource):
                 if scope not in auth["scopes"]:
                     raise ApiError(403, "insufficient_scope", f"this key lacks the {scope} scope")
                 if not self.key_limiter.allow(key_id):
-                    wait = max(1, int(self.key_limiter.retry_after(key_id) + 0.999))
+                    wait = retry_after_seconds(self.key_limiter.retry_after(key_id))
                     raise ApiError(429, "rate_limited", "too many requests for this key",
                                    headers={b"retry-after": b"%d" % wait})
             status, value, headers = await getattr(self, handler)(request, key_id, **params)
@@ -258,7 +259,7 @@ class ApiResource(Resource):
     def _failed_auth(self, request) -> None:
         remote = self.client_address.of(request)
         if not self.failure_limiter.allow(remote):
-            wait = max(1, int(self.failure_limiter.retry_after(remote) + 0.999))
+            wait = retry_after_seconds(self.failure_limiter.retry_after(remote))
             raise ApiError(429, "rate_limited", "too many failed API keys from this address",
                            headers={b"retry-after": b"%d" % wait})
 

@@ -34,6 +34,7 @@ from twisted.web.server import NOT_DONE_YET
 from ymds.web.http import client_gone, TEXT_TYPE, send
 from ymds.yoomoney.notification import NotificationError, TooLarge, parse_notification
 from ymds.yoomoney.signature import verify
+from ymds.util.http import retry_after_seconds
 
 log = Logger()
 
@@ -99,7 +100,7 @@ class NotifyResource(Resource):
     def _refuse(self, request, remote: str, result: str, status: int, headers=None, **fields) -> bool:
         """Answer a refusal unless this address is over its refusal rate (then 429). True when refused normally."""
         if not self._refusals.allow(remote):
-            wait = max(1, int(self._refusals.retry_after(remote) + 0.999))
+            wait = retry_after_seconds(self._refusals.retry_after(remote))
             self._decide(request, "rate_limited", 429, b"Too Many Requests\n", {b"retry-after": b"%d" % wait},
                          remote=remote, refused=result)
             return False
@@ -143,7 +144,7 @@ class NotifyResource(Resource):
 
     async def _forged(self, request, remote, body, notification, reason):
         if not self._refusals.allow(remote):
-            wait = max(1, int(self._refusals.retry_after(remote) + 0.999))
+            wait = retry_after_seconds(self._refusals.retry_after(remote))
             self._decide(request, "rate_limited", 429, b"Too Many Requests\n", {b"retry-after": b"%d" % wait},
                          remote=remote, refused="forged")
             return

@@ -23,6 +23,7 @@ from ymds.web import render
 from ymds.web.cache import SharedLookup, TTLCache
 from ymds.web.http import client_gone, PAGE_TYPE, send, send_json
 from ymds.web.i18n import request_language, texts
+from ymds.util.http import retry_after_seconds
 
 log = Logger()
 
@@ -185,7 +186,7 @@ class DonateResource(Resource):
             return
         address = ctx.client_address.of(request)
         if not ctx.donate_limiter.allow(address):
-            wait = max(1, int(ctx.donate_limiter.retry_after(address) + 0.999))
+            wait = retry_after_seconds(ctx.donate_limiter.retry_after(address))
             ctx.donations.inc(result="rate_limited")
             log.info("donation refused {result} remote={remote}", result="rate_limited", remote=address)
             ctx.message(request, "donate", 429, lang, headers={b"retry-after": b"%d" % wait})
