@@ -160,8 +160,35 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         metrics_site = TrackingSite(MetricsOnly(metrics))
         metrics_site.log = lambda request: None
         WebListener(reactor, config.server.metrics_endpoint, metrics_site, drain_timeout=1.0).setServiceParent(top)
+    _notify_systemd_when_ready(reactor, [d for d in (getattr(getattr(top, "web_listener", None), "listening", None),
+                                                     getattr(getattr(top, "billing", None), "started", None))
+                                         if d is not None])
     log.info("roles: {roles}", roles=",".join(sorted(roles)))
     return top
+
+
+def _notify_systemd_when_ready(reactor, waits: list[Deferred]) -> None:
+    """READY=1 to systemd (Type=notify units) once the web listener is up and the billing
+    role has migrated the ledger; at once for a process with neither.  A failed start
+    never reports ready (systemd then times the unit out or sees it exit)."""
+    from twisted.internet.defer import gatherResults
+
+    from ymds import sdnotify
+
+    if not waits:
+        reactor.callWhenRunning(sdnotify.ready)
+        return
+    mine = []
+    for d in waits:
+        relay: Deferred = Deferred()
+
+        def passing(result, relay=relay):
+            (relay.errback if hasattr(result, "getErrorMessage") else relay.callback)(result)
+            return result
+
+        d.addBoth(passing)
+        mine.append(relay)
+    gatherResults(mine, consumeErrors=True).addCallbacks(lambda _: sdnotify.ready(), lambda failure: None)
 
 
 class _Stopper(Service):
