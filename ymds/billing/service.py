@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 
 from ymds.services import SequentialMultiService
+from ymds.util.services import CloseOnStop
 
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
 
-
-
-class _LedgerLifecycle(Service):
-    """Migrates the ledger before the worker starts taking jobs, closes it last."""
-
-    name = "ledger"
-
-    def __init__(self, ledger):
-        self.ledger = ledger
-
-    def stopService(self):
-        super().stopService()
-        return self.ledger.close()
-
-
-class _CloseOnStop(Service):
-    """Closes the webhook sender's connection pool when the role stops."""
-
-    def __init__(self, close):
-        self._close = close
-
-    def stopService(self):
-        super().stopService()
-        return self._close()
 
 
 def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clock=None, stats=None,
@@ -62,9 +39,9 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     tasks.register(registry)
     webhooks.register(registry)
     ApiTasks(config, ledger, clock).register(registry)
-    _LedgerLifecycle(ledger).setServiceParent(top)
+    CloseOnStop(ledger.close, name="ledger").setServiceParent(top)  # closed last: stops run in reverse
     if own_sender:
-        _CloseOnStop(sender.close).setServiceParent(top)
+        CloseOnStop(sender.close, name="webhook-sender").setServiceParent(top)
     worker = Worker(reactor, config.redis, config.queue, "billing", registry, clock=clock, stats=stats,
                     **(worker_options or {}))
     worker.setServiceParent(top)
