@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from ymds.config import Config
 from ymds.metrics import Registry
 from ymds.services import SequentialMultiService
+from ymds.util.services import CloseOnStop
 
 log = Logger()
 
@@ -151,7 +152,7 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         web = SequentialMultiService()
         web.setName("web")
         if sandbox is not None:
-            _Stopper(sandbox.stop).setServiceParent(web)
+            CloseOnStop(sandbox.stop, name="sandbox").setServiceParent(web)
         top.web_listener = WebListener(reactor, config.server.endpoint, site, on_listening=listening)
         top.web_listener.setServiceParent(web)
         web.setServiceParent(top)
@@ -189,14 +190,3 @@ def _notify_systemd_when_ready(reactor, waits: list[Deferred]) -> None:
         d.addBoth(passing)
         mine.append(relay)
     gatherResults(mine, consumeErrors=True).addCallbacks(lambda _: sdnotify.ready(), lambda failure: None)
-
-
-class _Stopper(Service):
-    """Runs an async close function when the service stops."""
-
-    def __init__(self, close):
-        self._close = close
-
-    def stopService(self):
-        super().stopService()
-        return Deferred.fromCoroutine(self._close())
