@@ -74,3 +74,42 @@ class ProcessReadinessTests(unittest.TestCase):
         sock.bind(path)
         self.addCleanup(sock.close)
         return sock
+
+
+class SystemdUnitTests(unittest.TestCase):
+    """contrib/systemd units wait for READY=1 and take secrets from LoadCredential=."""
+
+    UNITS = ("ymds.service", "ymds-web.service", "ymds-billing@.service")
+
+    def unit(self, name):
+        path = os.path.join(os.path.dirname(__file__), "..", "contrib", "systemd", name)
+        with open(path) as f:
+            return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+    def test_type_notify_and_credentials(self):
+        from ymds.config import load_config
+
+        for name in self.UNITS:
+            lines = self.unit(name)
+            self.assertIn("Type=notify", lines, name)
+            credentials = {line.split("=", 1)[1].split(":", 1)[0] for line in lines if line.startswith("LoadCredential=")}
+            self.assertTrue(credentials, name)
+            env = {}
+            for line in lines:
+                if line.startswith("Environment=YMDS_") and "=%d/" in line:
+                    variable, value = line[len("Environment="):].split("=", 1)
+                    credential = value[len("%d/"):]
+                    self.assertIn(credential, credentials, (name, line))
+                    directory = tempfile.mkdtemp()
+                    self.addCleanup(__import__("shutil").rmtree, directory, True)
+                    with open(os.path.join(directory, credential), "w") as f:
+                        f.write("123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11\n" if credential == "telegram_token"
+                                else f"secret-from-{credential}-0123456789\n")
+                    env[variable] = os.path.join(directory, credential)
+            self.assertEqual(len(env), len(credentials), name)
+            config = load_config(raw={"server": {"public_url": "https://pay.example.org"},
+                                      "yoomoney": {"wallet": "4100123456789012"}}, env=env)
+            if "link_secret" in credentials:
+                self.assertEqual(config.links.secret, b"secret-from-link_secret-0123456789")
+            if "notification_secret" in credentials:
+                self.assertEqual(config.yoomoney.notification_secret, "secret-from-notification_secret-0123456789")
