@@ -137,13 +137,13 @@ class AdminWeb(unittest.TestCase):
             self.assertIn("Boris", body)
             csrf, idem = self.csrf_and_idem(body, "/admin/subscribers/extend")
             before = self.site.data.subscribers_list[1].expires_at
-            form = {"csrf": csrf, "idem": idem, "user_id": "1001", "chat": "-1001", "days": "30"}
+            form = {"csrf": csrf, "idem": idem, "chat_id": "1001", "days": "30"}
             first, _ = await self.post("/admin/subscribers/extend", form, cookie)
             second, _ = await self.post("/admin/subscribers/extend", form, cookie)
             self.assertEqual(first.headers.getRawHeaders(b"location"), [b"/admin/subscribers?msg=done"])
             self.assertEqual(second.headers.getRawHeaders(b"location"), [b"/admin/subscribers?msg=already_done"])
             self.assertEqual((self.site.data.subscribers_list[1].expires_at - before).days, 30)
-            self.assertEqual(self.site.data.audit, [("tg:42", "extend", "1001@-1001+30")])
+            self.assertEqual(self.site.data.audit, [("tg:42", "extend", "1001+30")])
             bad, body = await self.post("/admin/subscribers/extend", dict(form, days="0", idem="other"), cookie)
             self.assertEqual(bad.code, 400)
         return self.run_async(go())

@@ -83,7 +83,7 @@ class InMemoryDashboardData:
     async def subscribers(self, search: str, limit: int) -> list[Subscriber]:
         s = search.lower()
         return [x for x in self.subscribers_list
-                if not s or s in x.user_id.lower() or s in x.name.lower() or s in x.chat.lower()][:limit]
+                if not s or s in x.chat_id or s in x.name.lower()][:limit]
 
     async def quarantine(self) -> list[QuarantineItem]:
         return list(self.quarantine_list)
@@ -105,27 +105,27 @@ class InMemoryDashboardData:
         self.audit.append((action.admin, name, target))
         return result
 
-    def _subscriber_index(self, user_id: str, chat: str) -> int:
+    def _subscriber_index(self, chat_id: str) -> int:
         for i, s in enumerate(self.subscribers_list):
-            if s.user_id == user_id and s.chat == chat:
+            if s.chat_id == chat_id:
                 return i
-        raise KeyError(user_id)
+        raise KeyError(chat_id)
 
-    async def extend_subscriber(self, action: AdminAction, user_id: str, chat: str, days: int) -> ActionResult:
+    async def extend_subscriber(self, action: AdminAction, chat_id: str, days: int) -> ActionResult:
         def apply() -> int:
-            i = self._subscriber_index(user_id, chat)
+            i = self._subscriber_index(chat_id)
             s = self.subscribers_list[i]
             base = max(s.expires_at or datetime.now(timezone.utc), datetime.now(timezone.utc))
             self.subscribers_list[i] = replace(s, expires_at=base + timedelta(days=days), status="active")
             return 1
-        return self._once(action, "extend", f"{user_id}@{chat}+{days}", apply)
+        return self._once(action, "extend", f"{chat_id}+{days}", apply)
 
-    async def revoke_subscriber(self, action: AdminAction, user_id: str, chat: str) -> ActionResult:
+    async def revoke_subscriber(self, action: AdminAction, chat_id: str) -> ActionResult:
         def apply() -> int:
-            i = self._subscriber_index(user_id, chat)
+            i = self._subscriber_index(chat_id)
             self.subscribers_list[i] = replace(self.subscribers_list[i], status="revoked")
             return 1
-        return self._once(action, "revoke", f"{user_id}@{chat}", apply)
+        return self._once(action, "revoke", chat_id, apply)
 
     async def reverify(self, action: AdminAction, item_id: str | None) -> ActionResult:
         def apply() -> int:
@@ -134,12 +134,12 @@ class InMemoryDashboardData:
             return len(taken)
         return self._once(action, "reverify", item_id or "*", apply)
 
-    async def replay_dead_letter(self, action: AdminAction, letter_id: str) -> ActionResult:
+    async def replay_dead_letter(self, action: AdminAction, queue: str, letter_id: str) -> ActionResult:
         def apply() -> int:
             before = len(self.dead_list)
-            self.dead_list = [d for d in self.dead_list if d.id != letter_id]
+            self.dead_list = [d for d in self.dead_list if (d.queue, d.id) != (queue, letter_id)]
             return before - len(self.dead_list)
-        return self._once(action, "replay", letter_id, apply)
+        return self._once(action, "replay", f"{queue}/{letter_id}", apply)
 
     async def redeliver_webhook(self, action: AdminAction, delivery_id: str) -> ActionResult:
         def apply() -> int:
@@ -162,18 +162,18 @@ def sample_data(now: datetime) -> InMemoryDashboardData:
             kind = "subscription" if j % 2 == 0 else "donation"
             amount = Decimal("1990.00") if kind == "subscription" else Decimal(100 + 50 * (back % 5))
             data.payments_list.append(PaymentRow(f"p{n}", at - timedelta(minutes=j), amount, kind, "paid",
-                                                 f"inv-{n}", "-1001" if kind == "subscription" else None, f"op{n}"))
+                                                 f"inv-{n}", str(1000 + n % 3) if kind == "subscription" else None, f"op{n}"))
     data.payments_list.append(PaymentRow("p-held", now - timedelta(hours=2), Decimal("500.00"), "donation", "held",
                                          "inv-held", None, "op-held"))
     for i, name in enumerate(["Анна", "Boris", "Вера", "Dmitry"]):
         status = "active" if i < 3 else "lapsed"
-        data.subscribers_list.append(Subscriber(str(1000 + i), name, "-1001", "month",
+        data.subscribers_list.append(Subscriber(str(1000 + i), name, "month",
                                                 now + timedelta(days=10 * i + 5 if i < 3 else -3), status))
     data.quarantine_list.append(QuarantineItem("q1", now - timedelta(hours=5), Decimal("1990.00"),
                                                "amount does not match", "op-q1"))
     data.quarantine_list.append(QuarantineItem("q2", now - timedelta(hours=3), Decimal("250.00"),
                                                "unknown label", "op-q2"))
-    data.dead_list.append(DeadLetter("d1", "grant_access", now - timedelta(hours=7), "Telegram 403", 5))
+    data.dead_list.append(DeadLetter("billing", "1764000000000-0", "grant_access", now - timedelta(hours=7), "Telegram 403", 5))
     data.webhook_list.append(WebhookDelivery("w1", "https://example.org/hook", "payment.paid", "failed", 6,
                                              now - timedelta(hours=1)))
     return data

@@ -15,8 +15,8 @@ from ymds.admin.data import KINDS, CountPoint, RevenuePoint
 from ymds.admin.texts import day, number
 
 SVG_NS = "http://www.w3.org/2000/svg"
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 10, 26
+WIDTH, HEIGHT = 640, 300
+LEFT, RIGHT, TOP, BOTTOM = 78, 10, 12, 34
 
 
 def _nice_ceiling(value: Decimal) -> Decimal:
@@ -46,9 +46,12 @@ def _axis(svg: Tag, top: Decimal, lang: str, labels: Sequence[tuple[float, str]]
     for fraction in (0, Decimal("0.5"), 1):
         y = TOP + plot_h - float(fraction) * plot_h
         svg(Tag("line")(x1=str(LEFT), x2=str(WIDTH - RIGHT), y1=f"{y:.1f}", y2=f"{y:.1f}", class_="grid"))
-        svg(Tag("text")(number(int(top * fraction), lang), x=str(LEFT - 6), y=f"{y + 4:.1f}", class_="ylabel"))
-    for x, text in labels:
-        svg(Tag("text")(text, x=f"{x:.1f}", y=str(HEIGHT - 8), class_="xlabel"))
+        svg(Tag("text")(number(int(top * fraction), lang), x=str(LEFT - 8), y=f"{y + 6:.1f}", class_="ylabel"))
+    for index, (x, text) in enumerate(labels):
+        # the first label starts at its point and the last ends at it, so neither is cut off
+        anchor = "start" if index == 0 and len(labels) > 1 else "end" if index == len(labels) - 1 and len(labels) > 1 \
+            else "middle"
+        svg(Tag("text")(text, x=f"{x:.1f}", y=str(HEIGHT - 8), class_=f"xlabel {anchor}"))
 
 
 def _x_labels(days: Sequence, x_of, lang: str) -> list[tuple[float, str]]:

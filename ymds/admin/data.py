@@ -27,7 +27,7 @@ class PaymentRow:
     at: datetime
     amount: Decimal
     kind: str  # "subscription" | "donation"
-    status: str  # an invoice state: paid, overpaid, underpaid, late, held, refunded...
+    status: str  # the ledger's payment status: paid overpaid underpaid late unmatched held
     label: str
     chat: str | None = None
     operation_id: str | None = None
@@ -77,9 +77,10 @@ class PaymentPage:
 
 @dataclass(frozen=True)
 class Subscriber:
-    user_id: str
+    """A subscription, keyed like the ledger's ``subscriptions`` table by the subscriber's chat id."""
+
+    chat_id: str
     name: str
-    chat: str
     plan: str
     expires_at: datetime | None
     status: str  # active | lapsed | revoked
@@ -96,7 +97,8 @@ class QuarantineItem:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    id: str
+    queue: str
+    id: str  # the dead-letter stream entry id
     job: str
     failed_at: datetime
     error: str
@@ -145,9 +147,9 @@ class DashboardData(Protocol):
 
     async def subscribers(self, search: str, limit: int) -> Sequence[Subscriber]: ...
 
-    async def extend_subscriber(self, action: AdminAction, user_id: str, chat: str, days: int) -> ActionResult: ...
+    async def extend_subscriber(self, action: AdminAction, chat_id: str, days: int) -> ActionResult: ...
 
-    async def revoke_subscriber(self, action: AdminAction, user_id: str, chat: str) -> ActionResult: ...
+    async def revoke_subscriber(self, action: AdminAction, chat_id: str) -> ActionResult: ...
 
     async def quarantine(self) -> Sequence[QuarantineItem]: ...
 
@@ -156,7 +158,7 @@ class DashboardData(Protocol):
 
     async def dead_letters(self) -> Sequence[DeadLetter]: ...
 
-    async def replay_dead_letter(self, action: AdminAction, letter_id: str) -> ActionResult: ...
+    async def replay_dead_letter(self, action: AdminAction, queue: str, letter_id: str) -> ActionResult: ...
 
     async def webhook_deliveries(self) -> Sequence[WebhookDelivery]: ...
 

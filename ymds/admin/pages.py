@@ -20,11 +20,13 @@ from ymds.admin import charts
 from ymds.admin.data import (KINDS, PERIODS, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage,
                              PaymentRow, QuarantineItem, RevenuePoint, Subscriber, WebhookDelivery)
 from ymds.admin.texts import local_time, money, number, texts
+from ymds.web.i18n import STATE_WORDS
 
 TEMPLATES = FilePath(os.path.join(os.path.dirname(os.path.dirname(__file__)), "web", "templates"))
 NAV = (("", "nav_overview"), ("payments", "nav_payments"), ("subscribers", "nav_subscribers"),
        ("quarantine", "nav_quarantine"), ("dead-letters", "nav_dead"), ("webhooks", "nav_webhooks"))
-PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "held", "refunded")
+LAST_PAYMENTS = 5  # on the overview; the payments page has the rest
+PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
 
 
 class AdminLayout(Element):
@@ -109,19 +111,30 @@ def notice(lang: str, key: str | None, n: str | None) -> Tag | str:
     return ""
 
 
-def _table(caption: str, head: Sequence[str], rows: Sequence[Sequence], lang: str) -> Tag:
+def _table(caption: str, head: Sequence[str], rows: Sequence[Sequence], lang: str, stacked: bool = True) -> Tag:
+    """A table under a visible heading (so the caption is for screen readers only).
+
+    ``stacked``: on a phone each row becomes a small card of "label: value" lines (the
+    labels come from ``data-label`` through CSS), so wide tables need no sideways scrolling.
+    """
     if not rows:
         return tags.p(texts(lang)["nothing"], class_="hint")
-    body = [tags.tr([tags.td(cell) for cell in row]) for row in rows]
-    table = tags.table(tags.caption(caption), tags.thead(tags.tr([tags.th(h, scope="col") for h in head])),
-                       tags.tbody(body))
+    body = [tags.tr([tags.td(cell, **{"data-label": label}) for label, cell in zip(head, row)]) for row in rows]
+    table = tags.table(tags.caption(caption, class_="sr-only"),
+                       tags.thead(tags.tr([tags.th(h, scope="col") for h in head])),
+                       tags.tbody(body), class_="stacked" if stacked else "plain")
     return tags.div(table, class_="table-wrap", tabindex="0", role="region", **{"aria-label": caption})
 
 
 def _payment_rows(rows: Sequence[PaymentRow], lang: str, tz: ZoneInfo) -> list[list]:
     t = texts(lang)
     return [[local_time(p.at, tz, lang), tags.span(money(p.amount, lang), class_="num"),
-             t.get(f"kind_{p.kind}", p.kind), p.status, p.label, p.chat or "—"] for p in rows]
+             t.get(f"kind_{p.kind}", p.kind), status_word(lang, p.status), p.label, p.chat or "—"] for p in rows]
+
+
+def status_word(lang: str, status: str) -> str:
+    own = texts(lang).get(f"payment_{status}")
+    return own or STATE_WORDS.get(lang, STATE_WORDS["ru"]).get(status, status)
 
 
 def _payment_head(lang: str) -> list[str]:
@@ -145,8 +158,8 @@ def overview(lang: str, tz: ZoneInfo, ov: Overview, revenue: Sequence[RevenuePoi
     for period in PERIODS:
         by_kind = ov.money.get(period, {})
         total = sum((by_kind.get(k, Decimal(0)) for k in KINDS), Decimal(0))
-        money_rows.append([t[period]] + [tags.span(money(by_kind.get(k, 0), lang), class_="num") for k in KINDS]
-                          + [tags.strong(money(total, lang), class_="num")])
+        money_rows.append([tags.strong(t[period])] + [tags.span(money(by_kind.get(k, 0), lang), class_="num")
+                                                      for k in KINDS] + [tags.strong(money(total, lang), class_="num")])
     counts = tags.dl(
         [(tags.div(tags.dt(t[key]), tags.dd(number(value, lang), class_="big")))
          for key, value in (("active_subscribers", ov.active_subscribers), ("new_subscribers", ov.new_subscribers),
@@ -154,12 +167,13 @@ def overview(lang: str, tz: ZoneInfo, ov: Overview, revenue: Sequence[RevenuePoi
     return tags.div(
         tags.h1(t["nav_overview"]),
         tags.ul(warnings, class_="warnings") if warnings else "",
-        tags.section(_table(t["money_in"], [t["col_period"]] + [t[f"kind_{k}"] for k in KINDS] + [t["total"]],
-                            money_rows, lang), counts, class_="card"),
-        revenue_section(lang, revenue, days, bucket),
-        subscriber_section(lang, subscribers, days),
+        tags.section(tags.h2(t["money_in"]),
+                     _table(t["money_in"], [t["col_period"]] + [t[f"kind_{k}"] for k in KINDS] + [t["total"]], money_rows, lang),
+                     counts, class_="card money"),
+        tags.div(revenue_section(lang, revenue, days, bucket), subscriber_section(lang, subscribers, days),
+                 class_="overview-grid"),
         tags.section(tags.h2(t["last_payments"]),
-                     _table(t["last_payments"], _payment_head(lang), _payment_rows(ov.last_payments, lang, tz), lang),
+                     _table(t["last_payments"], _payment_head(lang), _payment_rows(ov.last_payments[:LAST_PAYMENTS], lang, tz), lang),
                      tags.p(tags.a(t["nav_payments"] + " →", href="/admin/payments")), class_="card"))
 
 
@@ -181,7 +195,7 @@ def revenue_section(lang: str, points: Sequence[RevenuePoint], days: int, bucket
                       for k in KINDS], class_="legend")
     rows = [[p.start.isoformat()] + [tags.span(money(p.money.get(k, 0), lang), class_="num") for k in KINDS]
             for p in points]
-    table = _table(desc, [t["col_date"]] + [t[f"kind_{k}"] for k in KINDS], rows, lang)
+    table = _table(desc, [t["col_date"]] + [t[f"kind_{k}"] for k in KINDS], rows, lang, stacked=False)
     return tags.section(tags.h2(t["revenue_chart"]), _range_links(lang, days),
                         tags.figure(charts.revenue_bars(points, lang, t["revenue_chart"], desc), legend),
                         tags.details(tags.summary(t["table_fallback"]), table), class_="card")
@@ -191,7 +205,7 @@ def subscriber_section(lang: str, points: Sequence[CountPoint], days: int) -> Ta
     t = texts(lang)
     desc = t["subs_chart_desc"].format(days=days)
     table = _table(desc, [t["col_date"], t["col_count"]], [[p.day.isoformat(), number(p.count, lang)] for p in points],
-                   lang)
+                   lang, stacked=False)
     return tags.section(tags.h2(t["subs_chart"]),
                         tags.figure(charts.subscriber_line(points, lang, t["subs_chart"], desc)),
                         tags.details(tags.summary(t["table_fallback"]), table), class_="card")
@@ -214,7 +228,7 @@ def payments(lang: str, tz: ZoneInfo, where: PaymentFilter, page: PaymentPage, r
                         tags.input(type=kind, id=f"f-{name}", name=name, value=raw.get(name, "")))
 
     status = tags.select([tags.option(t["status_any"], value="")] +
-                         [tags.option(s, value=s, **({"selected": "selected"} if s == where.status else {}))
+                         [tags.option(status_word(lang, s), value=s, **({"selected": "selected"} if s == where.status else {}))
                           for s in PAYMENT_STATUSES], id="f-status", name="status")
     form = tags.form(field("since", t["since"], "date"), field("until", t["until"], "date"),
                      tags.div(tags.label(t["col_status"], for_="f-status"), status),
@@ -238,18 +252,18 @@ def subscribers(lang: str, tz: ZoneInfo, found: Sequence[Subscriber], search: st
     t = texts(lang)
     rows = []
     for s in found:
-        who = [("user_id", s.user_id), ("chat", s.chat)]
+        who = [("chat_id", s.chat_id)]
         days = tags.input(type="number", name="days", value="30", min="1", max="3650", class_="days",
-                          **{"aria-label": f"{t['extend_days']} ({s.name or s.user_id})"})
+                          **{"aria-label": f"{t['extend_days']} ({s.name or s.chat_id})"})
         actions = tags.div(action_form("/admin/subscribers/extend", csrf, t["extend"], "button small", who, [days]),
                            action_form("/admin/subscribers/revoke", csrf, t["revoke"], "button small danger", who),
                            class_="actions")
-        rows.append([f"{s.name} ({s.user_id})" if s.name else s.user_id, s.chat, s.plan,
+        rows.append([f"{s.name} ({s.chat_id})" if s.name else s.chat_id, s.plan,
                      local_time(s.expires_at, tz, lang), t.get(f"status_{s.status}", s.status), actions])
     form = tags.form(tags.label(t["search"], for_="f-q"), tags.input(type="search", id="f-q", name="q", value=search),
                      tags.button(t["filter"], type="submit", class_="button"), method="get",
                      action="/admin/subscribers", class_="filters")
-    head = [t["col_user"], t["col_chat"], t["col_plan"], t["col_expires"], t["col_status"], t["col_actions"]]
+    head = [t["col_user"], t["col_plan"], t["col_expires"], t["col_status"], t["col_actions"]]
     return tags.div(tags.h1(t["nav_subscribers"]), tags.section(form, class_="card"),
                     tags.section(_table(t["nav_subscribers"], head, rows, lang), class_="card"))
 
@@ -268,8 +282,9 @@ def quarantine(lang: str, tz: ZoneInfo, items: Sequence[QuarantineItem], csrf: s
 
 def dead_letters(lang: str, tz: ZoneInfo, letters: Sequence[DeadLetter], csrf: str) -> Tag:
     t = texts(lang)
-    rows = [[local_time(d.failed_at, tz, lang), d.job, d.error, str(d.attempts),
-             action_form("/admin/dead-letters/replay", csrf, t["replay"], "button small", [("id", d.id)])]
+    rows = [[local_time(d.failed_at, tz, lang), f"{d.queue}: {d.job}", d.error, str(d.attempts),
+             action_form("/admin/dead-letters/replay", csrf, t["replay"], "button small",
+                         [("queue", d.queue), ("id", d.id)])]
             for d in letters]
     head = [t["col_time"], t["col_job"], t["col_error"], t["col_attempts"], t["col_actions"]]
     return tags.div(tags.h1(t["nav_dead"]), tags.section(_table(t["nav_dead"], head, rows, lang), class_="card"))

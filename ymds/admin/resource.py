@@ -265,17 +265,17 @@ class AdminResource(Resource):
         days = _arg(request, "days", 4)
         if not days.isdigit() or not 1 <= int(days) <= 3650:
             raise BadInput("days")
-        return await self.data.extend_subscriber(action, _ident(request, "user_id"), _ident(request, "chat"), int(days))
+        return await self.data.extend_subscriber(action, _ident(request, "chat_id"), int(days))
 
     async def _revoke(self, request, action: AdminAction):
-        return await self.data.revoke_subscriber(action, _ident(request, "user_id"), _ident(request, "chat"))
+        return await self.data.revoke_subscriber(action, _ident(request, "chat_id"))
 
     async def _reverify(self, request, action: AdminAction):
         item = _ident(request, "id")
         return await self.data.reverify(action, None if item == "*" else item)
 
     async def _replay(self, request, action: AdminAction):
-        return await self.data.replay_dead_letter(action, _ident(request, "id"))
+        return await self.data.replay_dead_letter(action, _ident(request, "queue"), _ident(request, "id"))
 
     async def _redeliver(self, request, action: AdminAction):
         return await self.data.redeliver_webhook(action, _ident(request, "id"))
