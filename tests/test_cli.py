@@ -677,3 +677,148 @@ class ExampleConfig(unittest.TestCase):
         config = load_config(raw=doc, env={})
         self.assertEqual([p.id for p in config.plans], ["month", "year"])
         self.assertEqual(config.server.endpoint, "tls:/etc/ymds/tls:port=443")
+
+
+def walk_parsers(parser, path=("ymds",)):
+    """(path, parser) for the parser and every subparser under it, depth first.
+
+    argparse has no public way to list a parser's actions: ``_actions`` and the subparsers
+    action's ``choices`` are what its own help formatter reads."""
+    import argparse
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from walk_parsers(child, path + (name,))
+
+
+class Parser(unittest.TestCase):
+    """The command line itself, in process: no Redis, no ledger."""
+
+    def parser(self):
+        from ymds.cli import registry
+        from ymds.cli.parser import build_parser
+        return build_parser(registry.commands())
+
+    def parse(self, *argv):
+        from ymds.cli.parser import parse_arguments
+        return parse_arguments(self.parser(), list(argv))
+
+    def test_every_subcommand_and_option_has_help(self):
+        import argparse
+        seen = []
+        for path, parser in walk_parsers(self.parser()):
+            for action in parser._actions:
+                seen.append((path, action.dest))
+                self.assertTrue(action.help and action.help != argparse.SUPPRESS, (path, action.option_strings,
+                                                                                   action.dest))
+                if isinstance(action, argparse._SubParsersAction):
+                    helped = {choice.dest for choice in action._choices_actions}
+                    self.assertEqual(helped, set(action.choices), path)  # every subcommand listed with a help line
+        paths = {path for path, _ in seen}
+        for expected in [("ymds", "payments"), ("ymds", "webhook", "redeliver"), ("ymds", "api-key", "create"),
+                         ("ymds", "check")]:
+            self.assertIn(expected, paths)
+
+    def test_config_before_or_after_the_command(self):
+        self.assertEqual(self.parse("-c", "a.toml", "payments").config, "a.toml")
+        self.assertEqual(self.parse("payments", "-c", "b.toml").config, "b.toml")
+        self.assertEqual(self.parse("--config", "a.toml", "webhook", "list", "--config", "c.toml").config, "c.toml")
+        self.assertEqual(self.parse("api-key", "create", "--scopes", "all", "--config", "d.toml").config, "d.toml")
+        self.assertIsNone(self.parse("payments").config)
+        self.assertEqual(self.parse("-c", "a.toml", "stats", "--json").config, "a.toml")  # not reset by the command
+
+    def test_set_before_and_after_the_command_add_up(self):
+        args = self.parse("--set", "redis.prefix=a", "payments", "--set", "links.ttl=1h", "--set", "redis.prefix=b")
+        self.assertEqual(args.set, ["redis.prefix=a", "links.ttl=1h", "redis.prefix=b"])
+        from ymds.cli.common_options import parse_overrides
+        self.assertEqual(parse_overrides(args.set), {"redis.prefix": "b", "links.ttl": "1h"})
+        self.assertEqual(self.parse("stats").set, [])
+        self.assertTrue(self.parse("stats", "-v").verbose)
+        self.assertFalse(self.parse("stats").verbose)
+
+    def test_registry_names_each_command_once(self):
+        from ymds.cli import registry
+        commands = registry.commands()
+        self.assertEqual(set(commands), {"payments", "export", "quarantine", "reverify", "dead-letters", "replay",
+                                         "reconcile", "link", "test-notification", "stats", "check", "api-key",
+                                         "webhook"})
+        subcommands = {path[1] for path, _ in walk_parsers(self.parser()) if len(path) == 2}
+        self.assertEqual(subcommands, set(commands))
+        self.patch(registry, "GROUPS", registry.GROUPS + (registry.GROUPS[0],))
+        self.assertRaises(RuntimeError, registry.commands)
+
+    def test_twistd_and_ymds_share_config_roles_and_set(self):
+        from ymds.cli import common_options
+        from ymds.tap import Options
+        options = Options()
+        cli_help = {action.dest: action.help for action in self.parser()._actions}
+        [check] = [p for path, p in walk_parsers(self.parser()) if path == ("ymds", "check")]
+        cli_help.update({action.dest: action.help for action in check._actions if action.dest == "roles"})
+        for option in (common_options.CONFIG, common_options.ROLES_OPTION, common_options.SET):
+            self.assertEqual(cli_help[option.name], option.help)
+            self.assertEqual(options.docs[option.name], option.help)
+        options.parseOptions(["-c", "x.toml", "--roles", "web,bot", "--set", "redis.prefix=p", "--set", "a.b=c=d"])
+        self.assertEqual((options["config"], options["roles"], options["set"]),
+                         ("x.toml", {"web", "bot"}, {"redis.prefix": "p", "a.b": "c=d"}))
+        from twisted.python.usage import UsageError
+        for argv, message in ((["--roles", "web,cashier"], "--roles takes any of web,billing,bot"),
+                              (["--set", "novalue"], "--set takes section.key=value")):
+            with self.assertRaises(UsageError) as caught:
+                Options().parseOptions(argv)
+            self.assertIn(message, str(caught.exception))
+        self.assertEqual(common_options.parse_roles(" web , billing "), {"web", "billing"})
+        self.assertRaises(ValueError, common_options.parse_roles, ",")
+        self.assertRaises(ValueError, common_options.parse_override, "nodot=1")
+
+
+class InProcess(unittest.TestCase):
+    """``run(reactor, argv, ...)``: the whole command on a given reactor, without a subprocess."""
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.config_path = os.path.join(self.dir, "ymds.toml")
+        with open(self.config_path, "w") as f:
+            f.write(f'[server]\npublic_url = "https://pay.example.org"\n[yoomoney]\nwallet = "{WALLET}"\n'
+                    f'[ledger]\nurl = "sqlite:///ledger.sqlite3"\n')
+
+    async def run_ymds(self, *argv, env=None):
+        from ymds.cli import run
+        out, err = io.StringIO(), io.StringIO()
+        status = await run(reactor, list(argv), env={} if env is None else env, out=out, err=err)
+        return out.getvalue(), err.getvalue(), status
+
+    async def test_config_after_the_command(self):
+        out, err, status = await self.run_ymds("payments", "-c", self.config_path)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("0 payments", out)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "ledger.sqlite3")))
+
+    async def test_config_from_the_environment(self):
+        out, err, status = await self.run_ymds("payments", "--json", env={"YMDS_CONFIG": self.config_path})
+        self.assertEqual((status, json.loads(out)), (0, []))
+
+    async def test_errors_are_one_line_and_a_status(self):
+        out, err, status = await self.run_ymds("stats")
+        self.assertEqual(status, 1)
+        self.assertEqual(err.splitlines(), ["ymds: no configuration: give --config /etc/ymds/ymds.toml or set "
+                                            "YMDS_CONFIG (an example: contrib/ymds.example.toml)"])
+        out, err, status = await self.run_ymds("payments", "-c", self.config_path, "--set",
+                                               "ledger.url=sqlite:///no/such/dir/x.sqlite3")
+        self.assertEqual(status, 2, err)
+        self.assertIn("ledger unreachable", err)
+
+    async def test_unknown_command_is_status_1(self):
+        self.patch(sys, "stderr", io.StringIO())
+        out, err, status = await self.run_ymds("bogus")
+        self.assertEqual(status, 1)
+        self.assertIn("invalid choice: 'bogus'", sys.stderr.getvalue())
+
+
+class Version(CLITestCase):
+
+    async def test_version_is_the_package_version(self):
+        from ymds import __version__
+        out, err, code = await self.ymds("--version", config=False)
+        self.assertEqual((out, err, code), (f"ymds {__version__}\n", "", 0))

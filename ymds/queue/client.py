@@ -97,8 +97,7 @@ class RedisJobQueue(Service):
     def startService(self):
         super().startService()
         self._closed = False
-        for conn in self.pool._connections:
-            conn.start()
+        self.pool.start()
 
     def stopService(self):
         super().stopService()
