@@ -8,6 +8,9 @@
   var url = body.getAttribute("data-events");
   if (!url || !window.EventSource) { return; }
   var source = new EventSource(url);  // reconnects by itself, sending Last-Event-ID
+  // data-live says whether the stream is connected (for a look in the browser's inspector)
+  source.addEventListener("open", function () { body.setAttribute("data-live", "1"); });
+  source.addEventListener("error", function () { body.setAttribute("data-live", "0"); });
 
   function parse(e) {
     try { return JSON.parse(e.data); } catch (err) { return null; }
