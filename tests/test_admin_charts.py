@@ -73,6 +73,7 @@ class Formats(unittest.TestCase):
 
     def test_csv_cells_cannot_be_formulas(self):
         self.assertEqual(pages.csv_line(["=HYPERLINK(1)", "a,b", 'q"q']), "'=HYPERLINK(1),\"a,b\",\"q\"\"q\"\r\n")
+        self.assertEqual(pages.csv_line(["-12.50", "-1+1", "@x"]), "-12.50,'-1+1,'@x\r\n")
 
     def test_pages_are_well_formed_xml(self):
         now = datetime(2026, 11, 29, 12, tzinfo=ZoneInfo("Europe/Moscow"))

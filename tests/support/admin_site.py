@@ -12,7 +12,7 @@ from twisted.web.server import Site
 from tests.support.admin_data import sample_data
 from tests.support.redis_server import RedisServer
 from ymds.admin.resource import AdminResource
-from ymds.admin.sessions import AdminSessions
+from ymds.admin.sessions import AdminSessions, login_url
 from ymds.queue.redis import RedisPool, parse_redis_url
 from ymds.web.site import StaticResource
 
@@ -39,4 +39,4 @@ class AdminSite:
         self.base = f"http://localhost:{self.port.getHost().port}"
 
     async def login_url(self, minutes: int = 10) -> str:
-        return f"{self.base}/admin/login?t={await self.sessions.issue_login_token(minutes, admin='tg:42')}"
+        return login_url(self.base, await self.sessions.issue_login_token(minutes, admin="tg:42"))

@@ -91,6 +91,8 @@ def subscriber_line(points: Sequence[CountPoint], lang: str, title: str, descrip
     """A polyline of the count per day."""
     svg = _svg(chart_id, title, description, "chart-subscribers")
     top = _nice_ceiling(Decimal(max((p.count for p in points), default=0)))
+    if top % 2:  # a count axis keeps a whole number at its middle line
+        top += 1
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(points) - 1)
     x_of = (lambda i: LEFT + step * i) if len(points) > 1 else (lambda i: LEFT + plot_w / 2)

@@ -6,6 +6,7 @@ fresh idempotency key, so submitting the same rendered form twice is applied onc
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import datetime
 from decimal import Decimal
@@ -30,7 +31,7 @@ PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held"
 
 
 class AdminLayout(Element):
-    loader = XMLFile(TEMPLATES.child("admin_layout.xml"))
+    loader = XMLFile(TEMPLATES.child("admin_layout.xml"))  # type: ignore[assignment]  # zope interface
 
     def __init__(self, lang: str, title: str, content: Tag, path: str, csrf: str | None, active: str | None):
         super().__init__()
@@ -74,7 +75,8 @@ def render_page(lang: str, title: str, content: Tag, path: str, csrf: str | None
                 active: str | None = None) -> bytes:
     out: list[bytes] = []
     failures: list = []
-    flattenString(None, AdminLayout(lang, title, content, path, csrf, active)).addCallbacks(
+    layout = AdminLayout(lang, title, content, path, csrf, active)
+    flattenString(None, layout).addCallbacks(  # type: ignore[arg-type]  # an IRenderable
         out.append, failures.append)
     if failures:
         failures[0].raiseException()
@@ -236,7 +238,7 @@ def payments(lang: str, tz: ZoneInfo, where: PaymentFilter, page: PaymentPage, r
                      tags.button(t["filter"], type="submit", class_="button"),
                      method="get", action="/admin/payments", class_="filters")
     query = filter_query(where, tz)
-    more = ""
+    more: Tag | str = ""
     if page.next_cursor:
         more = tags.p(tags.a(t["older"] + " →", href="/admin/payments?" + filter_query(where, tz, cursor=page.next_cursor)))
     return tags.div(tags.h1(t["nav_payments"]), tags.section(form, class_="card"),
@@ -299,12 +301,15 @@ def webhooks(lang: str, tz: ZoneInfo, deliveries: Sequence[WebhookDelivery], csr
     return tags.div(tags.h1(t["nav_webhooks"]), tags.section(_table(t["nav_webhooks"], head, rows, lang), class_="card"))
 
 
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+
+
 def csv_line(cells: Sequence[str]) -> str:
     """One CSV line; a cell a spreadsheet would run as a formula gets a leading apostrophe."""
     out = []
     for cell in cells:
         text = str(cell)
-        if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.match(text):
             text = "'" + text
         if any(c in text for c in ',"\r\n'):
             text = '"' + text.replace('"', '""') + '"'

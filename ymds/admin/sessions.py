@@ -55,7 +55,12 @@ class AdminSession:
 
     def csrf_ok(self, offered: str | None) -> bool:
         """Constant-time comparison of the token a POST carried."""
-        return bool(offered) and hmac.compare_digest(offered.encode(), self.csrf.encode())
+        return offered is not None and offered != "" and hmac.compare_digest(offered.encode(), self.csrf.encode())
+
+
+def login_url(public_url: str, token: str) -> str:
+    """The link ``ymds admin-link`` prints and the bot's /admin sends."""
+    return f"{public_url.rstrip('/')}/admin/login?t={token}"
 
 
 def _digest(secret: str) -> str:
