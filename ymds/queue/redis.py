@@ -415,6 +415,11 @@ class RedisPool:
                              for i in range(max(1, size))]
         self._next = 0
 
+    def start(self) -> None:
+        """Connect every connection now (otherwise each connects on its first command)."""
+        for conn in self._connections:
+            conn.start()
+
     def execute(self, *args, timeout: float | None = None) -> defer.Deferred:
         conns = self._connections
         self._next = (self._next + 1) % len(conns)

@@ -24,7 +24,7 @@ import socket
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet import defer, task as ttask
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -32,7 +32,9 @@ from ymds.queue import codec, scripts
 from ymds.queue.errors import PermanentJobError
 from ymds.queue.keys import GROUP, QueueKeys, check_name
 from ymds.queue.redis import RedisConnection, RedisPool, RedisTime, ResponseError, is_transient, parse_redis_url
+from ymds.queue.promoter import DelayedJobPromoter
 from ymds.queue.stats import QueueStats
+from ymds.util.clock import sleep, wait_until
 
 log = Logger()
 
@@ -104,9 +106,7 @@ class Worker(Service):
         self._slot_waiter: defer.Deferred | None = None
         self._idle_waiters: list[defer.Deferred] = []
         self._reader: defer.Deferred | None = None
-        self._promote_call = None
-        self._promoting = False
-        self._wake_at: float | None = None
+        self.promoter: DelayedJobPromoter | None = None
         self._reclaim_call = None
         self._lease_call = None
         self._reading = False
@@ -121,12 +121,13 @@ class Worker(Service):
         self._closed = False
         self._pool = RedisPool(self.reactor, self.address, self._pool_size, f"{self.name}:", self.command_timeout)
         self._reader_conn = RedisConnection(self.reactor, self.address, f"{self.name}:read", self.command_timeout)
-        for conn in self._pool._connections:
-            conn.start()
+        self._pool.start()
         self._reader_conn.start()
         self._reader = defer.Deferred.fromCoroutine(self._read_loop())
         self._reader.addErrback(lambda f: log.failure("worker {queue} read loop died", f, queue=self.queue))
-        self._promote_call = self.clock.callLater(0, self._promote)
+        self.promoter = DelayedJobPromoter(self.clock, self._pool, self.time, self.keys, self.queue,
+                                           self.promote_interval)
+        self.promoter.start()
         self._reclaim_call = self.clock.callLater(self.reclaim_interval, self._reclaim)
         self._lease_call = self.clock.callLater(self.lease_interval, self._extend_leases)
         log.info("worker {queue} started as consumer {consumer}", queue=self.queue, consumer=self.consumer)
@@ -137,20 +138,20 @@ class Worker(Service):
 
     async def _stop(self) -> None:
         self._reading = False
-        for name in ("_promote_call", "_reclaim_call"):
-            call = getattr(self, name)
-            if call is not None and call.active():
-                call.cancel()
-            setattr(self, name, None)
+        if self.promoter is not None:
+            self.promoter.stop()
+        if self._reclaim_call is not None and self._reclaim_call.active():
+            self._reclaim_call.cancel()
+        self._reclaim_call = None
         self._wake_slot_waiter()
         deadline = self.reactor.seconds() + self.config.stop_timeout
         # the read in progress returns within ``block``; its entries are ours and are run
         if self._reader is not None:
-            await self._bounded(self._reader, deadline)
+            await wait_until(self.reactor, self._reader, deadline)
         if self._inflight:
             waiter = defer.Deferred()
             self._idle_waiters.append(waiter)
-            await self._bounded(waiter, deadline)
+            await wait_until(self.reactor, waiter, deadline)
         left = len(self._inflight)
         if self._lease_call is not None and self._lease_call.active():
             self._lease_call.cancel()
@@ -171,25 +172,6 @@ class Worker(Service):
                 rec.deferred.cancel()
         log.info("worker {queue} stopped", queue=self.queue)
 
-    async def _bounded(self, d: defer.Deferred, deadline: float) -> None:
-        remaining = deadline - self.reactor.seconds()
-        if d.called:
-            return
-        if remaining <= 0:
-            return
-        waiter = defer.Deferred()
-        timer = self.reactor.callLater(remaining, lambda: waiter.called or waiter.callback(None))
-
-        def fire(result):
-            if not waiter.called:
-                waiter.callback(None)
-            return result
-
-        d.addBoth(fire)
-        await waiter
-        if timer.active():
-            timer.cancel()
-
     # --- reading ------------------------------------------------------------------------
 
     async def _ensure_group(self) -> None:
@@ -206,7 +188,7 @@ class Worker(Service):
             log.warn("worker {queue}: could not read Redis's clock: {error}", queue=self.queue, error=str(e))
 
     async def _sleep(self, seconds: float) -> None:
-        await ttask.deferLater(self.reactor, seconds)
+        await sleep(self.reactor, seconds)
 
     async def _read_loop(self) -> None:
         delay = 0.05
@@ -402,7 +384,8 @@ class Worker(Service):
                 return  # another consumer holds the entry now: it decides
             if action == "retry":
                 self.stats.incr(self.queue, "retried")
-                self._wake_promoter_at(due_seconds)
+                if self.promoter is not None:
+                    self.promoter.wake_at(due_seconds)
             elif action == "dead":
                 self.stats.incr(self.queue, "dead")
                 self._report_dead({"queue": self.queue, "task": rec.task, "job_id": rec.job_id,
@@ -486,43 +469,6 @@ class Worker(Service):
                 outcome.addErrback(lambda f: log.failure("dead-letter callback failed", f))
         except Exception:
             log.failure("dead-letter callback failed")
-
-    # --- delayed jobs ---------------------------------------------------------------------
-
-    def _wake_promoter_at(self, when: float) -> None:
-        if self._promoting:
-            self._wake_at = when if self._wake_at is None else min(self._wake_at, when)
-            return
-        call = self._promote_call
-        if call is not None and call.active() and call.getTime() > when:
-            call.reset(max(0.0, when - self.time.now()))
-
-    def _promote(self) -> None:
-        self._promote_call = None
-        self._promoting = True
-        now = self.time.now()
-        d = scripts.PROMOTE.run(self._pool, [self.keys.delayed, self.keys.stream], [int(now * 1000), 1000])
-
-        def schedule(result):
-            self._promoting = False
-            wait = self.promote_interval
-            if isinstance(result, list):
-                moved, next_ms = int(result[0]), int(result[1])
-                if moved >= 1000:
-                    wait = 0
-                elif next_ms >= 0:
-                    wait = min(wait, max(0.0, next_ms / 1000 - self.time.now()))
-            else:
-                if self.running and not is_transient(result):
-                    log.error("worker {queue}: moving delayed jobs failed: {error}", queue=self.queue,
-                              error=result.getErrorMessage())
-            if self._wake_at is not None:
-                wait = min(wait, max(0.0, self._wake_at - self.time.now()))
-                self._wake_at = None
-            if self.running:
-                self._promote_call = self.clock.callLater(wait, self._promote)
-
-        d.addBoth(schedule)
 
     # --- reclaim and leases ---------------------------------------------------------------
 
