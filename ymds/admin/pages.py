@@ -93,7 +93,10 @@ def action_form(action: str, csrf: str, label: str, button_class: str = "button"
 
 
 def message(lang: str, heading: str, text: str, extra: Iterable[Tag] = ()) -> Tag:
-    return tags.section(tags.h1(heading), tags.p(text), list(extra), class_="card")
+    """A card with a heading and a sentence; `backticked` words (commands) are shown as code."""
+    parts = text.split("`")
+    sentence = [tags.code(part) if index % 2 else part for index, part in enumerate(parts)]
+    return tags.section(tags.h1(heading), tags.p(sentence), list(extra), class_="card")
 
 
 def login_form(lang: str, token: str) -> Tag:
