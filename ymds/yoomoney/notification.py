@@ -10,6 +10,9 @@ Decisions:
 - ``withdraw_amount`` is required.  YooMoney has sent it for years and billing needs it
   (it is what the payer paid, compared with the invoice); ``sha1_hash`` does not cover it,
   ``sign`` does.  A notification without it is refused (and so quarantined, not lost).
+  A parsed Notification says what the body *claims*; decide money only from
+  :class:`ymds.yoomoney.signature.VerifiedNotification`, which hides the fields the
+  verifying signature does not cover (``withdraw_amount``, ``unaccepted`` under sha1).
 - ``sender`` and ``label`` may be absent and then read as empty: the sha1 string treats
   absent and empty alike.  ``unaccepted`` and ``test_notification`` default to false.
 - ``datetime`` must be present and short printable ASCII; it is then parsed on a best-effort

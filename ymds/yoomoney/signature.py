@@ -8,10 +8,13 @@ in :func:`sign_hmac` alone so that it can be corrected in one place.
 Policies (config ``yoomoney.signature``):
 - ``sign``: only ``sign`` counts.
 - ``sha1``: only ``sha1_hash`` counts.
-- ``auto``: ``sign`` when present; if it is absent, or present but does not match while a
-  ``sha1_hash`` is also present, ``sha1_hash`` decides.  Falling back costs nothing under
-  ``auto`` (anyone able to alter a genuine body could strip ``sign`` anyway) and keeps
-  payments flowing should our reading of ``sign`` be wrong while both are still sent.
+- ``auto``: ``sign`` when present (and then it decides alone); if it is absent,
+  ``sha1_hash`` decides.  Anyone able to alter a genuine body can strip ``sign``, so a
+  sha1-verified notification is trusted only for what sha1 covers:
+  :func:`authenticate` returns a :class:`VerifiedNotification` saying which scheme
+  verified it and hiding the unsigned ``withdraw_amount``/``unaccepted``; and once a
+  ``sign``-bearing notification was seen for the wallet, sha1-only ones are downgrades
+  (:func:`is_downgrade`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Mapping
 from urllib.parse import quote
 
@@ -99,6 +103,100 @@ def verify(notification_or_fields: Notification | Mapping[str, str], secret: str
     return VerifyResult(False, reason="missing_signature")
 
 
+# Fields sha1_hash covers (label too, after the secret); everything else is unsigned on
+# the sha1 path and must not change what is credited or its state.
+SHA1_SIGNED_FIELDS = frozenset(SHA1_ORDER + ("label",))
+
+
+@dataclass(frozen=True)
+class VerifiedNotification:
+    """A notification whose signature checked, exposing only what that signature covers.
+
+    ``scheme`` says which signature verified it.  Under ``sign`` every field is signed.
+    Under ``sha1`` ``withdraw_amount``, ``unaccepted`` and ``test_notification`` are not:
+    ``withdraw_amount`` is None (decide from the signed ``amount``, see
+    :mod:`ymds.yoomoney.credit`), ``unaccepted`` is None (unknown: confirm acceptance
+    through the wallet API's operation details, or hold), and ``held`` is True.
+    ``is_test`` stays the claimed value: claiming "test" only makes ymds do less.
+    """
+
+    notification: Notification
+    scheme: str  # "sign" or "sha1"
+
+    @property
+    def fully_signed(self) -> bool:
+        return self.scheme == "sign"
+
+    @property
+    def signed_fields(self) -> frozenset[str]:
+        fields = frozenset(self.notification.fields)
+        return fields if self.fully_signed else fields & SHA1_SIGNED_FIELDS
+
+    @property
+    def operation_id(self) -> str:
+        return self.notification.operation_id
+
+    @property
+    def notification_type(self) -> str:
+        return self.notification.notification_type
+
+    @property
+    def amount(self) -> Decimal:
+        """What reached the wallet: signed under both schemes."""
+        return self.notification.amount
+
+    @property
+    def label(self) -> str:
+        return self.notification.label
+
+    @property
+    def codepro(self) -> bool:
+        return self.notification.codepro
+
+    @property
+    def withdraw_amount(self) -> Decimal | None:
+        """What the payer paid, or None when no signature covers it (sha1)."""
+        return self.notification.withdraw_amount if self.fully_signed else None
+
+    @property
+    def unaccepted(self) -> bool | None:
+        """Signed acceptance state, or None when unknown (sha1: the field is not signed)."""
+        return self.notification.unaccepted if self.fully_signed else None
+
+    @property
+    def held(self) -> bool:
+        """Not to be treated as usable money yet: codepro, unaccepted, or acceptance unknown."""
+        return self.codepro or self.unaccepted is not False
+
+    @property
+    def is_test(self) -> bool:
+        return self.notification.is_test
+
+
+class SignatureRefused(ValueError):
+    """The signature did not verify; ``reason`` is VerifyResult.reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"signature refused: {reason}")
+        self.reason = reason
+
+
+def authenticate(notification: Notification, secret: str, policy: str = "auto") -> VerifiedNotification:
+    """Verify and return the view of ``notification`` its signature allows; raise
+    :class:`SignatureRefused` otherwise."""
+    checked = verify(notification, secret, policy)
+    if not checked.ok or checked.scheme is None:
+        raise SignatureRefused(checked.reason or "unknown")
+    return VerifiedNotification(notification, checked.scheme)
+
+
+def is_downgrade(scheme: str, sign_seen_for_wallet: bool) -> bool:
+    """True when a notification verified by sha1 alone arrives although a ``sign``-bearing
+    one was already verified for this wallet: YooMoney sends ``sign``, so a body without
+    it had it stripped.  Quarantine it like a forged one."""
+    return scheme == "sha1" and sign_seen_for_wallet
+
+
 def add_signatures(fields: Mapping[str, str], secret: str, scheme: str = "both") -> dict[str, str]:
     """Return the fields with ``sha1_hash`` and/or ``sign`` added, as YooMoney (or the sandbox) would send them.
 
@@ -115,4 +213,5 @@ def add_signatures(fields: Mapping[str, str], secret: str, scheme: str = "both")
     return signed
 
 
-__all__ = ["sha1_hash", "sha1_string", "sign_hmac", "sign_string", "verify", "VerifyResult", "add_signatures", "POLICIES", "SCHEMES"]
+__all__ = ["sha1_hash", "sha1_string", "sign_hmac", "sign_string", "verify", "VerifyResult", "add_signatures", "POLICIES",
+           "SCHEMES", "SHA1_SIGNED_FIELDS", "VerifiedNotification", "SignatureRefused", "authenticate", "is_downgrade"]
