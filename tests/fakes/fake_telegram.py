@@ -3,7 +3,13 @@
 Serves ``/bot<token>/<method>`` with Telegram-shaped JSON for getMe, deleteWebhook,
 getUpdates (long polling, fed by the test with :meth:`FakeBotAPI.user_sends` and
 :meth:`FakeBotAPI.push_update`), sendMessage (validates HTML and inline keyboards like
-Telegram does), createChatInviteLink, banChatMember, unbanChatMember, answerCallbackQuery.
+Telegram does), answerCallbackQuery, and the chat methods of tests.fakes.fake_chats
+(getChat, getChatMember, getChatAdministrators, invite links, join requests, bans), whose
+membership changes become chat_member / my_chat_member / chat_join_request updates.
+
+getUpdates remembers the last ``allowed_updates`` like Telegram (absent: unchanged; an
+empty list: the default, which leaves out chat_member).  An update the chats make is only
+queued when its kind is allowed at that moment, and only allowed kinds are delivered.
 
 Faults are programmable: :meth:`fail_next` (any error code, 429 with retry_after, 500, 409),
 :meth:`block_chat` (403 for that chat), :meth:`slow` (delayed answers), ``webhook_url``
@@ -37,12 +43,21 @@ from urllib.parse import parse_qs
 from twisted.internet import defer
 from twisted.web import resource, server
 
+from tests.fakes.fake_answers import _Answer, _int_param
+from tests.fakes.fake_chats import ChatModel, JoinRefused
+
 DEFAULT_TOKEN = "123456789:TEST-token_for-the-fake-bot-api-000"
 BOT_USER = {"id": 123456789, "is_bot": True, "first_name": "ymds test bot", "username": "ymds_test_bot",
             "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
 
-ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post", "callback_query",
-                   "inline_query", "chosen_inline_result", "my_chat_member", "chat_member")
+ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post", "business_connection",
+                   "business_message", "edited_business_message", "deleted_business_messages", "message_reaction",
+                   "message_reaction_count", "inline_query", "chosen_inline_result", "callback_query",
+                   "shipping_query", "pre_checkout_query", "purchased_paid_media", "poll", "poll_answer",
+                   "my_chat_member", "chat_member", "chat_join_request", "chat_boost", "removed_chat_boost")
+# What a bot gets when it never named allowed_updates, or named an empty list.
+DEFAULT_UPDATES = tuple(u for u in ALLOWED_UPDATES if u not in ("chat_member", "message_reaction",
+                                                                 "message_reaction_count"))
 
 
 class TokenBucket:
@@ -82,22 +97,6 @@ class Limits:
     chat_burst: float = 2.0
     group_rate: float = 20.0 / 60.0
     group_burst: float = 20.0
-
-
-class _Answer(Exception):
-    """An error answer: ``raise _Answer(400, "Bad Request: ...")``."""
-
-    def __init__(self, code: int, description: str, retry_after: int | None = None):
-        super().__init__(description)
-        self.code = code
-        self.description = description
-        self.retry_after = retry_after
-
-    def json(self) -> dict:
-        body = {"ok": False, "error_code": self.code, "description": self.description}
-        if self.retry_after is not None:
-            body["parameters"] = {"retry_after": self.retry_after}
-        return body
 
 
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});")
@@ -170,22 +169,6 @@ def check_inline_keyboard(markup) -> None:
                     raise _Answer(400, "Bad Request: BUTTON_DATA_INVALID")
 
 
-def _int_param(params: dict, name: str, required: bool = False, default=None):
-    value = params.get(name)
-    if value is None or value == "":
-        if required:
-            raise _Answer(400, f"Bad Request: {name} is empty" if name != "chat_id" else "Bad Request: chat_id is empty")
-        return default
-    if isinstance(value, bool):
-        raise _Answer(400, f"Bad Request: invalid {name} specified")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        if name == "chat_id":
-            raise _Answer(400, "Bad Request: chat not found") from None
-        raise _Answer(400, f"Bad Request: invalid {name} specified") from None
-
-
 class FakeBotAPI(resource.Resource):
     """The fake; mount it as the root of a Site (``api_url`` = ``http://127.0.0.1:<port>``)."""
 
@@ -221,6 +204,10 @@ class FakeBotAPI(resource.Resource):
         self._group_buckets: dict[int, TokenBucket] = {}
         self._callback_ids = itertools.count(1)
         self._delayed: set = set()
+        # Telegram remembers the last allowed_updates a poller named (None: the default).
+        self.allowed_updates: list[str] | None = None
+        self.suppressed_updates: list[str] = []  # kinds of updates not made: not allowed when they happened
+        self.chat_model = ChatModel(clock, BOT_USER, self.channels, self.invite_links, self.bans, self._emit)
 
     def close(self) -> None:
         """Drop slow answers and the waiting long poll (their clients are going away)."""
@@ -309,6 +296,41 @@ class FakeBotAPI(resource.Resource):
         """``chat_id`` does not exist: 400 chat not found."""
         self._unknown.add(int(chat_id))
 
+    # Chats (see tests.fakes.fake_chats): the test's side of membership.
+
+    def add_chat(self, chat_id: int, **kw):
+        """A channel or supergroup; the bot is an administrator with every right unless told."""
+        return self.chat_model.add_chat(chat_id, **kw)
+
+    def user_joins_by_link(self, user_id: int, invite_link: str, **kw) -> str:
+        """"joined" or "requested"; raises JoinRefused (expired, revoked, over the limit, banned)."""
+        return self.chat_model.user_joins_by_link(user_id, invite_link, **kw)
+
+    def admin_adds(self, chat_id: int, user_id: int, by: int | None = None) -> None:
+        self.chat_model.admin_adds(chat_id, user_id, by)
+
+    def user_leaves(self, chat_id: int, user_id: int) -> bool:
+        return self.chat_model.user_leaves(chat_id, user_id)
+
+    def make_admin(self, chat_id: int, user_id: int, rights=("can_invite_users", "can_restrict_members")) -> None:
+        self.chat_model.make_admin(chat_id, user_id, rights)
+
+    def member_status(self, chat_id: int, user_id: int) -> str:
+        return self.chat_model.status(chat_id, user_id)
+
+    def members(self, chat_id: int) -> list[int]:
+        return self.chat_model.members(chat_id)
+
+    def _allowed_now(self) -> tuple[str, ...]:
+        return tuple(self.allowed_updates) if self.allowed_updates else DEFAULT_UPDATES
+
+    def _emit(self, kind: str, payload: dict) -> None:
+        """An update made by the chats: like Telegram, only if its kind is allowed now."""
+        if kind not in self._allowed_now():
+            self.suppressed_updates.append(kind)
+            return
+        self.push_update({kind: payload})
+
     # --- what the test reads ---------------------------------------------------------------
 
     def messages_to(self, chat_id: int) -> list[dict]:
@@ -343,7 +365,7 @@ class FakeBotAPI(resource.Resource):
         if token != self.token:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         self.calls.append((method, params))
-        handler = getattr(self, "_m_" + method, None)
+        handler = getattr(self, "_m_" + method, None) or getattr(self.chat_model, "m_" + method, None)
         if handler is None:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
         try:
@@ -388,14 +410,19 @@ class FakeBotAPI(resource.Resource):
                 raise _Answer(400, "Bad Request: can't parse allowed_updates JSON array") from None
         if allowed is not None and (not isinstance(allowed, list) or not all(a in ALLOWED_UPDATES for a in allowed)):
             raise _Answer(400, "Bad Request: allowed_updates must be an array of update types")
+        if allowed is not None:  # absent: the previous setting stays; [] goes back to the default
+            self.allowed_updates = list(allowed) or None
         if offset is not None:
             if offset < 0:
                 self._updates = self._updates[offset:]
             else:
                 self._updates = [u for u in self._updates
                                  if not (isinstance(u, dict) and isinstance(u.get("update_id"), int)) or u["update_id"] >= offset]
-        if allowed:
-            self._updates = [u for u in self._updates if not isinstance(u, dict) or any(k in u for k in allowed) or set(u) <= {"update_id"}]
+        # Updates of kinds not allowed now are dropped; junk without a known kind is
+        # delivered (the bot must cope with it).
+        allowed_now = self._allowed_now()
+        self._updates = [u for u in self._updates if not isinstance(u, dict) or any(k in u for k in allowed_now)
+                         or not any(k in ALLOWED_UPDATES for k in u)]
         if self._poll is not None:
             _, waiting, timer, _ = self._poll
             self._poll = None
@@ -482,41 +509,6 @@ class FakeBotAPI(resource.Resource):
         self.sent.append(record)
         return {"message_id": message_id, "from": BOT_USER, "chat": self._chat(chat_id, "Test"),
                 "date": int(self.clock.seconds()), "text": visible}
-
-    def _channel(self, params) -> int:
-        chat_id = _int_param(params, "chat_id", required=True)
-        if chat_id not in self.channels:
-            raise _Answer(400, "Bad Request: chat not found")
-        return chat_id
-
-    def _m_createChatInviteLink(self, params):
-        chat_id = self._channel(params)
-        member_limit = _int_param(params, "member_limit", default=None)
-        if member_limit is not None and not 1 <= member_limit <= 99999:
-            raise _Answer(400, "Bad Request: member limit must be between 1 and 99999")
-        expire_date = _int_param(params, "expire_date", default=None)
-        link = {"invite_link": f"https://t.me/+fake{len(self.invite_links) + 1:06d}{abs(chat_id) % 1000:03d}",
-                "creator": BOT_USER, "creates_join_request": False, "is_primary": False, "is_revoked": False}
-        if member_limit is not None:
-            link["member_limit"] = member_limit
-        if expire_date is not None:
-            link["expire_date"] = expire_date
-        if params.get("name"):
-            link["name"] = str(params["name"])[:32]
-        self.invite_links.append({"chat_id": chat_id, **link})
-        return link
-
-    def _m_banChatMember(self, params):
-        chat_id = self._channel(params)
-        user_id = _int_param(params, "user_id", required=True)
-        self.bans.append(("banChatMember", chat_id, user_id))
-        return True
-
-    def _m_unbanChatMember(self, params):
-        chat_id = self._channel(params)
-        user_id = _int_param(params, "user_id", required=True)
-        self.bans.append(("unbanChatMember", chat_id, user_id))
-        return True
 
     def _m_answerCallbackQuery(self, params):
         query_id = params.get("callback_query_id")
@@ -607,6 +599,11 @@ class ControlResource(resource.Resource):
     POST /_control/block {"chat_id"} / POST /_control/unblock {"chat_id"}
     POST /_control/webhook {"url"}
     POST /_control/reset (forget everything sent)
+    POST /_control/add_chat {"chat_id", "type"?, "title"?, "bot_rights"?, "bot_status"?}
+    POST /_control/user_joins_by_link {"user_id", "invite_link"} -> "joined"/"requested", or 400 {"error": reason}
+    POST /_control/admin_adds {"chat_id", "user_id", "by"?} / POST /_control/user_leaves {"chat_id", "user_id"}
+    POST /_control/make_admin {"chat_id", "user_id", "rights": [...]}
+    GET  /_control/members?chat_id=N -> {"members": [user ids], "pending": [user ids]}
     GET  /_control/sent[?chat_id=N&since=I] -> {"sent": [...], "next": I}
     GET  /_control/stats -> {"sent", "throttled", "calls": {method: n}, "pending_updates", "invite_links", "bans"}
     """
@@ -627,6 +624,14 @@ class ControlResource(resource.Resource):
             if chat:
                 sent = [m for m in sent if m["chat_id"] == int(chat[0])]
             return self._json(request, {"sent": sent, "next": len(fake.sent)})
+        if what == b"members":
+            try:
+                chat_id = int(request.args[b"chat_id"][0])
+                body = {"members": fake.members(chat_id), "pending": fake.chat_model.pending_requests(chat_id)}
+            except (KeyError, ValueError, _Answer) as e:
+                request.setResponseCode(400)
+                return self._json(request, {"error": f"bad control request: {e}"})
+            return self._json(request, body)
         if what == b"stats":
             counts: dict[str, int] = {}
             for name, _ in fake.calls:
@@ -665,6 +670,20 @@ class ControlResource(resource.Resource):
             elif what == "webhook":
                 fake.webhook_url = str(body.get("url", ""))
                 result = True
+            elif what == "add_chat":
+                fake.add_chat(int(body["chat_id"]), **{k: body[k] for k in ("type", "title", "bot_rights", "bot_status")
+                                                       if k in body})
+                result = True
+            elif what == "user_joins_by_link":
+                result = fake.user_joins_by_link(int(body["user_id"]), str(body["invite_link"]))
+            elif what == "admin_adds":
+                fake.admin_adds(int(body["chat_id"]), int(body["user_id"]), body.get("by"))
+                result = True
+            elif what == "user_leaves":
+                result = fake.user_leaves(int(body["chat_id"]), int(body["user_id"]))
+            elif what == "make_admin":
+                fake.make_admin(int(body["chat_id"]), int(body["user_id"]), list(body["rights"]))
+                result = True
             elif what == "reset":
                 fake.sent.clear()
                 fake.calls.clear()
@@ -673,7 +692,10 @@ class ControlResource(resource.Resource):
             else:
                 request.setResponseCode(404)
                 return self._json(request, {"error": "unknown control path"})
-        except (KeyError, ValueError, TypeError) as e:
+        except JoinRefused as e:
+            request.setResponseCode(400)
+            return self._json(request, {"error": e.reason})
+        except (KeyError, ValueError, TypeError, _Answer) as e:
             request.setResponseCode(400)
             return self._json(request, {"error": f"bad control request: {e}"})
         return self._json(request, {"ok": True, "result": result})
