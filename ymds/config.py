@@ -11,20 +11,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
-
-class ConfigError(Exception):
-    """A configuration value is wrong; ``str()`` is one line for the operator."""
-
-    def __init__(self, key: str, problem: str, fix: str):
-        self.key = key
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"configuration error: {key}: {problem}; {fix}")
+# ConfigError, parse_duration and is_loopback_url are re-exported: callers import them from here
+from ymds.config_values import (
+    ConfigError, check_endpoint, check_http_url, check_ledger_url, check_redis_url, is_loopback_url, parse_bool,
+    parse_duration, parse_float, parse_int, parse_list, parse_money, parse_rate, parse_text,
+)
 
 
 @dataclass(frozen=True)
@@ -126,160 +121,6 @@ class Config:
         return None
 
 
-# --- value parsers: each takes (key, raw) and returns the typed value or raises --------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _str(key: str, raw: Any) -> str:
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return str(raw)
-    if not isinstance(raw, str):
-        raise ConfigError(key, f"expected text, got {type(raw).__name__}", 'quote the value, e.g. key = "value"')
-    return raw
-
-
-def _bool(key: str, raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "1", "yes", "on"):
-        return True
-    if isinstance(raw, str) and raw.strip().lower() in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError(key, f"{raw!r} is not a boolean", "use true or false")
-
-
-def _int(key: str, raw: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = int(raw) if isinstance(raw, (int, str)) else int(_str(key, raw))
-    except (ValueError, TypeError):
-        raise ConfigError(key, f"{raw!r} is not a whole number", "write digits only, e.g. 65536") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(key, f"{value} is below the minimum {minimum}", f"use a value of at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(key, f"{value} is above the maximum {maximum}", f"use a value of at most {maximum}")
-    return value
-
-
-def _float(key: str, raw: Any, minimum: float = 0.0) -> float:
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = float(raw)
-    except (ValueError, TypeError):
-        raise ConfigError(key, f"{raw!r} is not a number", "write a number, e.g. 60") from None
-    if value < minimum:
-        raise ConfigError(key, f"{value} is below the minimum {minimum}", f"use a value of at least {minimum}")
-    return value
-
-
-def _money(key: str, raw: Any) -> Decimal:
-    if isinstance(raw, float):
-        raise ConfigError(key, f"{raw!r} is a float and money must be exact", f'quote it as text, e.g. {key.split(".")[-1]} = "{raw:.2f}"')
-    try:
-        value = Decimal(_str(key, raw).strip())
-    except InvalidOperation:
-        raise ConfigError(key, f"{raw!r} is not an amount", 'write an amount in rubles as text, e.g. "199.00"') from None
-    if not value.is_finite() or value <= 0:
-        raise ConfigError(key, f"{raw!r} is not a positive amount", 'write a positive amount, e.g. "199.00"')
-    if value.as_tuple().exponent < -2:
-        raise ConfigError(key, f"{raw!r} has more than two decimal places", "round it to kopecks, e.g. \"199.99\"")
-    return value.quantize(Decimal("0.01"))
-
-
-def _rate(key: str, raw: Any) -> Decimal:
-    try:
-        value = Decimal(_str(key, raw).strip())
-    except InvalidOperation:
-        raise ConfigError(key, f"{raw!r} is not a rate", 'write a fraction as text, e.g. "0.03" for 3%') from None
-    if not value.is_finite() or not (0 <= value < 1):
-        raise ConfigError(key, f"{raw!r} is not between 0 and 1", 'write a fraction as text, e.g. "0.03" for 3%')
-    return value
-
-
-def parse_duration(key: str, raw: Any) -> int:
-    """'3d', '12h', '30m', '45s' or a number of seconds -> seconds."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        seconds = raw
-    else:
-        match = _DURATION.match(_str(key, raw))
-        if not match:
-            raise ConfigError(key, f"{raw!r} is not a duration", 'write a number with s, m, h or d, e.g. "3d"')
-        seconds = int(float(match.group(1)) * _UNITS[match.group(2)])
-    if seconds <= 0:
-        raise ConfigError(key, f"{raw!r} is not a positive duration", 'write a positive duration, e.g. "3d"')
-    return seconds
-
-
-def _list(key: str, raw: Any) -> list:
-    if isinstance(raw, str):
-        raw = [item.strip() for item in raw.split(",") if item.strip()]
-    if not isinstance(raw, (list, tuple)):
-        raise ConfigError(key, f"{raw!r} is not a list", 'write a list, e.g. ["AC", "PC"]')
-    return list(raw)
-
-
-_ENDPOINT_TYPES = {"tcp", "tcp6", "ssl", "tls", "unix", "systemd", "le", "lets"}
-
-
-def _endpoint(key: str, raw: Any) -> str:
-    value = _str(key, raw).strip()
-    kind = value.split(":", 1)[0].lower()
-    if not value or kind not in _ENDPOINT_TYPES:
-        raise ConfigError(
-            key, f"{raw!r} is not a server endpoint",
-            'use a Twisted endpoint such as "ssl:8443:privateKey=key.pem:certKey=cert.pem", '
-            '"tls:/etc/letsencrypt/live/pay.example.org" or "tcp:8080:interface=127.0.0.1"')
-    return value
-
-
-def _http_url(key: str, raw: Any, require_https: bool = False) -> str:
-    value = _str(key, raw).strip().rstrip("/")
-    parts = urlsplit(value)
-    allowed = ("https",) if require_https else ("http", "https")
-    if parts.scheme not in allowed or not parts.hostname:
-        wanted = "an https:// URL" if require_https else "an http:// or https:// URL"
-        raise ConfigError(key, f"{raw!r} is not {wanted}", f"write {wanted}, e.g. https://pay.example.org")
-    return value
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when the URL's host is localhost or a loopback address (nobody else can reach it)."""
-    import ipaddress
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _redis_url(key: str, raw: Any) -> str:
-    value = _str(key, raw).strip()
-    scheme = urlsplit(value).scheme
-    if scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
-        raise ConfigError(
-            key, f"{raw!r} is not a Redis URL",
-            'use redis://host:6379/0, rediss://..., unix:///run/redis.sock?db=0 or redis+sentinel://h1:26379/mymaster/0')
-    return value
-
-
-def _ledger_url(key: str, raw: Any) -> str:
-    value = _str(key, raw).strip()
-    scheme = urlsplit(value).scheme
-    if scheme in ("sqlite", "postgresql", "postgres"):
-        if scheme == "sqlite" and not value.startswith("sqlite:///"):
-            raise ConfigError(key, f"{raw!r} has no file path", "write sqlite:///absolute/path.sqlite3 or sqlite:///relative.sqlite3")
-        return value
-    if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$|^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", value):
-        return value  # a third-party ILedger named by dotted path
-    raise ConfigError(key, f"{raw!r} is not a ledger URL", "use sqlite:///path/ledger.sqlite3, postgresql://user@host/dbname or a dotted path to an ILedger factory")
-
-
 _PLAN_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -311,7 +152,7 @@ def _known_keys(section: str) -> set[str]:
         "server": ServerConfig, "yoomoney": YooMoneyConfig, "links": LinksConfig, "redis": RedisConfig,
         "queue": QueueConfig, "ledger": LedgerConfig, "telegram": TelegramConfig, "donations": DonationsConfig,
     }[section]
-    keys = set(cls.__dataclass_fields__)
+    keys = {f.name for f in fields(cls)}
     keys |= {f"{k}_file" for (s, k) in _SECRET_KEYS if s == section}
     return keys
 
@@ -367,6 +208,27 @@ def load_config(
 
 
 def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
+    """A validated Config from a merged document (TOML, environment and overrides).
+
+    Raises ConfigError naming the first wrong key; ``base`` resolves relative paths.
+    """
+    _check_sections(doc)
+    server = _server(_section(doc, "server", base))
+    return Config(
+        server=server,
+        yoomoney=_yoomoney(_section(doc, "yoomoney", base), server),
+        links=_links(_section(doc, "links", base)),
+        redis=_redis(_section(doc, "redis", base)),
+        queue=_queue(_section(doc, "queue", base)),
+        ledger=_ledger(_section(doc, "ledger", base), base),
+        telegram=_telegram(_section(doc, "telegram", base)),
+        plans=_plans(doc),
+        donations=_donations(_section(doc, "donations", base)),
+    )
+
+
+def _check_sections(doc: Mapping[str, Any]) -> None:
+    """Every section and key of ``doc`` is one ymds knows."""
     for section, values in doc.items():
         if section in ("plans",):
             continue
@@ -379,39 +241,41 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
             key = sorted(unknown)[0]
             raise ConfigError(f"{section}.{key}", "is not a known key", f"remove it or use one of: {', '.join(sorted(_known_keys(section)))}")
 
-    def sec(name: str) -> dict:
-        values = dict(doc.get(name, {}))
-        for (s, k) in _SECRET_KEYS:
-            if s == name and f"{k}_file" in values:
-                file_value = _read_secret_file(f"{s}.{k}_file", _str(f"{s}.{k}_file", values.pop(f"{k}_file")), base)
-                if file_value:
-                    values[k] = file_value
-        return values
 
-    s = sec("server")
+def _section(doc: Mapping[str, Any], name: str, base: str) -> dict:
+    """The keys of section ``name``, with each ``<secret>_file`` replaced by the file's content."""
+    values = dict(doc.get(name, {}))
+    for (s, k) in _SECRET_KEYS:
+        if s == name and f"{k}_file" in values:
+            file_value = _read_secret_file(f"{s}.{k}_file", parse_text(f"{s}.{k}_file", values.pop(f"{k}_file")), base)
+            if file_value:
+                values[k] = file_value
+    return values
+
+
+def _server(s: dict) -> ServerConfig:
     d = ServerConfig()
     server = ServerConfig(
-        endpoint=_endpoint("server.endpoint", s.get("endpoint", d.endpoint)),
-        public_url=_http_url("server.public_url", s.get("public_url", d.public_url)),
-        max_body=_int("server.max_body", s.get("max_body", d.max_body), 1024, 16 * 1024 * 1024),
-        trusted_proxies=tuple(_str("server.trusted_proxies", x) for x in _list("server.trusted_proxies", s.get("trusted_proxies", []))),
-        metrics_endpoint=(_endpoint("server.metrics_endpoint", s["metrics_endpoint"])
+        endpoint=check_endpoint("server.endpoint", s.get("endpoint", d.endpoint)),
+        public_url=check_http_url("server.public_url", s.get("public_url", d.public_url)),
+        max_body=parse_int("server.max_body", s.get("max_body", d.max_body), 1024, 16 * 1024 * 1024),
+        trusted_proxies=tuple(parse_text("server.trusted_proxies", x) for x in parse_list("server.trusted_proxies", s.get("trusted_proxies", []))),
+        metrics_endpoint=(check_endpoint("server.metrics_endpoint", s["metrics_endpoint"])
                           if str(s.get("metrics_endpoint", "")).strip() else ""),
-        metrics_public=_bool("server.metrics_public", s.get("metrics_public", d.metrics_public)),
+        metrics_public=parse_bool("server.metrics_public", s.get("metrics_public", d.metrics_public)),
     )
     if server.public_url.startswith("http://") and not is_loopback_url(server.public_url):
         # YooMoney would send notifications (and buyers their pay links) in clear text.
         raise ConfigError("server.public_url", f"{server.public_url!r} is plain http on a public address",
                           "use the https:// address your TLS endpoint or proxy serves")
+    return server
 
-    y = sec("yoomoney")
-    dy = YooMoneyConfig()
-    signature = _str("yoomoney.signature", y.get("signature", dy.signature)).strip().lower()
-    if signature not in ("auto", "sign", "sha1"):
-        raise ConfigError("yoomoney.signature", f"{signature!r} is not a scheme", 'use "auto", "sign" or "sha1"')
+
+def _payment_types(y: dict, dy: YooMoneyConfig) -> list[str]:
+    """yoomoney.payment_types: AC and/or PC, each once, in the given order."""
     types = []
-    for t in _list("yoomoney.payment_types", y.get("payment_types", list(dy.payment_types))):
-        t = _str("yoomoney.payment_types", t).strip().upper()
+    for t in parse_list("yoomoney.payment_types", y.get("payment_types", list(dy.payment_types))):
+        t = parse_text("yoomoney.payment_types", t).strip().upper()
         if t == "MC":
             raise ConfigError("yoomoney.payment_types", '"MC" (phone balance) is no longer accepted by YooMoney', 'remove it and keep ["AC", "PC"]')
         if t not in ("AC", "PC"):
@@ -420,90 +284,112 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
             types.append(t)
     if not types:
         raise ConfigError("yoomoney.payment_types", "is empty", 'list at least one of "AC", "PC"')
-    wallet = _str("yoomoney.wallet", y.get("wallet", dy.wallet)).strip()
+    return types
+
+
+def _yoomoney(y: dict, server: ServerConfig) -> YooMoneyConfig:
+    """[yoomoney]; the sandbox and its URLs depend on server.public_url."""
+    dy = YooMoneyConfig()
+    signature = parse_text("yoomoney.signature", y.get("signature", dy.signature)).strip().lower()
+    if signature not in ("auto", "sign", "sha1"):
+        raise ConfigError("yoomoney.signature", f"{signature!r} is not a scheme", 'use "auto", "sign" or "sha1"')
+    types = _payment_types(y, dy)
+    wallet = parse_text("yoomoney.wallet", y.get("wallet", dy.wallet)).strip()
     if wallet and not re.fullmatch(r"41001\d{6,14}|4100\d{7,16}", wallet):
         raise ConfigError("yoomoney.wallet", f"{wallet!r} is not a YooMoney wallet number", "copy the 41001... number from your wallet page")
-    sandbox = _bool("yoomoney.sandbox", y.get("sandbox", dy.sandbox))
+    sandbox = parse_bool("yoomoney.sandbox", y.get("sandbox", dy.sandbox))
     if sandbox and not is_loopback_url(server.public_url):
         # The sandbox is a fake wallet that marks invoices paid: never on a reachable address.
         raise ConfigError("yoomoney.sandbox", f"is true while server.public_url {server.public_url!r} is not a loopback address",
                           "set yoomoney.sandbox = false (and unset YMDS_YOOMONEY_SANDBOX) before going live")
-    quickpay_url = _http_url("yoomoney.quickpay_url", y.get("quickpay_url", dy.quickpay_url))
+    quickpay_url = check_http_url("yoomoney.quickpay_url", y.get("quickpay_url", dy.quickpay_url))
     if sandbox and "quickpay_url" not in y:
         quickpay_url = server.public_url + "/sandbox/quickpay/confirm"
-    api_url = _http_url("yoomoney.api_url", y.get("api_url", dy.api_url))
+    api_url = check_http_url("yoomoney.api_url", y.get("api_url", dy.api_url))
     if sandbox and "api_url" not in y:
         api_url = server.public_url + "/sandbox"
     yoomoney = YooMoneyConfig(
         wallet=wallet,
-        notification_secret=_str("yoomoney.notification_secret", y.get("notification_secret", "")),
+        notification_secret=parse_text("yoomoney.notification_secret", y.get("notification_secret", "")),
         signature=signature,
-        api_token=_str("yoomoney.api_token", y.get("api_token", "")).strip(),
+        api_token=parse_text("yoomoney.api_token", y.get("api_token", "")).strip(),
         api_url=api_url,
-        confirm_with_api=_bool("yoomoney.confirm_with_api", y.get("confirm_with_api", dy.confirm_with_api)),
+        confirm_with_api=parse_bool("yoomoney.confirm_with_api", y.get("confirm_with_api", dy.confirm_with_api)),
         payment_types=tuple(types),
         quickpay_url=quickpay_url,
         sandbox=sandbox,
-        card_fee=_rate("yoomoney.card_fee", y.get("card_fee", str(dy.card_fee))),
-        wallet_fee=_rate("yoomoney.wallet_fee", y.get("wallet_fee", str(dy.wallet_fee))),
+        card_fee=parse_rate("yoomoney.card_fee", y.get("card_fee", str(dy.card_fee))),
+        wallet_fee=parse_rate("yoomoney.wallet_fee", y.get("wallet_fee", str(dy.wallet_fee))),
     )
     if yoomoney.confirm_with_api and not yoomoney.api_token:
         raise ConfigError("yoomoney.confirm_with_api", "is true but no API token is configured", "set yoomoney.api_token_file or set confirm_with_api = false")
+    return yoomoney
 
-    lk = sec("links")
-    links = LinksConfig(
-        secret=_str("links.secret", lk.get("secret", "")).encode("utf-8"),
+
+def _links(lk: dict) -> LinksConfig:
+    return LinksConfig(
+        secret=parse_text("links.secret", lk.get("secret", "")).encode("utf-8"),
         ttl=parse_duration("links.ttl", lk.get("ttl", "3d")),
     )
 
-    r = sec("redis")
-    prefix = _str("redis.prefix", r.get("prefix", "ymds")).strip()
+
+def _redis(r: dict) -> RedisConfig:
+    prefix = parse_text("redis.prefix", r.get("prefix", "ymds")).strip()
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", prefix):
         raise ConfigError("redis.prefix", f"{prefix!r} is not a key prefix", "use letters, digits, '_', '-', '.', ':' (at most 64)")
-    redis = RedisConfig(url=_redis_url("redis.url", r.get("url", RedisConfig.url)), prefix=prefix)
+    redis = RedisConfig(url=check_redis_url("redis.url", r.get("url", RedisConfig.url)), prefix=prefix)
+    return redis
 
-    q = sec("queue")
+
+def _queue(q: dict) -> QueueConfig:
     dq = QueueConfig()
-    queue = QueueConfig(
-        concurrency=_int("queue.concurrency", q.get("concurrency", dq.concurrency), 1, 10000),
-        batch=_int("queue.batch", q.get("batch", dq.batch), 1, 1000),
-        visibility_timeout=_float("queue.visibility_timeout", q.get("visibility_timeout", dq.visibility_timeout), 1.0),
-        max_deliveries=_int("queue.max_deliveries", q.get("max_deliveries", dq.max_deliveries), 1, 1000),
-        max_attempts=_int("queue.max_attempts", q.get("max_attempts", dq.max_attempts), 1, 1000),
-        retry_base=_float("queue.retry_base", q.get("retry_base", dq.retry_base), 0.001),
-        retry_max=_float("queue.retry_max", q.get("retry_max", dq.retry_max), 0.001),
-        stop_timeout=_float("queue.stop_timeout", q.get("stop_timeout", dq.stop_timeout), 0.0),
+    return QueueConfig(
+        concurrency=parse_int("queue.concurrency", q.get("concurrency", dq.concurrency), 1, 10000),
+        batch=parse_int("queue.batch", q.get("batch", dq.batch), 1, 1000),
+        visibility_timeout=parse_float("queue.visibility_timeout", q.get("visibility_timeout", dq.visibility_timeout), 1.0),
+        max_deliveries=parse_int("queue.max_deliveries", q.get("max_deliveries", dq.max_deliveries), 1, 1000),
+        max_attempts=parse_int("queue.max_attempts", q.get("max_attempts", dq.max_attempts), 1, 1000),
+        retry_base=parse_float("queue.retry_base", q.get("retry_base", dq.retry_base), 0.001),
+        retry_max=parse_float("queue.retry_max", q.get("retry_max", dq.retry_max), 0.001),
+        stop_timeout=parse_float("queue.stop_timeout", q.get("stop_timeout", dq.stop_timeout), 0.0),
     )
 
-    lg = sec("ledger")
-    ledger_url = _ledger_url("ledger.url", lg.get("url", LedgerConfig.url))
+
+def _ledger(lg: dict, base: str) -> LedgerConfig:
+    """[ledger]; a relative SQLite path is relative to the config file."""
+    ledger_url = check_ledger_url("ledger.url", lg.get("url", LedgerConfig.url))
     if ledger_url.startswith("sqlite:///"):
         rel = ledger_url[len("sqlite:///"):]
         if rel and not os.path.isabs(rel) and rel != ":memory:":
             ledger_url = "sqlite:///" + os.path.join(base, rel)
     ledger = LedgerConfig(url=ledger_url)
+    return ledger
 
-    t = sec("telegram")
+
+def _telegram(t: dict) -> TelegramConfig:
     dt = TelegramConfig()
-    language = _str("telegram.language", t.get("language", dt.language)).strip().lower()
+    language = parse_text("telegram.language", t.get("language", dt.language)).strip().lower()
     if language not in ("ru", "en"):
         raise ConfigError("telegram.language", f"{language!r} is not supported", 'use "ru" or "en"')
-    token = _str("telegram.token", t.get("token", "")).strip()
+    token = parse_text("telegram.token", t.get("token", "")).strip()
     if token and not re.fullmatch(r"\d{3,20}:[A-Za-z0-9_-]{20,80}", token):
         raise ConfigError("telegram.token", "does not look like a bot token", "copy the token from @BotFather, e.g. 123456:ABC-DEF...")
-    telegram = TelegramConfig(
+    return TelegramConfig(
         token=token,
-        api_url=_http_url("telegram.api_url", t.get("api_url", dt.api_url)),
-        channel_id=_int("telegram.channel_id", t.get("channel_id", 0)),
-        admins=tuple(_int("telegram.admins", a) for a in _list("telegram.admins", t.get("admins", []))),
+        api_url=check_http_url("telegram.api_url", t.get("api_url", dt.api_url)),
+        channel_id=parse_int("telegram.channel_id", t.get("channel_id", 0)),
+        admins=tuple(parse_int("telegram.admins", a) for a in parse_list("telegram.admins", t.get("admins", []))),
         language=language,
-        poll_timeout=_int("telegram.poll_timeout", t.get("poll_timeout", dt.poll_timeout), 0, 100),
+        poll_timeout=parse_int("telegram.poll_timeout", t.get("poll_timeout", dt.poll_timeout), 0, 100),
     )
 
+
+def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
+    """[[plans]]: each with a unique id, a title, a price and days."""
     raw_plans = doc.get("plans", [])
     if not isinstance(raw_plans, list):
         raise ConfigError("plans", "must be an array of tables", "write each plan as [[plans]] with id, title, price, days")
-    plans = []
+    plans: list[Plan] = []
     for i, p in enumerate(raw_plans):
         key = f"plans[{i}]"
         if not isinstance(p, dict):
@@ -514,27 +400,28 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
         unknown = set(p) - {"id", "title", "price", "days"}
         if unknown:
             raise ConfigError(f"{key}.{sorted(unknown)[0]}", "is not a known key", "a plan has only id, title, price and days")
-        pid = _str(f"{key}.id", p["id"])
+        pid = parse_text(f"{key}.id", p["id"])
         if not _PLAN_ID.fullmatch(pid):
             raise ConfigError(f"{key}.id", f"{pid!r} is not a plan id", "use 1-32 letters, digits, '-' or '_'")
         if any(x.id == pid for x in plans):
             raise ConfigError(f"{key}.id", f"{pid!r} is used twice", "give every plan its own id")
-        title = _str(f"{key}.title", p["title"]).strip()
+        title = parse_text(f"{key}.title", p["title"]).strip()
         if not title or len(title) > 100:
             raise ConfigError(f"{key}.title", "must be 1-100 characters", 'write a short title, e.g. "1 month"')
-        plans.append(Plan(pid, title, _money(f"{key}.price", p["price"]), _int(f"{key}.days", p["days"], 1, 3660)))
+        plans.append(Plan(pid, title, parse_money(f"{key}.price", p["price"]), parse_int(f"{key}.days", p["days"], 1, 3660)))
+    return tuple(plans)
 
-    dn = sec("donations")
+
+def _donations(dn: dict) -> DonationsConfig:
     dd = DonationsConfig()
     donations = DonationsConfig(
-        enabled=_bool("donations.enabled", dn.get("enabled", dd.enabled)),
-        min=_money("donations.min", dn.get("min", str(dd.min))),
-        max=_money("donations.max", dn.get("max", str(dd.max))),
+        enabled=parse_bool("donations.enabled", dn.get("enabled", dd.enabled)),
+        min=parse_money("donations.min", dn.get("min", str(dd.min))),
+        max=parse_money("donations.max", dn.get("max", str(dd.max))),
     )
     if donations.min > donations.max:
         raise ConfigError("donations.min", f"{donations.min} is above donations.max {donations.max}", "make min at most max")
-
-    return Config(server, yoomoney, links, redis, queue, ledger, telegram, tuple(plans), donations)
+    return donations
 
 
 def require_secrets(config: Config, roles: set[str]) -> None:
