@@ -23,6 +23,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from ymds.config import load_config
 from ymds.sandbox import SandboxResource
+from ymds.sandbox.resource import FormError, QuickpayForm, parse_quickpay
 from ymds.yoomoney.notification import notification_from_fields, parse_notification
 from ymds.yoomoney.signature import verify
 from ymds.yoomoney.test_notification import send_test_notification
@@ -110,7 +111,7 @@ class SandboxTestCase(unittest.TestCase):
 
     def quickpay(self, **changes):
         form = {"receiver": WALLET, "quickpay-form": "button", "paymentType": "AC", "sum": "100.00",
-                "label": "abcdefgh12345", "successURL": "https://shop.example/thanks?x=1"}
+                "label": "abcdefgh12345", "successURL": "http://127.0.0.1:1/thanks?x=1"}
         form.update(changes)
         return [(k, v) for k, v in form.items() if v is not None]
 
@@ -123,7 +124,16 @@ class SandboxTestCase(unittest.TestCase):
                     ("unaccepted", "codepro", "test_notification", "duplicate", "fail_first", "action")}
         data = self.quickpay(**changes) + [("action", switches.pop("action", "pay"))]
         data += [(name, "true") for name, on in switches.items() if on]
+        data.append(("csrf", self.csrf_for(data)))
         return await self.post("/quickpay/pay", data)
+
+    def csrf_for(self, data) -> str:
+        """The token the confirm page would have given for these fields ("" if they are bad)."""
+        try:
+            form = parse_quickpay(dict(data), self.config.yoomoney.wallet, self.config.server.public_url)
+        except FormError:
+            return ""
+        return self.sandbox.csrf_token(form)
 
 
 def inline(f):
@@ -196,7 +206,7 @@ class PayTests(SandboxTestCase):
     async def test_card_payment(self):
         response, _ = await self.pay(paymentType="AC", sum="100.00")
         self.assertEqual(response.code, 303)
-        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"https://shop.example/thanks?x=1"])
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://127.0.0.1:1/thanks?x=1"])
         self.assertEqual(self.receiver.times(), [0])
         note = parse_notification(self.receiver.received[0][1])
         self.assertEqual(note.notification_type, "card-incoming")
@@ -241,7 +251,7 @@ class PayTests(SandboxTestCase):
         response, body = await self.pay(action="decline")
         self.assertEqual(response.code, 200)
         self.assertIn("Payment declined", body.decode("utf-8"))
-        self.assertIn("https://shop.example/thanks?x=1", body.decode("utf-8"))
+        self.assertIn("http://127.0.0.1:1/thanks?x=1", body.decode("utf-8"))
         self.assertEqual(self.receiver.received, [])
         self.assertEqual(len(self.sandbox.store), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -648,3 +658,45 @@ class TestNotificationTests(SandboxTestCase):
         self.receiver.hang = True
         with self.assertRaises(defer.TimeoutError):
             await send_test_notification(reactor, self.notify_url, SECRET, timeout=0.5)
+
+
+class SandboxFormSafetyTests(SandboxTestCase):
+    """Issue 14: the pay form needs the confirm page's CSRF token, and the sandbox never
+    redirects a browser outside server.public_url."""
+
+    @inline
+    async def test_pay_without_token_is_refused(self):
+        data = self.quickpay() + [("action", "pay")]
+        response, body = await self.post("/quickpay/pay", data)
+        self.assertEqual(response.code, 400)
+        self.assertIn("confirm page", body.decode("utf-8"))
+        self.assertEqual(list(self.sandbox.store.newest_first()), [])
+        self.assertEqual(self.receiver.received, [])
+
+    @inline
+    async def test_token_is_bound_to_the_form(self):
+        data = self.quickpay() + [("action", "pay")]
+        token = self.csrf_for(data)
+        changed = self.quickpay(sum="5000.00") + [("action", "pay"), ("csrf", token)]
+        response, _ = await self.post("/quickpay/pay", changed)
+        self.assertEqual(response.code, 400)
+        self.assertEqual(self.receiver.received, [])
+
+    @inline
+    async def test_confirm_page_carries_the_token(self):
+        response, body = await self.post("/quickpay/confirm", self.quickpay())
+        self.assertEqual(response.code, 200)
+        self.assertIn(f'name="csrf" value="{self.csrf_for(self.quickpay())}"', body.decode("utf-8"))
+
+    @inline
+    async def test_success_url_outside_public_url_is_refused(self):
+        for url in ("https://evil.example/thanks", "http://127.0.0.1:2/thanks", "https://127.0.0.1:1/thanks",
+                    "http://127.0.0.1:1@evil.example/"):
+            response, _ = await self.post("/quickpay/confirm", self.quickpay(successURL=url))
+            self.assertEqual(response.code, 400, url)
+            data = self.quickpay(successURL=url) + [("action", "pay")]
+            data.append(("csrf", self.sandbox.csrf_token(QuickpayForm(WALLET, "AC", Decimal("100.00"), "abcdefgh12345", url))))
+            response, _ = await self.post("/quickpay/pay", data)
+            self.assertEqual(response.code, 400, url)
+            self.assertIsNone(response.headers.getRawHeaders(b"location"))
+        self.assertEqual(self.receiver.received, [])

@@ -64,10 +64,10 @@ def _money(value: Decimal) -> str:
     return f"{value:.2f} ₽"
 
 
-def confirm_page(form, credited: Decimal, action: str = "pay") -> Tag:
+def confirm_page(form, credited: Decimal, action: str = "pay", csrf: str = "") -> Tag:
     hidden = [tags.input(type="hidden", name=name, value=value) for name, value in (
         ("receiver", form.receiver), ("sum", f"{form.sum:.2f}"), ("label", form.label),
-        ("paymentType", form.payment_type), ("successURL", form.success_url))]
+        ("paymentType", form.payment_type), ("successURL", form.success_url), ("csrf", csrf))]
     switches = [tags.label(tags.input(type="checkbox", name=name, value="true"), " ", text) for name, text in SWITCHES]
     return _page(
         "Подтверждение оплаты / Confirm payment",

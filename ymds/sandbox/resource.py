@@ -1,7 +1,8 @@
 """A local YooMoney for the demo, tests and dry runs, mounted at /sandbox.
 
-- ``POST quickpay/confirm``: the quickpay form lands here and gets a TEST WALLET page.
-- ``POST quickpay/pay``: Pay creates an operation, notifies the shop (signed with the
+- ``POST quickpay/confirm``: the quickpay form lands here and gets a TEST WALLET page
+  (successURL must be on ``server.public_url``: the sandbox redirects nowhere else).
+- ``POST quickpay/pay``: needs the confirm page's CSRF token; Pay creates an operation, notifies the shop (signed with the
   configured secret by ``sign``, ``sha1`` or ``both``; YooMoney's retry schedule on the
   injected clock) and redirects the browser (303) to successURL; Decline shows a page.
 - ``POST api/operation-history`` and ``api/operation-details``: the wallet API for the
@@ -74,7 +75,14 @@ def _args(request) -> dict[str, str]:
     return values
 
 
-def parse_quickpay(args: dict[str, str], wallet: str) -> QuickpayForm:
+def _same_site(url: str, public_url: str) -> bool:
+    """True when ``url`` has public_url's scheme, host and port (the sandbox never sends a
+    browser anywhere else: it must not become an open redirect)."""
+    a, b = urlsplit(url), urlsplit(public_url)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def parse_quickpay(args: dict[str, str], wallet: str, public_url: str | None = None) -> QuickpayForm:
     receiver = args.get("receiver", "").strip()
     if not receiver:
         raise FormError("receiver is missing / не указан получатель")
@@ -96,6 +104,8 @@ def parse_quickpay(args: dict[str, str], wallet: str) -> QuickpayForm:
         parts = urlsplit(success_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or any(c in success_url for c in "\r\n\x00"):
             raise FormError("successURL must be an http(s) URL / successURL должен быть адресом http(s)")
+        if public_url is not None and not _same_site(success_url, public_url):
+            raise FormError(f"successURL must be on {public_url} / successURL должен вести на {public_url}")
     return QuickpayForm(receiver, payment_type, Decimal(raw_sum).quantize(Decimal("0.01")), label, success_url)
 
 
@@ -149,8 +159,19 @@ class Sandbox:
             http_client, self._pool = make_http_client(reactor, trust_pem=trust_pem, insecure_local_tls=insecure_local_tls)
         self.notifier = Notifier(reactor, self.clock, http_client, timeout=delivery_timeout)
         self._count = 0
+        # Pay/Decline need a token from the confirm page: another site cannot make a
+        # visitor's browser mint signed notifications.  Per start: pages die with the process.
+        self._csrf_key = secrets.token_bytes(32)
         if not config.yoomoney.notification_secret:
             log.warn("sandbox: no yoomoney.notification_secret, its notifications will not verify")
+
+    def csrf_token(self, form: QuickpayForm) -> str:
+        """The token the confirm page puts in its form; bound to the form's fields."""
+        message = "\x1f".join((form.receiver, form.payment_type, f"{form.sum:.2f}", form.label, form.success_url))
+        return hmac.new(self._csrf_key, message.encode("utf-8"), "sha256").hexdigest()
+
+    def csrf_ok(self, form: QuickpayForm, token: str) -> bool:
+        return hmac.compare_digest(token.encode("utf-8", "replace"), self.csrf_token(form).encode("ascii"))
 
     async def stop(self) -> None:
         self.notifier.stop()
@@ -290,9 +311,10 @@ class _ConfirmPage(Resource):
 
     def render_POST(self, request):
         try:
-            form = parse_quickpay(_args(request), self._sandbox.config.yoomoney.wallet)
-            credited = credited_amount(form.sum, form.payment_type, self._sandbox.config.yoomoney)
-            page, status = pages.confirm_page(form, credited), 200
+            config = self._sandbox.config
+            form = parse_quickpay(_args(request), config.yoomoney.wallet, config.server.public_url)
+            credited = credited_amount(form.sum, form.payment_type, config.yoomoney)
+            page, status = pages.confirm_page(form, credited, csrf=self._sandbox.csrf_token(form)), 200
         except FormError as e:
             page, status = pages.error_page(str(e)), 400
         _write_page(request, status, page).addErrback(_fail, request)
@@ -315,7 +337,10 @@ class _PayAction(Resource):
     async def _handle(self, request) -> None:
         try:
             args = _args(request)
-            form = parse_quickpay(args, self._sandbox.config.yoomoney.wallet)
+            form = parse_quickpay(args, self._sandbox.config.yoomoney.wallet, self._sandbox.config.server.public_url)
+            if not self._sandbox.csrf_ok(form, args.get("csrf", "")):
+                raise FormError("this form did not come from the sandbox's confirm page: open the pay link again "
+                                "/ форма пришла не со страницы подтверждения песочницы: откройте ссылку оплаты заново")
             action = args.get("action", "")
             if action == "decline":
                 await _write_page(request, 200, pages.declined_page(form.success_url))
