@@ -10,9 +10,9 @@ local timers' jitter: a single process pacing itself never waits here.
 
 from __future__ import annotations
 
-from twisted.internet import task
 
 from ymds.bot.store import run_script
+from ymds.util.clock import sleep
 
 _TURN = """
 local t = redis.call('TIME')
@@ -40,4 +40,4 @@ class RedisPacer:
         wait_us = int(await run_script(self.redis, _TURN, [self.key], [self.interval_us, self.tolerance_us]))
         if wait_us > 0:
             self.waited += wait_us / 1_000_000
-            await task.deferLater(self.clock, wait_us / 1_000_000)
+            await sleep(self.clock, wait_us / 1_000_000)

@@ -19,6 +19,7 @@ from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 
+from ymds.util.clock import sleep
 from ymds.bot.errors import (BadRequest, Conflict, NetworkError, RetryAfter, ServerError, TelegramError,
                              Unauthorized)
 
@@ -93,7 +94,7 @@ class PollingService(Service):
     # --- lease ----------------------------------------------------------------------------
 
     async def _sleep(self, seconds: float) -> None:
-        self._nap = task.deferLater(self.clock, seconds)
+        self._nap = sleep(self.clock, seconds)
         try:
             await self._nap
         except CancelledError:

@@ -13,7 +13,7 @@ import itertools
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer, task as ttask
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -23,6 +23,7 @@ from ymds.queue.interfaces import IJobQueue
 from ymds.queue.keys import GROUP, QueueKeys, check_name, reply_list
 from ymds.queue.redis import RedisConnection, RedisPool, RedisTime, ResponseError, is_transient, parse_redis_url, process_token
 from ymds.queue.stats import QueueStats
+from ymds.util.clock import sleep
 
 log = Logger()
 
@@ -224,7 +225,7 @@ class RedisJobQueue(Service):
                 if not is_transient(e) or self.reactor.seconds() + delay > deadline:
                     raise
                 log.warn("enqueue to {queue}: {error}; retrying", queue=keys.queue, error=str(e))
-                await ttask.deferLater(self.reactor, delay)
+                await sleep(self.reactor, delay)
                 delay = min(delay * 2, 1.0)
 
     # --- RPC ----------------------------------------------------------------------------
@@ -308,7 +309,7 @@ class RedisJobQueue(Service):
                         break
                     if not is_transient(e):
                         log.failure("reading RPC replies")
-                    await ttask.deferLater(self.reactor, delay)
+                    await sleep(self.reactor, delay)
                     delay = min(delay * 2, 1.0)
                     continue
                 delay = 0.05
