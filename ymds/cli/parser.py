@@ -38,12 +38,14 @@ class Parser(argparse.ArgumentParser):
 
 def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     """The options accepted anywhere on the line; ``top`` for the main parser (real defaults)."""
-    late = {} if top else {"default": argparse.SUPPRESS}
+    late: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     common_options.add_to_argparse(parser, common_options.CONFIG, **late)
     # argparse copies a subparser's values over the main parser's: later --set go to their own
     # list, which parse_arguments appends to the earlier ones.
-    common_options.add_to_argparse(parser, common_options.SET, action="append",
-                                   dest="set" if top else "set_late", **({"default": []} if top else late))
+    if top:
+        common_options.add_to_argparse(parser, common_options.SET, action="append", dest="set", default=[])
+    else:
+        common_options.add_to_argparse(parser, common_options.SET, action="append", dest="set_late", **late)
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP, **late)
 
 

@@ -14,7 +14,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 from ymds.cli.command import Command, positive
 from ymds.cli.context import Context
@@ -85,7 +85,7 @@ def _filters(ctx: Context) -> dict[str, Any]:
 async def cmd_payments(ctx: Context) -> int:
     ledger = await ctx.ledger()
     a = ctx.args
-    kept = deque(maxlen=None if a.all else a.limit)
+    kept: deque[Any] = deque(maxlen=None if a.all else a.limit)
     total = 0
     paid_sum = Decimal("0.00")
     credited_sum = Decimal("0.00")
@@ -111,44 +111,53 @@ async def cmd_payments(ctx: Context) -> int:
     return EXIT_OK
 
 
+async def _write_export(stream: IO[str], fmt: str, payments: AsyncIterator[Any], progress: Any) -> None:
+    """Write ``payments`` to ``stream`` one record at a time (a JSON array element by element)."""
+    if fmt == "csv":
+        writer = csv.writer(stream, lineterminator="\r\n")
+        writer.writerow(EXPORT_FIELDS)
+        async for p in payments:
+            record = payment_record(p)
+            writer.writerow([csv_safe(record[f]) for f in EXPORT_FIELDS])
+            progress.add()
+    elif fmt == "jsonl":
+        async for p in payments:
+            stream.write(dumps(payment_record(p)) + "\n")
+            progress.add()
+    else:
+        stream.write("[")
+        first = True
+        async for p in payments:
+            stream.write(("\n" if first else ",\n") + dumps(payment_record(p)))
+            first = False
+            progress.add()
+        stream.write("\n]\n" if not first else "]\n")
+    stream.flush()
+
+
+def _open_partial(target: str) -> tuple[str, IO[str]]:
+    """``TARGET.part``, owner-only, renamed to TARGET when the export is complete."""
+    partial = target + ".part"
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        raise usage(f"--output: cannot write {partial}: {e.strerror}") from None
+    return partial, io.open(fd, "w", encoding="utf-8", newline="")
+
+
 async def cmd_export(ctx: Context) -> int:
     from ymds.progress import Progress
     a = ctx.args
     ledger = await ctx.ledger()
-    filters = _filters(ctx)
+    payments = iter_payments(ledger, _filters(ctx))
     target = a.output
+    partial: str | None = None
+    stream = ctx.out
     if target and target != "-":
-        partial = target + ".part"
-        try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        except OSError as e:
-            raise usage(f"--output: cannot write {partial}: {e.strerror}") from None
-        stream = io.open(fd, "w", encoding="utf-8", newline="")
-    else:
-        partial = None
-        stream = ctx.out
+        partial, stream = _open_partial(target)
     progress = Progress("export", ctx.note, ctx.reactor, every=a.progress_every, unit="payments")
     try:
-        if a.format == "csv":
-            writer = csv.writer(stream, lineterminator="\r\n")
-            writer.writerow(EXPORT_FIELDS)
-            async for p in iter_payments(ledger, filters):
-                record = payment_record(p)
-                writer.writerow([csv_safe(record[f]) for f in EXPORT_FIELDS])
-                progress.add()
-        elif a.format == "jsonl":
-            async for p in iter_payments(ledger, filters):
-                stream.write(dumps(payment_record(p)) + "\n")
-                progress.add()
-        else:  # one JSON array, written element by element
-            stream.write("[")
-            first = True
-            async for p in iter_payments(ledger, filters):
-                stream.write(("\n" if first else ",\n") + dumps(payment_record(p)))
-                first = False
-                progress.add()
-            stream.write("\n]\n" if not first else "]\n")
-        stream.flush()
+        await _write_export(stream, a.format, payments, progress)
     except BaseException:
         if partial is not None:
             stream.close()
@@ -161,8 +170,6 @@ async def cmd_export(ctx: Context) -> int:
     where = f" to {target}" if partial is not None else ""
     progress.done(f", done{where}")
     return EXIT_OK
-
-
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:

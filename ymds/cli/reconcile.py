@@ -46,7 +46,7 @@ async def cmd_reconcile(ctx: Context) -> int:
             if kind in counts:
                 counts[kind] += 1
             if kind in ("applied", "released"):
-                applied.append((op, result.outcome))
+                applied.append((op, getattr(result, "outcome", kind)))  # an ApplyResult for these kinds
     except (InvalidToken, InsufficientScope) as e:
         raise usage(f"wallet API: {e}; issue a new token with operation-history and operation-details") from None
     except WalletAPIError as e:

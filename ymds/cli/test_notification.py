@@ -37,8 +37,7 @@ async def cmd_test_notification(ctx: Context) -> int:
                                                     insecure_local_tls=a.insecure, timeout=a.timeout)
     except Exception as e:
         from twisted.internet.defer import TimeoutError as DeferredTimeout
-        why = f"no answer within {a.timeout:g}s" if isinstance(e, DeferredTimeout) else printable(
-            getattr(e, "reasons", None) and e.reasons[0].getErrorMessage() or str(e) or type(e).__name__, 200)
+        why = f"no answer within {a.timeout:g}s" if isinstance(e, DeferredTimeout) else printable(_reason(e), 200)
         raise unreachable(f"test notification: cannot reach {url}: {why}") from None
     answer = printable(body.decode("utf-8", "replace").strip() or "(empty)", 80)
     ctx.say(f"POST {url}: HTTP {status} {answer}")
@@ -56,6 +55,14 @@ async def cmd_test_notification(ctx: Context) -> int:
     }
     ctx.note("ymds: " + hints.get(status, "unexpected answer: YooMoney counts only 200 as delivered"))
     return EXIT_ATTENTION
+
+
+def _reason(e: Exception) -> str:
+    """The first reason of a ResponseFailed-like error (``reasons``: Failures), else its text."""
+    reasons = getattr(e, "reasons", None)
+    if reasons:
+        return str(reasons[0].getErrorMessage())
+    return str(e) or type(e).__name__
 
 
 def _test_notification_arguments(p: argparse.ArgumentParser) -> None:
