@@ -312,7 +312,7 @@ class ChatModel:
     def m_getChatMember(self, params):
         chat = self.chat(_int_param(params, "chat_id", required=True))
         user_id = _int_param(params, "user_id", required=True)
-        if self.member(chat, self.bot["id"]).status in ("left", "kicked") and user_id != self.bot["id"]:
+        if self.member(chat, self.bot["id"]).status in ("left", "kicked"):  # it cannot see the chat
             raise _Answer(400, "Bad Request: chat not found")
         return self.member_object(chat, user_id)
 
