@@ -31,7 +31,7 @@ PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held"
 
 
 class AdminLayout(Element):
-    loader = XMLFile(TEMPLATES.child("admin_layout.xml"))  # type: ignore[assignment]  # zope interface
+    loader = XMLFile(TEMPLATES.child("admin_layout.xml"))
 
     def __init__(self, lang: str, title: str, content: Tag, path: str, csrf: str | None, active: str | None):
         super().__init__()
@@ -76,7 +76,7 @@ def render_page(lang: str, title: str, content: Tag, path: str, csrf: str | None
     out: list[bytes] = []
     failures: list = []
     layout = AdminLayout(lang, title, content, path, csrf, active)
-    flattenString(None, layout).addCallbacks(  # type: ignore[arg-type]  # an IRenderable
+    flattenString(None, layout).addCallbacks(
         out.append, failures.append)
     if failures:
         failures[0].raiseException()

@@ -66,8 +66,10 @@ class _BoundedBody(Protocol):
         self._stop()
 
     def _stop(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()
+        # a response body's transport is its IPushProducer (twisted.web.client's body protocol)
+        producer: Any = self.transport
+        if producer is not None:
+            producer.stopProducing()
 
 
 def read_body(response: Any, limit: int, truncate: bool = False) -> Deferred[bytes]:
