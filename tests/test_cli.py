@@ -772,6 +772,18 @@ class Parser(unittest.TestCase):
         self.assertRaises(ValueError, common_options.parse_override, "nodot=1")
 
 
+    def test_console_script_is_main(self):
+        import configparser
+        import importlib
+        import ymds.cli
+        setup = configparser.ConfigParser()
+        setup.read(os.path.join(REPO, "setup.cfg"))
+        scripts = dict(line.replace(" ", "").split("=", 1)
+                       for line in setup["options.entry_points"]["console_scripts"].strip().splitlines())
+        module, _, function = scripts["ymds"].partition(":")
+        self.assertIs(getattr(importlib.import_module(module), function), ymds.cli.main)
+
+
 class InProcess(unittest.TestCase):
     """``run(reactor, argv, ...)``: the whole command on a given reactor, without a subprocess."""
 
