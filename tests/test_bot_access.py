@@ -128,11 +128,25 @@ class InviteTests(AccessTestBase):
         self.assertEqual(len(links), 1)
         self.assertEqual(self.live_links(), list(links))
 
-    @as_deferred
-    async def test_presses_at_once_still_give_one_link(self):
-        results = await defer.gatherResults([defer.Deferred.fromCoroutine(self.link_for(11)) for _ in range(5)])
-        self.assertEqual(len(set(results)), 1)
-        self.assertEqual(len(self.live_links()), 1)
+    def test_presses_at_once_in_one_process_make_one_link(self):
+        self.api = BotCalls(FakeCaller(self.fake, self.clock, delay=0.5))  # every call takes a while
+        self.issuer = InviteIssuer(self.api, MemoryInviteStore(), self.clock)
+        pressed = defer.gatherResults([defer.Deferred.fromCoroutine(self.link_for(11)) for _ in range(5)])
+        self.clock.pump([0.5] * 10)
+        self.assertEqual(len(set(self.successResultOf(pressed))), 1)
+        self.assertEqual(len(self.fake.calls_of("createChatInviteLink")), 1)
+
+    def test_presses_at_once_in_two_processes_leave_one_live_link(self):
+        store = MemoryInviteStore()  # the ledger, shared
+        slow = BotCalls(FakeCaller(self.fake, self.clock, delay=0.5))
+        issuers = [InviteIssuer(slow, store, self.clock), InviteIssuer(slow, store, self.clock)]
+        pressed = defer.gatherResults([defer.Deferred.fromCoroutine(issuer.invite(12, CHANNEL, 1_700_100_000))
+                                       for issuer in issuers])
+        self.clock.pump([0.5] * 10)
+        (first, _), (second, _) = self.successResultOf(pressed)
+        self.assertEqual(first, second)
+        self.assertEqual(self.live_links(), [first.invite_link])  # the loser revoked its own
+        self.assertEqual(len(self.fake.calls_of("createChatInviteLink")), 2)
 
     @as_deferred
     async def test_a_link_about_to_expire_is_revoked_before_a_new_one_is_made(self):
@@ -209,6 +223,34 @@ class DoorTests(AccessTestBase):
         self.fake.admin_adds(FREE, 25)
         self.assertEqual(await self.cycle(), ["ignored"])
         self.assertIn(25, self.fake.members(FREE))
+
+
+class LoadTests(AccessTestBase):
+    @as_deferred
+    async def test_200_subscribers_and_50_intruders_at_once_leave_exactly_the_200(self):
+        await self.cycle()
+        subscribers, intruders = range(2000, 2200), range(5000, 5050)
+        links = []
+        for user in subscribers:
+            self.policy.subscribe(user, CHANNEL)
+            links.append(await self.link_for(user))
+        old_link = self.fake.chat_model.primary_link(CHANNEL)
+        for i, user in enumerate(intruders):  # leaked links, the old primary link, added by hand
+            if i % 3 == 0:
+                self.assertEqual(self.fake.user_joins_by_link(user, links[i]), "requested")
+            elif i % 3 == 1:
+                self.fake.user_joins_by_link(user, old_link)
+            else:
+                self.fake.admin_adds(CHANNEL, user)
+        for user, link in zip(subscribers, links):
+            self.fake.user_joins_by_link(user, link)
+        while await self.cycle():
+            pass
+        self.assertEqual(self.fake.members(CHANNEL), sorted([*subscribers, OWNER_ID]))
+        self.assertEqual(self.fake.chat_model.pending_requests(CHANNEL), [])
+        self.assertEqual(len(self.removals), 33)  # the other 17 were declined, never in
+        self.clock.advance(60)
+        self.assertEqual(len(self.alerts), 1)
 
 
 class DigestTests(AccessTestBase):

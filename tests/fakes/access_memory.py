@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from tests.fakes.fake_telegram import DEFAULT_TOKEN, FakeBotAPI
 from ymds.bot.access.invites import LiveInvite
@@ -56,12 +56,17 @@ class MemoryInviteStore:
 
 
 class FakeCaller:
-    """``call(method, params)`` answered by the fake directly (no HTTP), errors typed as BotAPI does."""
+    """``call(method, params)`` answered by the fake directly (no HTTP), errors typed as
+    BotAPI does; with ``delay``, each call takes that long on ``clock`` (for races)."""
 
-    def __init__(self, fake: FakeBotAPI):
+    def __init__(self, fake: FakeBotAPI, clock=None, delay: float = 0.0):
         self.fake = fake
+        self.clock = clock
+        self.delay = delay
 
     async def call(self, method: str, params: dict | None = None) -> Any:
+        if self.delay:
+            await task.deferLater(self.clock, self.delay, lambda: None)
         answer = self.fake.handle(DEFAULT_TOKEN, method, dict(params or {}))
         if isinstance(answer, defer.Deferred):
             answer = await answer
