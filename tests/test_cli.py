@@ -828,6 +828,27 @@ class InProcess(unittest.TestCase):
         self.assertIn("invalid choice: 'bogus'", sys.stderr.getvalue())
 
 
+    async def test_a_new_command_group_is_one_registry_entry_and_a_bug_is_status_4(self):
+        from ymds.cli import registry
+        from ymds.cli.command import Command
+
+        async def divide(ctx):
+            ctx.say(f"config {os.path.basename(ctx.args.config)}")
+            return 1 // ctx.args.by
+
+        def arguments(p):
+            p.add_argument("--by", type=int, default=1, help="the divisor")
+
+        group = SimpleNamespace(COMMANDS=(Command("divide", "divide one by --by", arguments, divide),))
+        self.patch(registry, "GROUPS", registry.GROUPS + (group,))
+        out, err, status = await self.run_ymds("divide", "-c", self.config_path, "--by", "1")
+        self.assertEqual((out, err, status), ("config ymds.toml\n", "", 1))
+        out, err, status = await self.run_ymds("divide", "-c", self.config_path, "--by", "0")
+        self.assertEqual(status, 4)
+        self.assertTrue(err.startswith("ymds: internal error (please report it):\nTraceback"), err)
+        self.assertIn("ZeroDivisionError", err)
+
+
 class Version(CLITestCase):
 
     async def test_version_is_the_package_version(self):

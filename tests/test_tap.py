@@ -32,7 +32,7 @@ class PluginTests(unittest.TestCase):
     def test_ymds_help(self):
         result = run_twistd(["ymds", "--help"])
         self.assertEqual(result.returncode, 0, result.stderr)
-        for option in ("--config", "--roles", "--demo", "--check", "--log-format", "--data-dir"):
+        for option in ("--config", "--roles", "--set", "--demo", "--check", "--log-format", "--data-dir"):
             self.assertIn(option, result.stdout)
 
     def test_bad_roles_is_usage_error(self):
