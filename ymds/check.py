@@ -61,6 +61,21 @@ def check_redis(url: str, timeout: float = 2.0) -> tuple[bool, str]:
         return False, f"cannot reach {parts.hostname or parts.path}: {e.strerror or e}"
 
 
+def redis_exposure_warning(url: str) -> str | None:
+    """A warning when redis.url reaches a Redis beyond this host without a password or TLS
+    (the queue carries payments: anyone on that network could read or inject jobs)."""
+    from ymds.config import is_loopback_url
+
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or is_loopback_url(url):
+        return None
+    has_password = bool(parts.password) or bool(parse_qs(parts.query).get("password"))
+    if has_password:
+        return "plain TCP to a Redis on another host: prefer rediss:// (TLS)"
+    return ("a Redis on another host without a password or TLS: set an ACL user and password "
+            "(redis://ymds:PASSWORD@host) and prefer rediss:// (see docs/OPERATIONS.md)")
+
+
 def check_ledger(url: str) -> tuple[bool, str]:
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
@@ -99,6 +114,9 @@ def run_check(config: Config, roles: set[str], write) -> int:
     good, detail = check_redis(config.redis.url)
     ok &= good
     write(f"redis: {'ok' if good else 'FAILED'} ({detail})")
+    warning = redis_exposure_warning(config.redis.url)
+    if warning:
+        write(f"redis: WARNING {warning}")
     if "billing" in roles:
         good, detail = check_ledger(config.ledger.url)
         ok &= good
