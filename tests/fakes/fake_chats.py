@@ -273,7 +273,8 @@ class ChatModel:
             raise _Answer(400, "Bad Request: member limit must be between 1 and 99999")
         creates_join_request = _bool_param(params, "creates_join_request")
         if creates_join_request and member_limit is not None:
-            raise _Answer(400, "Bad Request: member limit can't be specified for links requiring administrator approval")
+            raise _Answer(400, "Bad Request: member limit can't be specified for links requiring "
+                               "administrator approval")
         expire_date = _int_param(params, "expire_date", default=None)
         if expire_date is not None and expire_date <= self.now():
             raise _Answer(400, "Bad Request: EXPIRE_DATE_INVALID")
@@ -290,7 +291,8 @@ class ChatModel:
         chat = self.chat(_int_param(params, "chat_id", required=True))
         status = self.member(chat, self.bot["id"]).status
         if status in ("left", "kicked"):
-            raise _Answer(403, f"Forbidden: bot is not a member of the {'channel' if chat.type == 'channel' else 'supergroup'} chat")
+            kind = "channel" if chat.type == "channel" else "supergroup"
+            raise _Answer(403, f"Forbidden: bot is not a member of the {kind} chat")
         if not self._bot_can(chat, right):
             raise _Answer(400, refusal)
         return chat

@@ -62,7 +62,8 @@ def _is_member(member: object) -> bool:
     if not isinstance(member, dict):
         return False
     status = member.get("status")
-    return status in ("creator", "administrator", "member") or (status == "restricted" and member.get("is_member") is True)
+    return (status in ("creator", "administrator", "member")
+            or (status == "restricted" and member.get("is_member") is True))
 
 
 def removal_reason(change: dict) -> str:
@@ -159,7 +160,8 @@ class DoorKeeper:
         try:
             await self._api.sendMessage(private_chat, text, button)
         except TelegramError as e:  # cannot write to them (privacy, blocked, flood): decline all the same
-            log.info("access: could not tell a declined requester why: {error}", error=e.description or type(e).__name__)
+            log.info("access: could not tell a declined requester why: {error}",
+                     error=e.description or type(e).__name__)
 
     # --- members ----------------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ def problems_of(chat_id: int, member: object) -> list[RightsProblem]:
     if status != "administrator":
         return [RightsProblem(chat_id, "not_admin")]
     assert isinstance(member, dict)
-    return [RightsProblem(chat_id, "missing_right", right) for right in REQUIRED_RIGHTS if member.get(right) is not True]
+    return [RightsProblem(chat_id, "missing_right", right)
+            for right in REQUIRED_RIGHTS if member.get(right) is not True]
 
 
 async def check_bot_rights(api: ChatAdminAPI, chats: Iterable[int], bot_id: int | None = None) -> list[RightsProblem]:
