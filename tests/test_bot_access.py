@@ -277,6 +277,23 @@ class DigestTests(AccessTestBase):
         self.assertIn(": 1.", self.alerts[1])
 
     @as_deferred
+    async def test_removal_when_a_subscription_ended_from_every_chat_of_the_plan(self):
+        await self.cycle()
+        self.policy.subscribe(38, CHANNEL, GROUP)
+        for chat in (CHANNEL, GROUP):
+            self.fake.user_joins_by_link(38, await self.link_for(38, chat))
+        await self.cycle()
+        self.policy.expire(38)
+        for chat in (CHANNEL, GROUP):
+            self.assertEqual(await self.keeper.remove(chat, f"Chat {chat}", 38, "expired"), "removed")
+            self.assertEqual(self.fake.member_status(chat, 38), "left")
+        # the joins' own updates come after the removals: nobody is removed or counted twice
+        self.assertEqual(await self.cycle(), ["gone", "gone"] + ["ignored"] * 4)
+        self.clock.advance(60)
+        self.assertEqual(len(self.alerts), 1)
+        self.assertIn("subscription ended 1", self.alerts[0])
+
+    @as_deferred
     async def test_removals_the_bot_cannot_make_are_summed_up_too(self):
         self.fake.make_admin(CHANNEL, BOT_USER["id"], ["can_invite_users"])
         await self.cycle()

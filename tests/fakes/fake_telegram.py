@@ -638,7 +638,9 @@ class ControlResource(resource.Resource):
                 counts[name] = counts.get(name, 0) + 1
             return self._json(request, {"sent": len(fake.sent), "throttled": fake.throttled, "calls": counts,
                                         "pending_updates": fake.pending_updates, "invite_links": fake.invite_links,
-                                        "bans": fake.bans, "callback_answers": fake.callback_answers})
+                                        "bans": fake.bans, "callback_answers": fake.callback_answers,
+                                        "allowed_updates": fake.allowed_updates,
+                                        "suppressed_updates": len(fake.suppressed_updates)})
         request.setResponseCode(404)
         return self._json(request, {"error": "unknown control path"})
 

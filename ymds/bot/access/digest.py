@@ -12,7 +12,8 @@ from ymds.bot.access.texts import say
 
 log = Logger()
 
-REASONS = ("link", "added", "approved", "other")
+# How people got in (DoorKeeper), or "expired" for removals when a subscription (and its grace) ended.
+REASONS = ("link", "added", "approved", "expired", "other")
 
 
 class RemovalDigest:

@@ -7,7 +7,8 @@ write to them: before the request is answered) and the request is declined.
 ``chat_member``: whoever becomes a member of a paid chat without a subscription covering
 it (an old link, added by an administrator, a request approved by a person...) is removed:
 banned for a short while, then unbanned at once so that they can come back after paying.
-Chat administrators, the bot itself and ``telegram.admins`` are never removed.  Each
+Chat administrators, the bot itself and ``telegram.admins`` are never removed; the
+person's status now is asked first (getChatMember), so an old update removes nobody twice.  Each
 removal is logged (chat and reason, no personal data), counted with ``count_removal(reason)``
 and collected into one owner summary per burst (RemovalDigest).
 
@@ -107,7 +108,7 @@ class DoorKeeper:
 
     async def handle(self, update: dict) -> str:
         """Act on one update; the outcome ("approved", "declined", "removed", "kept",
-        "failed", "ignored") for logs and tests."""
+        "gone" (no longer there), "failed", "ignored") for logs and tests."""
         if isinstance(update.get("chat_join_request"), dict):
             return await self.on_join_request(update["chat_join_request"])
         if isinstance(update.get("chat_member"), dict):
@@ -179,6 +180,13 @@ class DoorKeeper:
         if user_id == await self.bot_id() or await self._policy.is_admin(user_id):
             return "kept"
         if await self._policy.covers(user_id, chat_id):
+            return "kept"
+        # The update may be old (handed over again, or the person already left or was
+        # promoted): act on what the chat is now, so that nobody is counted twice.
+        now = await self._api.getChatMember(chat_id, user_id)
+        if not _is_member(now):
+            return "gone"
+        if _dict(now).get("status") in ("creator", "administrator"):
             return "kept"
         return await self.remove(chat_id, title, user_id, removal_reason(change))
 
