@@ -6,7 +6,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from twisted.web import resource, server
 
-from tests.fakes.bot_harness import as_deferred, start_fake
+from tests.fakes.bot_harness import start_fake
 from tests.fakes.fake_telegram import DEFAULT_TOKEN
 from ymds.bot import errors
 from ymds.bot.api import BotAPI
@@ -33,7 +33,6 @@ class BotAPITests(unittest.TestCase):
         for text in texts + tuple(self.logged):
             self.assertNotIn(secret, text)
 
-    @as_deferred
     async def test_get_me_and_send_with_keyboard(self):
         me = await self.api.getMe()
         self.assertEqual(me["username"], "ymds_test_bot")
@@ -47,7 +46,6 @@ class BotAPITests(unittest.TestCase):
         self.assertEqual(sent[0]["reply_markup"], markup)
         self.assertEqual(self.fake.calls_of("sendMessage")[0]["parse_mode"], "HTML")
 
-    @as_deferred
     async def test_channel_methods(self):
         link = await self.api.createChatInviteLink(-1001234567890, member_limit=1, expire_date=2_000_000_000)
         self.assertTrue(link["invite_link"].startswith("https://t.me/+"))
@@ -58,7 +56,6 @@ class BotAPITests(unittest.TestCase):
         self.assertTrue(await self.api.answerCallbackQuery("77", "ok"))
         self.assertTrue(await self.api.deleteWebhook())
 
-    @as_deferred
     async def test_typed_errors(self):
         cases = [
             (400, errors.BadRequest, None), (403, errors.Forbidden, None), (409, errors.Conflict, None),
@@ -76,7 +73,6 @@ class BotAPITests(unittest.TestCase):
             await self.api.sendMessage(1, "x")
         self.assertEqual(caught.exception.retry_after, 7)
 
-    @as_deferred
     async def test_unauthorized_never_shows_the_token(self):
         api = self.client(token="1:" + "w" * 30)
         with self.assertRaises(errors.Unauthorized) as caught:
@@ -84,14 +80,12 @@ class BotAPITests(unittest.TestCase):
         self.assertNotIn("w" * 30, str(caught.exception))
         self.assertNoToken(repr(self.api))
 
-    @as_deferred
     async def test_html_that_telegram_cannot_parse_is_a_bad_request(self):
         for bad in ("<b>open", "a < b", "Tom & Jerry", "<script>x</script>", "</b>"):
             with self.assertRaises(errors.BadRequest, msg=bad):
                 await self.api.sendMessage(5, bad)
         self.assertEqual(self.fake.sent, [])
 
-    @as_deferred
     async def test_network_errors(self):
         dead = self.client(url="http://127.0.0.1:1")
         with self.assertRaises(errors.NetworkError) as caught:
@@ -103,7 +97,6 @@ class BotAPITests(unittest.TestCase):
             await impatient.getMe()
         self.assertIn("no answer within", str(caught.exception))
 
-    @as_deferred
     async def test_not_telegram_json(self):
         class Proxy(resource.Resource):
             isLeaf = True
@@ -126,7 +119,6 @@ class BotAPITests(unittest.TestCase):
             with self.assertRaises(kind, msg=repr(body)):
                 await api.getMe()
 
-    @as_deferred
     async def test_oversized_answer_is_refused(self):
         from ymds.bot import api as api_module
         self.patch(api_module, "MAX_ANSWER_BYTES", 2000)
@@ -136,7 +128,6 @@ class BotAPITests(unittest.TestCase):
         self.assertIn("larger than", str(caught.exception))
         self.assertEqual((await self.api.getMe())["id"], 123456789)  # the client still works
 
-    @as_deferred
     async def test_long_poll_returns_when_an_update_arrives(self):
         pending = self.api.getUpdates(timeout=10)
         reactor.callLater(0.1, self.fake.user_sends, 8, "/start")
@@ -144,7 +135,6 @@ class BotAPITests(unittest.TestCase):
         self.assertEqual(updates[0]["message"]["text"], "/start")
         self.assertEqual(await self.api.getUpdates(offset=updates[0]["update_id"] + 1, timeout=0), [])
 
-    @as_deferred
     async def test_error_from_answer_bounds_hostile_values(self):
         e = errors.error_from_answer("m", 429, {"ok": False, "error_code": 429, "parameters": {"retry_after": 10**9}})
         self.assertEqual(e.retry_after, errors.MAX_RETRY_AFTER)

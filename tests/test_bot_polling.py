@@ -6,7 +6,7 @@ from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher, formatEvent
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import (as_deferred, make_config, new_prefix, pause, shared_redis, start_fake,
+from tests.fakes.bot_harness import (make_config, new_prefix, pause, shared_redis, start_fake,
                                      start_queue, wait_until)
 from tests.fakes.fake_telegram import DEFAULT_TOKEN
 from ymds.bot.api import BotAPI
@@ -57,7 +57,6 @@ class PollingTestBase(unittest.TestCase):
 
 
 class OffsetTests(PollingTestBase):
-    @as_deferred
     async def test_restart_neither_loses_nor_repeats(self):
         first = self.start(self.poller())
         ids = [self.fake.user_sends(10 + i, f"hello {i}")["update_id"] for i in range(3)]
@@ -74,7 +73,6 @@ class OffsetTests(PollingTestBase):
         self.assertEqual(self.polls()[polls_before]["offset"], ids[2] + 1)
         self.assertEqual(await self.store.get_offset(), ids[-1] + 1)
 
-    @as_deferred
     async def test_crash_before_the_offset_was_stored_is_no_repeat(self):
         """The update job is enqueued with a key made of the update id: fetching the update
         again after a crash (offset not yet stored) enqueues nothing new."""
@@ -97,7 +95,6 @@ class OffsetTests(PollingTestBase):
         await wait_until(lambda: self.redis_server.command("GET", f"{self.prefix}:bot:offset") == str(update_id + 1))
         self.assertEqual(self.redis_server.command("XLEN", f"{self.prefix}:q:bot"), 1)
 
-    @as_deferred
     async def test_offset_only_moves_forward_and_is_fenced_by_the_lease(self):
         self.assertTrue(await self.store.set_offset(100))
         self.assertTrue(await self.store.set_offset(90))  # allowed but ignored
@@ -110,7 +107,6 @@ class OffsetTests(PollingTestBase):
 
 
 class LeaseTests(PollingTestBase):
-    @as_deferred
     async def test_takeover_when_the_holder_stops_renewing(self):
         a = self.start(self.poller(ttl=0.9))
         await wait_until(lambda: a.polling, what="first poller holds the lease")
@@ -137,7 +133,6 @@ class LeaseTests(PollingTestBase):
         self.assertEqual(self.redis_server.command("GET", self.store.lease_key), b.lease.owner)
         self.assertTrue(any("lease" in line and "taken" in line for line in self.logged))
 
-    @as_deferred
     async def test_holder_stops_at_once_when_the_lease_is_someone_elses(self):
         a = self.start(self.poller(ttl=0.9))
         await wait_until(lambda: a.polling)
@@ -149,7 +144,6 @@ class LeaseTests(PollingTestBase):
         self.assertEqual(self.dispatched, [])
         self.assertLessEqual(len(self.polls()), polls + 1)
 
-    @as_deferred
     async def test_stop_releases_the_lease(self):
         a = self.start(self.poller())
         await wait_until(lambda: a.polling)
@@ -178,7 +172,6 @@ class FaultTests(PollingTestBase):
         await pause(0.15)
         self.assertEqual(len(self.polls()), n)
 
-    @as_deferred
     async def test_server_errors_back_off_exponentially(self):
         self.fake.fail_next("getUpdates", 500, times=3)
         self.start(self.poller(clock=self.clock, backoff_initial=1.0, backoff_max=60))
@@ -197,7 +190,6 @@ class FaultTests(PollingTestBase):
         update = self.fake.user_sends(50, "after the outage")["update_id"]
         await wait_until(lambda: self.dispatched == [update])
 
-    @as_deferred
     async def test_network_errors_back_off(self):
         service = self.start(self.poller(clock=self.clock, url="http://127.0.0.1:1", backoff_initial=2.0))
         attempts = []
@@ -211,7 +203,6 @@ class FaultTests(PollingTestBase):
         self.assertTrue(any("again in 4s" in line for line in self.logged))
         self.assertTrue(service.polling)
 
-    @as_deferred
     async def test_conflict_is_explained_and_retried_slowly(self):
         self.fake.fail_next("getUpdates", 409)
         self.start(self.poller(clock=self.clock, conflict_delay=30))
@@ -225,7 +216,6 @@ class FaultTests(PollingTestBase):
         update = self.fake.user_sends(51, "hi")["update_id"]
         await wait_until(lambda: self.dispatched == [update])
 
-    @as_deferred
     async def test_webhook_set_later_is_deleted_again(self):
         self.start(self.poller(clock=self.clock, conflict_delay=5))
         await self.polled(1)
@@ -236,7 +226,6 @@ class FaultTests(PollingTestBase):
         update = self.fake.user_sends(52, "hi")["update_id"]
         await wait_until(lambda: self.dispatched == [update])
 
-    @as_deferred
     async def test_flood_control_waits_retry_after(self):
         self.fake.fail_next("getUpdates", 429, retry_after=7)
         self.start(self.poller(clock=self.clock))
@@ -246,7 +235,6 @@ class FaultTests(PollingTestBase):
         self.clock.advance(0.1)
         await self.polled(2)
 
-    @as_deferred
     async def test_slow_answers_time_out_and_are_retried(self):
         self.fake.slow("getUpdates", 30)
         api_timeout_poller = self.poller(clock=self.clock, backoff_initial=1.0)
@@ -259,7 +247,6 @@ class FaultTests(PollingTestBase):
         update = self.fake.user_sends(53, "hi")["update_id"]
         await wait_until(lambda: self.dispatched == [update])
 
-    @as_deferred
     async def test_malformed_updates_are_skipped(self):
         self.start(self.poller(clock=self.clock))
         self.fake.push_update("not an update")
@@ -268,7 +255,6 @@ class FaultTests(PollingTestBase):
         await wait_until(lambda: self.dispatched == [good])
         self.assertTrue(any("malformed" in line for line in self.logged))
 
-    @as_deferred
     async def test_failed_dispatch_is_retried_without_advancing(self):
         failures = [RuntimeError("redis down"), RuntimeError("still down")]
 

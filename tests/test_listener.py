@@ -51,45 +51,41 @@ def refused_soon(port: int) -> bool:
 
 
 class ListenerTests(unittest.TestCase):
-    def test_in_flight_request_finishes_before_stop(self):
-        async def go():
-            slow = Slow()
-            listener = WebListener(reactor, "tcp:0:interface=127.0.0.1", TrackingSite(slow), drain_timeout=10)
-            listener.startService()
-            port = (await listener.listening).getHost().port
-            answer = deferToThread(blocking_get, port)
-            await slow.arrived
-            stopped = listener.stopService()
-            # No new connections are accepted (the port closes on the next reactor turn)
-            # while the old request is still served.
-            self.assertTrue(await deferToThread(refused_soon, port))
-            self.assertFalse(stopped.called)
-            request = slow.requests[0]
-            request.setHeader(b"content-length", b"4")
-            request.write(b"done")
-            request.finish()
-            data = await answer
-            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
-            await stopped
-            self.assertEqual(listener.site.channels, set())
-        return Deferred.fromCoroutine(go())
+    async def test_in_flight_request_finishes_before_stop(self):
+        slow = Slow()
+        listener = WebListener(reactor, "tcp:0:interface=127.0.0.1", TrackingSite(slow), drain_timeout=10)
+        listener.startService()
+        port = (await listener.listening).getHost().port
+        answer = deferToThread(blocking_get, port)
+        await slow.arrived
+        stopped = listener.stopService()
+        # No new connections are accepted (the port closes on the next reactor turn)
+        # while the old request is still served.
+        self.assertTrue(await deferToThread(refused_soon, port))
+        self.assertFalse(stopped.called)
+        request = slow.requests[0]
+        request.setHeader(b"content-length", b"4")
+        request.write(b"done")
+        request.finish()
+        data = await answer
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+        await stopped
+        self.assertEqual(listener.site.channels, set())
 
-    def test_drain_is_bounded(self):
-        async def go():
-            slow = Slow()
-            listener = WebListener(reactor, "tcp:0:interface=127.0.0.1", TrackingSite(slow), drain_timeout=0.2)
-            listener.startService()
-            port = (await listener.listening).getHost().port
-            answer = deferToThread(blocking_get, port)
-            await slow.arrived
-            await listener.stopService()  # the request never finishes: the connection is aborted
-            try:
-                data = await answer
-            except ConnectionResetError:
-                data = b""
-            self.assertEqual(data, b"")
-            self.assertEqual(listener.site.channels, set())
-        return Deferred.fromCoroutine(go())
+    async def test_drain_is_bounded(self):
+        slow = Slow()
+        listener = WebListener(reactor, "tcp:0:interface=127.0.0.1", TrackingSite(slow), drain_timeout=0.2)
+        listener.startService()
+        port = (await listener.listening).getHost().port
+        answer = deferToThread(blocking_get, port)
+        await slow.arrived
+        await listener.stopService()  # the request never finishes: the connection is aborted
+        try:
+            data = await answer
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"")
+        self.assertEqual(listener.site.channels, set())
 
 
 class Recorder(Service):

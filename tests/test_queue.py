@@ -49,15 +49,6 @@ def scan(server: RedisServer, prefix: str) -> list[str]:
             return sorted(keys)
 
 
-def as_deferred(test):
-    """Run an ``async def`` test method as trial expects (a Deferred)."""
-    def run(self):
-        return defer.Deferred.fromCoroutine(test(self))
-    run.__name__ = test.__name__
-    run.__doc__ = test.__doc__
-    return run
-
-
 class QueueTestCase(unittest.TestCase):
     """A fresh prefix, a shared fake clock, and helpers to build clients and workers."""
 
@@ -93,7 +84,6 @@ class QueueTestCase(unittest.TestCase):
 
 
 class EnqueueAndRun(QueueTestCase):
-    @as_deferred
     async def test_happy_path(self):
         """Jobs run with their arguments (Decimal intact); the stream is empty afterwards."""
         seen = []
@@ -118,7 +108,6 @@ class EnqueueAndRun(QueueTestCase):
         self.assertEqual(w.stats.snapshot()["acked"], 5)
         self.assertEqual(q.stats.snapshot()["enqueued"], 5)
 
-    @as_deferred
     async def test_idempotency_key(self):
         """A second enqueue with the same key is refused (None) and the job runs once."""
         runs = []
@@ -140,7 +129,6 @@ class EnqueueAndRun(QueueTestCase):
         await wait_until(lambda: len(runs) == 2)
         self.assertEqual(sorted(r["chat_id"] for r in runs), [1, 2])
 
-    @as_deferred
     async def test_same_key_in_one_batch(self):
         """Coalesced enqueues with one key still add a single job."""
         q = self.client()
@@ -149,7 +137,6 @@ class EnqueueAndRun(QueueTestCase):
         self.assertEqual(sum(r is not None for r in results), 1)
         self.assertEqual(self.cmd("XLEN", f"{self.prefix}:q:bot"), 1)
 
-    @as_deferred
     async def test_delay_uses_the_delayed_set(self):
         """enqueue(delay=) runs the job only once the clock reaches its time."""
         runs = []
@@ -187,7 +174,6 @@ class EnqueueAndRun(QueueTestCase):
 
 
 class RPC(QueueTestCase):
-    @as_deferred
     async def test_result(self):
         """call() fires with the handler's return value, Decimals included."""
         async def create_invoice(args):
@@ -200,7 +186,6 @@ class RPC(QueueTestCase):
         self.assertEqual(result, {"amount": Decimal("199.00"), "label": "L1", "items": [Decimal("0.01")]})
         self.assertIsInstance(result["amount"], Decimal)
 
-    @as_deferred
     async def test_many_in_flight(self):
         """Concurrent calls each get their own reply."""
         async def echo(args):
@@ -212,7 +197,6 @@ class RPC(QueueTestCase):
         results = await defer.gatherResults([q.call("billing", "echo", {"i": i}) for i in range(300)])
         self.assertEqual(results, list(range(300)))
 
-    @as_deferred
     async def test_remote_error(self):
         """A handler's exception comes back as RemoteJobError(task, type, message), not retried."""
         calls = []
@@ -234,7 +218,6 @@ class RPC(QueueTestCase):
         self.assertEqual(self.cmd("ZCARD", f"{self.prefix}:q:billing:delayed"), 0)
         self.assertEqual(self.cmd("XLEN", f"{self.prefix}:q:billing:dead"), 0)
 
-    @as_deferred
     async def test_unknown_task(self):
         """Calling a task nobody registered fails clearly (and is dead-lettered)."""
         q = self.client()
@@ -243,7 +226,6 @@ class RPC(QueueTestCase):
             await q.call("billing", "nope", {}, timeout=10)
         self.assertEqual(caught.exception.error_type, "UnknownTask")
 
-    @as_deferred
     async def test_timeout(self):
         """No worker: JobTimeout names the queue, task and timeout; a late reply is ignored."""
         q = self.client()
@@ -271,7 +253,6 @@ class RPC(QueueTestCase):
         await wait_until(lambda: w.in_flight == 0)
         self.assertEqual(self.cmd("XLEN", f"{self.prefix}:q:billing"), 0)
 
-    @as_deferred
     async def test_handler_slower_than_timeout(self):
         """The caller times out; the handler's late reply expires in Redis, harmlessly."""
         gate = defer.Deferred()
@@ -294,7 +275,6 @@ class RPC(QueueTestCase):
 
 
 class RetriesAndDeadLetters(QueueTestCase):
-    @as_deferred
     async def test_backoff_then_dead_letter_then_replay(self):
         """Failures retry at base*2^n (jitter off), the last goes to :dead with its error;
         replay puts it back and removes it from the dead stream."""
@@ -345,7 +325,6 @@ class RetriesAndDeadLetters(QueueTestCase):
         self.assertEqual(await admin.list_dead("billing"), [])
         self.assertEqual(w.stats.counters["dead"], 1)
 
-    @as_deferred
     async def test_permanent_error_skips_retries(self):
         async def refuse(args):
             raise PermanentJobError("amount below minimum")
@@ -359,7 +338,6 @@ class RetriesAndDeadLetters(QueueTestCase):
         self.assertEqual(w.stats.counters["retried"], 0)
         self.assertEqual(self.cmd("ZCARD", f"{self.prefix}:q:billing:delayed"), 0)
 
-    @as_deferred
     async def test_replay_all(self):
         async def refuse(args):
             raise PermanentJobError("no")
@@ -380,7 +358,6 @@ class RetriesAndDeadLetters(QueueTestCase):
             await admin.replay("billing", "not-an-id")
         self.assertEqual(await admin.replay("billing", "1-0"), 0)
 
-    @as_deferred
     async def test_malformed_entry_dead_lettered(self):
         """A forged or corrupt stream entry cannot crash the worker: it is dead-lettered."""
         ran = []
@@ -418,7 +395,6 @@ class Reclaim(QueueTestCase):
         w.startService()
         return w
 
-    @as_deferred
     async def test_dead_consumer_jobs_run_once_more(self):
         """A consumer that dies holding jobs: another reclaims them, each completes exactly once."""
         started, gates = [], []
@@ -454,7 +430,6 @@ class Reclaim(QueueTestCase):
             await task.deferLater(reactor, 0.05)
         self.assertEqual(sorted(done), list(range(6)))
 
-    @as_deferred
     async def test_reclaim_is_not_starved_by_a_busy_worker(self):
         """A rescuer whose every slot is taken still picks up the dead consumer's (older) jobs."""
         started, gates = [], []
@@ -491,7 +466,6 @@ class Reclaim(QueueTestCase):
         for gate in gates:
             gate.callback(None)
 
-    @as_deferred
     async def test_max_deliveries_dead_letter(self):
         """An entry delivered max_deliveries times without an ack goes to the dead stream."""
         started, gates = [], []
@@ -516,7 +490,6 @@ class Reclaim(QueueTestCase):
         for gate in gates:
             gate.callback(None)
 
-    @as_deferred
     async def test_working_handler_keeps_its_lease(self):
         """A handler still at work extends its lease: another worker does not take the job."""
         gate = defer.Deferred()
@@ -551,7 +524,6 @@ class Reclaim(QueueTestCase):
         self.assertEqual(a.stats.counters["acked"], 1)
         self.assertEqual(b.stats.counters["reclaimed"], 0)
 
-    @as_deferred
     async def test_graceful_stop(self):
         """Stop: in-flight jobs that finish within stop_timeout are acked, the rest stay pending."""
         quick_gate, stuck_gate = defer.Deferred(), defer.Deferred()
@@ -578,7 +550,6 @@ class Reclaim(QueueTestCase):
 
 
 class Cleanliness(QueueTestCase):
-    @as_deferred
     async def test_no_leftovers(self):
         """After N jobs and calls: no pending entries, no stream entries, no stray keys."""
         async def noop(args):
@@ -598,7 +569,6 @@ class Cleanliness(QueueTestCase):
         # the stopped worker left the group; only the stream and its group remain
         self.assertEqual(self.cmd("XINFO", "CONSUMERS", stream, "workers"), [])
 
-    @as_deferred
     async def test_gauges(self):
         """snapshot(): depth, pending, delayed, dead and the age of the oldest entry."""
         q = self.client()
@@ -616,7 +586,6 @@ class Cleanliness(QueueTestCase):
 
 
 class Recovery(QueueTestCase):
-    @as_deferred
     async def test_restart_under_same_name_resumes_own_pending(self):
         """A worker restarted under its fixed consumer name runs the entries it held at once,
         without waiting for the visibility timeout."""
@@ -644,7 +613,6 @@ class Recovery(QueueTestCase):
         await wait_until(lambda: len(done) == 3)
         self.assertEqual(sorted(done), [0, 1, 2])
 
-    @as_deferred
     async def test_hanging_handler_times_out_and_retries(self):
         attempts = []
 
@@ -694,7 +662,6 @@ class DroppedConnections(QueueTestCase):
         if protocol is not None:
             protocol.transport.abortConnection()
 
-    @as_deferred
     async def test_worker_connections_cut_while_holding_jobs(self):
         """The worker's connections are cut while its handlers run: it reconnects, the
         handlers' acks go through afterwards, and every job completes exactly once."""
@@ -728,7 +695,6 @@ class DroppedConnections(QueueTestCase):
         self.assertEqual(int(self.cmd("XPENDING", stream, "workers")[0]), 0)
         self.flushLoggedErrors()
 
-    @as_deferred
     async def test_reply_connection_cut_during_a_call(self):
         """The caller's reply connection is cut while a call waits: the reply still arrives."""
         gate = defer.Deferred()
@@ -749,7 +715,6 @@ class DroppedConnections(QueueTestCase):
 
 
 class ClientStop(QueueTestCase):
-    @as_deferred
     async def test_stop_sends_accepted_enqueues_and_fails_calls(self):
         """Stopping the client: every enqueue it accepted reaches Redis; waiting calls fail
         with QueueStopped; later use is refused."""
@@ -768,7 +733,6 @@ class ClientStop(QueueTestCase):
 
 
 class GroupHygiene(QueueTestCase):
-    @as_deferred
     async def test_long_dead_consumers_are_forgotten(self):
         """Consumers of crashed processes that hold nothing leave the group in time;
         one that still holds entries stays until they are reclaimed."""

@@ -21,7 +21,7 @@ from ymds.queue.redis import ConnectionLost, RedisAddress, RedisConnection, Redi
 from ymds.queue.registry import TaskRegistry
 from ymds.queue.worker import Worker
 from tests.support.redis_server import RedisServer, free_port
-from tests.test_queue import as_deferred, scan, wait_until
+from tests.test_queue import scan, wait_until
 
 
 class URLs(unittest.TestCase):
@@ -105,7 +105,6 @@ class _CustomRedis:
 
 
 class Connections(unittest.TestCase):
-    @as_deferred
     async def test_unix_socket_password_db(self):
         server = _CustomRedis()
         self.addCleanup(server.cleanup)
@@ -132,7 +131,6 @@ class Connections(unittest.TestCase):
         self.addCleanup(lambda: w.running and w.stopService())
         self.assertEqual(await q.call("billing", "job", {"amount": Decimal("3.30")}), Decimal("3.30"))
 
-    @as_deferred
     async def test_wrong_password_times_out_clearly(self):
         server = _CustomRedis()
         self.addCleanup(server.cleanup)
@@ -145,7 +143,6 @@ class Connections(unittest.TestCase):
         self.assertNotIn("wrong", str(caught.exception))
         self.flushLoggedErrors()
 
-    @as_deferred
     async def test_silent_server_times_out_and_reconnects(self):
         """A server that accepts and never answers: the command fails with a clear timeout
         and the connection is dropped (its replies would be out of step)."""
@@ -166,7 +163,6 @@ class Connections(unittest.TestCase):
         for c in connections:
             c.transport.loseConnection()
 
-    @as_deferred
     async def test_sentinel(self):
         """redis+sentinel:// asks Sentinel for the master and talks to it."""
         master = RedisServer(appendonly=False).start()
@@ -202,7 +198,6 @@ class Connections(unittest.TestCase):
 
 
 class RedisRestart(unittest.TestCase):
-    @as_deferred
     async def test_jobs_survive_kill_and_restart(self):
         """Redis is killed (SIGKILL, appendonly on) and restarted during a stream of jobs:
         every enqueue succeeds and every job completes; nothing is left behind."""
@@ -248,7 +243,6 @@ class RedisRestart(unittest.TestCase):
 
 
 class SkewedClocks(unittest.TestCase):
-    @as_deferred
     async def test_hosts_with_wrong_clocks(self):
         """A worker host an hour fast and a client host an hour slow: RPC calls are not taken
         for expired and delayed jobs are not run early (all times are Redis's)."""
@@ -282,7 +276,6 @@ class SkewedClocks(unittest.TestCase):
 
 
 class SentinelFailover(unittest.TestCase):
-    @as_deferred
     async def test_failover_moves_to_the_new_master(self):
         """After a Sentinel failover the old master answers READONLY: the connection is
         dropped, Sentinel is asked again, and commands go to the new master."""
@@ -344,7 +337,6 @@ class SentinelFailover(unittest.TestCase):
         self.assertEqual(replica.command("GET", "after"), "2")  # the old replica is the master now
         self.flushLoggedErrors()
 
-    @as_deferred
     async def test_readonly_reply_drops_the_connection(self):
         """A server that turned replica (READONLY) is not kept: the connection is made afresh
         (through Sentinel that reaches the new master)."""
@@ -425,14 +417,12 @@ class TLS(unittest.TestCase):
                     raise
                 time.sleep(0.02)
 
-    @as_deferred
     async def test_rediss_with_private_ca(self):
         port, ca = self.start_tls_redis()
         conn = RedisConnection(reactor, parse_redis_url(f"rediss://localhost:{port}/0?ca_file={ca}"), "t")
         self.addCleanup(conn.close)
         self.assertEqual(await conn.execute("PING"), "PONG")
 
-    @as_deferred
     async def test_rediss_refuses_an_unknown_certificate(self):
         """Without the CA the server's certificate is not trusted: no connection, a clear timeout."""
         port, _ = self.start_tls_redis()

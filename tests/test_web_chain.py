@@ -99,54 +99,48 @@ async def wait_for(predicate, timeout=10.0, step=0.05):
 class WebOnRealChain(unittest.TestCase):
     timeout = 60
 
-    def test_donation_notification_paid(self):
-        async def go():
-            chain = await Chain(self).start()
-            location = await chain.donation("150.00")
-            token = urlsplit(location).path.split("/")[-1]
-            label = token.split(".")[0]
-            response, body = await chain.client.request("GET", f"/pay/{token}/status")
-            self.assertEqual(json.loads(body)["status"], "open")
-            response, body = await chain.client.request("POST", "/yoomoney/notify", signed("op-chain-1", label), FORM)
-            self.assertEqual((response.code, body), (200, b"OK\n"))
-            # the same notification again (YooMoney's retry): 200, and no second job
-            response, body = await chain.client.request("POST", "/yoomoney/notify", signed("op-chain-1", label), FORM)
-            self.assertEqual((response.code, body), (200, b"OK\n"))
-            self.assertEqual((chain.count("ok"), chain.count("duplicate")), (1, 1))
+    async def test_donation_notification_paid(self):
+        chain = await Chain(self).start()
+        location = await chain.donation("150.00")
+        token = urlsplit(location).path.split("/")[-1]
+        label = token.split(".")[0]
+        response, body = await chain.client.request("GET", f"/pay/{token}/status")
+        self.assertEqual(json.loads(body)["status"], "open")
+        response, body = await chain.client.request("POST", "/yoomoney/notify", signed("op-chain-1", label), FORM)
+        self.assertEqual((response.code, body), (200, b"OK\n"))
+        # the same notification again (YooMoney's retry): 200, and no second job
+        response, body = await chain.client.request("POST", "/yoomoney/notify", signed("op-chain-1", label), FORM)
+        self.assertEqual((response.code, body), (200, b"OK\n"))
+        self.assertEqual((chain.count("ok"), chain.count("duplicate")), (1, 1))
 
-            async def paid():
-                _, body = await chain.client.request("GET", f"/pay/{token}/status")
-                return json.loads(body)["status"] == "paid"
-            self.assertTrue(await wait_for(paid))
-        return defer.Deferred.fromCoroutine(go())
+        async def paid():
+            _, body = await chain.client.request("GET", f"/pay/{token}/status")
+            return json.loads(body)["status"] == "paid"
+        self.assertTrue(await wait_for(paid))
 
-    def test_forged_notification_reaches_quarantine(self):
-        async def go():
-            chain = await Chain(self).start()
-            body = signed("op-forged", "LabelLabel1234").replace(b"label=LabelLabel1234", b"label=LabelLabel9999", 1)
-            response, _ = await chain.client.request("POST", "/yoomoney/notify", body, FORM)
-            self.assertEqual(response.code, 403)
+    async def test_forged_notification_reaches_quarantine(self):
+        chain = await Chain(self).start()
+        body = signed("op-forged", "LabelLabel1234").replace(b"label=LabelLabel1234", b"label=LabelLabel9999", 1)
+        response, _ = await chain.client.request("POST", "/yoomoney/notify", body, FORM)
+        self.assertEqual(response.code, 403)
 
-            async def kept():
-                stats = await chain.ledger.stats(0.0) if hasattr(chain.ledger, "stats") else None
-                return stats is not None and getattr(stats, "quarantined", 0) >= 1
-            self.assertTrue(await wait_for(kept))
-        return defer.Deferred.fromCoroutine(go())
+        async def kept():
+            stats = await chain.ledger.stats(0.0) if hasattr(chain.ledger, "stats") else None
+            return stats is not None and getattr(stats, "quarantined", 0) >= 1
+        self.assertTrue(await wait_for(kept))
 
-    def test_redis_down_503_then_200(self):
-        async def go():
-            chain = await Chain(self, enqueue_timeout=1.0).start()
-            chain.redis.kill()
+    async def test_redis_down_503_then_200(self):
+        chain = await Chain(self, enqueue_timeout=1.0).start()
+        chain.redis.kill()
+        response, _ = await chain.client.request("POST", "/yoomoney/notify", signed("op-down", "LabelLabel1234"), FORM)
+        self.assertEqual(response.code, 503)
+        self.assertEqual(chain.count("unavailable"), 1)
+        chain.redis.start()
+
+        async def accepted():
             response, _ = await chain.client.request("POST", "/yoomoney/notify", signed("op-down", "LabelLabel1234"), FORM)
-            self.assertEqual(response.code, 503)
-            self.assertEqual(chain.count("unavailable"), 1)
-            chain.redis.start()
-
-            async def accepted():
-                response, _ = await chain.client.request("POST", "/yoomoney/notify", signed("op-down", "LabelLabel1234"), FORM)
-                return response.code == 200
-            self.assertTrue(await wait_for(accepted, timeout=15, step=0.2))
-            self.assertEqual(chain.count("ok"), 1)
-            entries = chain.redis.command("XLEN", "webtest:q:billing")
-            self.assertGreaterEqual(entries, 0)
-        return defer.Deferred.fromCoroutine(go())
+            return response.code == 200
+        self.assertTrue(await wait_for(accepted, timeout=15, step=0.2))
+        self.assertEqual(chain.count("ok"), 1)
+        entries = chain.redis.command("XLEN", "webtest:q:billing")
+        self.assertGreaterEqual(entries, 0)
