@@ -46,6 +46,13 @@ class BotAPITests(unittest.TestCase):
         self.assertEqual(sent[0]["reply_markup"], markup)
         self.assertEqual(self.fake.calls_of("sendMessage")[0]["parse_mode"], "HTML")
 
+    async def test_pooled_connections_log_nothing(self):
+        # Every new pooled connection used to log "Starting factory"/"Stopping factory".
+        await self.api.getMe()
+        await self.api.close()
+        await self.api.getMe()
+        self.assertEqual([e for e in self.logged if "factory" in e.lower()], [])
+
     async def test_channel_methods(self):
         link = await self.api.createChatInviteLink(-1001234567890, member_limit=1, expire_date=2_000_000_000)
         self.assertTrue(link["invite_link"].startswith("https://t.me/+"))
