@@ -9,7 +9,7 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from ymds.cli import common_options
 from ymds.cli.command import Command
@@ -117,10 +117,8 @@ async def run_parsed(reactor: Any, commands: Mapping[str, Command], args: argpar
 
 def start_logging(verbose: bool, stream: IO[str] = sys.stderr) -> None:
     """Route twisted.logger to ``stream``: info and up with --verbose, otherwise only critical."""
-    from twisted.logger import (FilteringLogObserver, ILogFilterPredicate, ILogObserver, LogLevel,
-                                LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver)
-    # The casts only tell mypy what @implementer says (it does not read zope interfaces).
-    predicate = cast(ILogFilterPredicate, LogLevelFilterPredicate(
-        defaultLogLevel=LogLevel.info if verbose else LogLevel.critical))
-    observer = FilteringLogObserver(cast(ILogObserver, textFileLogObserver(stream)), [predicate])
-    globalLogBeginner.beginLoggingTo([cast(ILogObserver, observer)], discardBuffer=True, redirectStandardIO=False)
+    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
+                                textFileLogObserver)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info if verbose else LogLevel.critical)
+    observer = FilteringLogObserver(textFileLogObserver(stream), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], discardBuffer=True, redirectStandardIO=False)
