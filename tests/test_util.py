@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 from twisted.application.service import MultiService
-from twisted.internet import endpoints
+from twisted.internet import endpoints, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from ymds.util.clock import Deadline, sleep, wait_until
 from ymds.util.endpoints import parse_endpoint_description
-from ymds.util.http import retry_after_seconds
+from ymds.util.http import BodyTooLarge, read_body, retry_after_seconds
 from ymds.util.services import CloseOnStop
 
 
@@ -105,3 +108,37 @@ class CloseOnStopTests(TestCase):
             service.startService()
             await service.stopService()
         self.assertEqual(seen, ["async", "sync"])
+
+
+class _Body(Resource):
+    isLeaf = True
+
+    def __init__(self, body: bytes):
+        super().__init__()
+        self.body = body
+
+    def render_GET(self, request):
+        return self.body
+
+
+class ReadBodyTests(TestCase):
+    async def _response(self, body: bytes):
+        port = reactor.listenTCP(0, Site(_Body(body)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        agent = Agent(reactor, pool=pool)
+        return await agent.request(b"GET", b"http://127.0.0.1:%d/" % port.getHost().port)
+
+    async def test_whole_body_within_the_limit(self):
+        response = await self._response(b"x" * 100)
+        self.assertEqual(await read_body(response, 100), b"x" * 100)
+
+    async def test_too_large_fails(self):
+        response = await self._response(b"x" * 101)
+        with self.assertRaises(BodyTooLarge):
+            await read_body(response, 100)
+
+    async def test_truncate_keeps_the_first_bytes(self):
+        response = await self._response(b"0123456789" * 10)
+        self.assertEqual(await read_body(response, 15, truncate=True), b"012345678901234")
