@@ -12,6 +12,7 @@ import json
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from treq.client import HTTPClient
@@ -79,7 +80,7 @@ class BotAPI:
     async def _request(self, method: str, body: dict):
         response = await self._http.request(
             "POST", self._base + method, json=body, allow_redirects=False, unbuffered=True,
-            headers={"Accept": ["application/json"]})
+            headers=Headers({b"Accept": [b"application/json"]}))  # fresh: treq adds to it
         raw = await read_body(response, MAX_ANSWER_BYTES)
         try:
             answer = json.loads(raw.decode("utf-8"))

@@ -103,7 +103,7 @@ class PollingService(Service):
             self._nap = None
 
     def _holding(self) -> bool:
-        return self.running and self.lease.held
+        return bool(self.running and self.lease.held)
 
     def _arm_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():

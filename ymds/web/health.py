@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Awaitable, Callable, Mapping
+from typing import Any, Callable, Coroutine, Mapping
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -13,10 +13,12 @@ from twisted.web.server import NOT_DONE_YET
 log = Logger()
 
 # A check answers (ok, detail); it is given a bound of ``timeout`` seconds.
-HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+HealthCheck = Callable[[], Coroutine[Any, Any, tuple[bool, str]]]
 
 
 async def _one(reactor, check: HealthCheck, timeout: float) -> dict:
+    ok: bool
+    detail: str
     try:
         ok, detail = await Deferred.fromCoroutine(check()).addTimeout(timeout, reactor)
     except Exception as e:  # a check that fails or times out means "down"

@@ -6,11 +6,12 @@ bounded time, closes idle keep-alive connections, and aborts whatever is left.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
@@ -28,7 +29,7 @@ class TrackedHTTPChannel(HTTPChannel):
         self.factory.channels.add(self)
         super().connectionMade()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.channels.discard(self)
         super().connectionLost(reason)
 
@@ -43,7 +44,8 @@ class TrackingSite(Site):
     It speaks HTTP/1.1 through Twisted's public HTTPChannel (ymds offers no HTTP/2).
     """
 
-    protocol = TrackedHTTPChannel
+    # HTTPFactory types this as building its private generic channel; any channel class will do
+    protocol: Any = TrackedHTTPChannel
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,13 +95,18 @@ class WebListener(Service):
         while True:
             busy = [c for c in channels if c.in_flight()]
             for idle in [c for c in channels if not c.in_flight()]:
-                idle.transport.loseConnection()
+                _transport(idle).loseConnection()
             if not busy or deadline.passed:
                 break
             await sleep(self._reactor, 0.05)
         for channel in list(channels):
-            channel.transport.abortConnection()
+            _transport(channel).abortConnection()
 
     def stopService(self):
         super().stopService()
         return defer.Deferred.fromCoroutine(self._drain())
+
+
+def _transport(channel: TrackedHTTPChannel) -> Any:
+    # a connected channel's transport is a TCP or TLS transport (both can abortConnection)
+    return channel.transport
