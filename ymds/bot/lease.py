@@ -48,6 +48,11 @@ class RedisLease:
         """Whether we may act as the holder right now (by our own clock)."""
         return self.clock.seconds() < self._valid_until
 
+    @property
+    def valid_until(self) -> float:
+        """The clock time until which we may act as the holder (-inf when not held)."""
+        return self._valid_until
+
     def _granted(self, asked_at: float) -> None:
         # Counted from when we asked: Redis started the PX clock no earlier than that.
         self._valid_until = asked_at + self.ttl * (1 - self._safety)

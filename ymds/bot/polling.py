@@ -108,7 +108,7 @@ class PollingService(Service):
     def _arm_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
-        remaining = self.lease._valid_until - self.clock.seconds()
+        remaining = self.lease.valid_until - self.clock.seconds()
         self._deadline = self.clock.callLater(max(0.0, remaining), self._deadline_passed)
 
     def _deadline_passed(self) -> None:
