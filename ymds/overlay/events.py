@@ -164,17 +164,14 @@ def decode(fields: list) -> OverlayEvent:
     return kind.from_data(data)  # type: ignore[attr-defined]
 
 
-def sse_frame(entry_id: str | None, event: OverlayEvent | None) -> bytes:
+def sse_frame(entry_id: str, event: OverlayEvent | None) -> bytes:
     """One Server-Sent Events message: ``event:``, ``id:`` and one ``data:`` line of JSON.
 
-    The JSON is one line (json.dumps escapes newlines), so a message cannot end early; an
-    event of None with an id only moves the browser's Last-Event-ID.
+    The JSON is one line (json.dumps escapes newlines), so a message cannot end early.  An
+    event of None makes ``event: start`` with ``data: {}``: it only carries the id a fresh
+    stream starts from, so the page knows where to resume after a reconnect.
     """
-    lines = []
-    if event is not None:
-        lines.append(f"event: {event.kind}")
-    if entry_id is not None:
-        lines.append(f"id: {entry_id}")
-    if event is not None:
-        lines.append("data: " + json.dumps(event.to_sse_data(), ensure_ascii=False, separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
+    kind = event.kind if event is not None else "start"
+    data = event.to_sse_data() if event is not None else {}
+    return (f"event: {kind}\nid: {entry_id}\ndata: " + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            + "\n\n").encode("utf-8")

@@ -1,6 +1,6 @@
 """``GET /overlay/<token>/events``: overlay events as Server-Sent Events.
 
-Each message is ``event: donation|goal|skip``, ``id: <stream entry id>`` (increasing) and
+Each message is ``event: donation|goal|skip|start``, ``id: <stream entry id>`` (increasing) and
 one ``data:`` line of JSON.  A fresh connection first gets the current goal (if any) with
 the stream's newest id, so a later reconnect resumes from there; a reconnect with
 ``Last-Event-ID`` gets the entries after that id (the newest ``replay_limit`` of them),
@@ -101,7 +101,8 @@ class _Client:
         self.gone = True
         self.request.unregisterProducer()
         if abort:
-            self.request.loseConnection()
+            # loseConnection would wait for the unread buffer to drain: cut it instead
+            self.request.channel.transport.abortConnection()
         else:
             self.request.finish()
 
@@ -148,6 +149,10 @@ class OverlayEvents:
 
     async def serve(self, request, token: str) -> None:
         """Answer one events request whose token was found valid."""
+        if not self.tailer.ready:
+            # a stream started now could miss entries the reader has not reached yet
+            log.info("overlay: events stream refused {status}: the stream reader is not ready", status=503)
+            return text_response(request, 503, b"The event stream is starting, try again shortly.\n", 2)
         if len(self.clients) >= self.max_total:
             log.info("overlay: events stream refused {status}: {count} overlays connected",
                      status=503, count=len(self.clients))
@@ -194,7 +199,7 @@ class OverlayEvents:
         request.registerProducer(client, True)
         client.write(RETRY)
         if start is not None:
-            client.send(start, goal)  # moves Last-Event-ID to the stream's end, even without a goal
+            client.send(start, goal)  # the goal, or "start": either moves Last-Event-ID to the stream's end
         for entry_id, event in backlog:
             client.send(entry_id, event)
         client.go_live()
@@ -224,7 +229,8 @@ class OverlayEvents:
 
 
 def _last_event_id(request) -> str | None:
-    raw = request.getHeader(b"last-event-id")
+    """The Last-Event-ID header, else ``?last=`` (a page that had to open a new EventSource)."""
+    raw = request.getHeader(b"last-event-id") or (request.args.get(b"last") or [b""])[0]
     if not raw:
         return None
     text = raw.decode("latin-1").strip()

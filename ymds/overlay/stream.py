@@ -56,18 +56,55 @@ def _entries(reply) -> list[tuple[str, OverlayEvent]]:
     return out
 
 
-class OverlayStreamWriter:
-    """Appends overlay events.  Billing calls :meth:`append` after a donation is applied."""
+# XADD unless this event's key was seen: a billing job retried after a lost reply (or a
+# second billing node applying the same payment's follow-up) cannot show an alert twice.
+_APPEND_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+end
+return false
+"""
 
-    def __init__(self, redis: RedisCommands, prefix: str, max_len: int = DEFAULT_MAX_LEN):
+
+class OverlayStreamWriter:
+    """Appends overlay events.  Billing calls :meth:`append_once` after a donation is applied,
+    then :meth:`append` with the new goal state."""
+
+    def __init__(self, redis: RedisCommands, prefix: str, max_len: int = DEFAULT_MAX_LEN,
+                 key_ttl: int = 7 * 24 * 3600, attempts: int = 5, reactor=None):
         self._redis = redis
+        self.prefix = prefix
         self.key = stream_key(prefix)
         self.max_len = max_len
+        self.key_ttl = key_ttl
+        self.attempts = attempts
+        self.reactor = reactor
 
     async def append(self, event: OverlayEvent) -> str:
-        """XADD the event; returns its entry id (the SSE id the overlays will see)."""
+        """XADD the event; returns its entry id (the SSE id the overlays will see).  Not
+        retried: use it for events whose repetition is harmless (goal state, skip)."""
         entry_id = await self._redis.execute("XADD", self.key, "MAXLEN", "~", self.max_len, "*", *encode(event))
         return str(entry_id)
+
+    async def append_once(self, event: OverlayEvent, key: str) -> str | None:
+        """XADD the event unless one with ``key`` (e.g. the payment's operation id) was
+        appended in the last ``key_ttl`` seconds; returns the new entry id, or None when it
+        was there already.  Lost connections are retried (the key makes that safe)."""
+        from ymds.queue.redis import is_transient
+        seen = f"{self.prefix}:overlay:once:{key}"
+        delay = 0.05
+        for attempt in range(1, self.attempts + 1):
+            try:
+                entry_id = await self._redis.execute("EVAL", _APPEND_ONCE, 2, self.key, seen, self.key_ttl,
+                                                     self.max_len, *encode(event))
+                return str(entry_id) if entry_id else None
+            except Exception as e:
+                if attempt == self.attempts or not is_transient(e):
+                    raise
+                if self.reactor is not None:
+                    await task.deferLater(self.reactor, delay)
+                delay = min(delay * 4, 1.0)
+        raise AssertionError("unreachable")
 
     async def skip(self, target: str) -> str:
         """Tell the overlays not to show (or to stop showing) the alert of entry ``target``."""
@@ -114,6 +151,11 @@ class OverlayTailer:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
         return unsubscribe
+
+    @property
+    def ready(self) -> bool:
+        """Whether the reader knows where it reads from (entries after that reach subscribers)."""
+        return self.position is not None
 
     @property
     def subscribers(self) -> int:

@@ -7,10 +7,32 @@
   var body = document.body;
   var url = body.getAttribute("data-events");
   if (!url || !window.EventSource) { return; }
-  var source = new EventSource(url);  // reconnects by itself, sending Last-Event-ID
-  // data-live says whether the stream is connected (for a look in the browser's inspector)
-  source.addEventListener("open", function () { body.setAttribute("data-live", "1"); });
-  source.addEventListener("error", function () { body.setAttribute("data-live", "0"); });
+  var lastId = "";
+  var retryDelay = 2000;
+  var handlers = {};
+
+  // EventSource reconnects by itself (sending Last-Event-ID) after a dropped stream, but
+  // gives up for good on an error status (503 or 429 when the server is full, 404 for a
+  // rotated link); then we open a new one after a growing delay, passing the last id in
+  // the URL since a new EventSource cannot send the header.
+  function connect() {
+    var source = new EventSource(lastId ? url + "?last=" + encodeURIComponent(lastId) : url);
+    ["start", "donation", "goal", "skip"].forEach(function (kind) {
+      source.addEventListener(kind, function (e) {
+        if (e.lastEventId) { lastId = e.lastEventId; }
+        if (handlers[kind]) { handlers[kind](e); }
+      });
+    });
+    // data-live says whether the stream is connected (for a look in the browser's inspector)
+    source.addEventListener("open", function () { body.setAttribute("data-live", "1"); retryDelay = 2000; });
+    source.addEventListener("error", function () {
+      body.setAttribute("data-live", "0");
+      if (source.readyState === EventSource.CLOSED) {
+        window.setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 60000);
+      }
+    });
+  }
 
   function parse(e) {
     try { return JSON.parse(e.data); } catch (err) { return null; }
@@ -51,14 +73,14 @@
       timer = window.setTimeout(next, seconds * 1000);
     };
 
-    source.addEventListener("donation", function (e) {
+    handlers.donation = function (e) {
       var data = parse(e);
       if (!data) { return; }
       queue.push({id: e.lastEventId, data: data});
       if (showing === null && timer === null) { next(); }
-    });
+    };
 
-    source.addEventListener("skip", function (e) {
+    handlers.skip = function (e) {
       var data = parse(e);
       if (!data) { return; }
       queue = queue.filter(function (item) { return item.id !== data.target; });
@@ -66,14 +88,14 @@
         window.clearTimeout(timer);
         next();
       }
-    });
+    };
   }
 
   // --- goal: the bar follows every goal event ------------------------------------------
   var goal = document.getElementById("goal");
   if (goal) {
     var of = body.getAttribute("data-of") || "/";
-    source.addEventListener("goal", function (e) {
+    handlers.goal = function (e) {
       var data = parse(e);
       if (!data) { return; }
       goal.querySelector(".goal-title").textContent = data.title || "";
@@ -86,6 +108,8 @@
       goal.querySelector(".goal-percent").textContent = "(" + data.percent + "%)";
       goal.setAttribute("data-raised", data.raised);
       goal.hidden = false;
-    });
+    };
   }
+
+  connect();
 })();
