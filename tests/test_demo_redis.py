@@ -81,3 +81,44 @@ class DemoBundledRedisTests(unittest.TestCase):
         pay_url = webflow.donate(base, "150", "Ann", "hi")
         webflow.pay_in_sandbox(pay_url, "AC")
         webflow.wait_for_status(pay_url, "paid")
+
+
+def documented_acl_words(prefix: str, password: str) -> list[str]:
+    """The `ACL SETUSER ymds ...` command of docs/OPERATIONS.md, for ``prefix``/``password``."""
+    import re
+    import shlex
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "OPERATIONS.md")) as f:
+        text = f.read()
+    found = re.search(r"redis-cli (ACL SETUSER ymds .*?)\n(?!\s)", text.replace("\\\n", " "), re.S)
+    assert found, "docs/OPERATIONS.md shows no ACL SETUSER ymds command"
+    words = shlex.split(found.group(1))
+    return [w.replace("LONG-RANDOM-PASSWORD", password).replace("ymds:*", f"{prefix}:*") for w in words]
+
+
+class DocumentedACLUserTests(unittest.TestCase):
+    """The ACL user docs/OPERATIONS.md shows is enough for ymds: a whole payment goes through."""
+
+    def test_payment_with_the_documented_acl_user(self):
+        from tests.support.redis_server import RedisServer
+        redis = RedisServer(appendonly=False).start()
+        self.addCleanup(redis.cleanup)
+        prefix, password = "ymdsacl", "acl-test-password-0123456789"
+        answer = redis.command(*documented_acl_words(prefix, password))
+        self.assertIn(answer, ("OK", b"OK", b"+OK\r\n"), answer)
+        data_dir = tempfile.mkdtemp(prefix="ymds-demo-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        with open(os.path.join(data_dir, "redis_prefix"), "w") as f:
+            f.write(prefix)
+        port = free_port()
+        url = f"redis://ymds:{password}@127.0.0.1:{redis.port}/0"
+        child = Child(TWISTD + ["-n", "ymds", "--demo", "--data-dir", data_dir, "--port", str(port)],
+                      env=test_env(YMDS_REDIS_URL=url), name="demo-acl")
+        self.addCleanup(child.close)
+        child.start()
+        out = child.wait_for("billing role started", timeout=60)
+        self.assertIn("demo: using the Redis at", out)  # the ACL user logged in (no private Redis)
+        base = f"https://localhost:{port}"
+        pay_url = webflow.donate(base, "150", "Ann", "hi")
+        webflow.pay_in_sandbox(pay_url, "AC")
+        webflow.wait_for_status(pay_url, "paid")
+        self.assertNotIn("NOPERM", child.output())

@@ -44,7 +44,9 @@ def check_redis(url: str, timeout: float = 2.0) -> tuple[bool, str]:
             f = sock.makefile("rb")
             password = parts.password or (parse_qs(parts.query).get("password") or [None])[0]
             if password:
-                sock.sendall(_resp("AUTH", unquote(password)))
+                # An ACL user (redis://user:password@...) logs in as itself, not as "default".
+                user = [unquote(parts.username)] if parts.username else []
+                sock.sendall(_resp("AUTH", *user, unquote(password)))
                 line = f.readline()
                 if not line.startswith(b"+OK"):
                     return False, "AUTH refused: check the password in redis.url"
