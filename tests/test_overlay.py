@@ -573,3 +573,27 @@ class SoundFile(unittest.TestCase):
             read_sound(os.path.join(folder, "big.ogg"))
         with self.assertRaisesRegex(ValueError, "not an audio file"):
             read_sound(os.path.join(folder, "notes.txt"))
+
+
+class Moderation(unittest.TestCase):
+    def test_blocked_words_are_masked_as_whole_words_any_case(self):
+        from ymds.overlay.moderation import WordMask, load_blocked_words
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "blocked.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("# one a line\nдурак\n\nSpam Bot\nёжик\n")
+        mask = WordMask(load_blocked_words(path))
+        self.assertEqual(mask("Ты ДУРАК, а не дураковатый"), "Ты ***, а не дураковатый")
+        self.assertEqual(mask("spam bot here; spambot"), "*** here; spambot")
+        self.assertEqual(mask("Ежик и ёжик"), "*** и ***")
+        self.assertIsNone(mask(None))
+        self.assertEqual(WordMask([])("anything"), "anything")
+
+    def test_moderate(self):
+        from ymds.overlay.moderation import WordMask, moderate
+        mask = WordMask(["плохо"])
+        self.assertIsNone(moderate(donation("49.99"), Decimal("50"), mask))
+        shown = moderate(donation("50.00", name="Плохо", message="очень плохо!"), Decimal("50"), mask)
+        self.assertEqual((shown.name, shown.message, shown.amount), ("***", "очень ***!", Decimal("50.00")))
+        private = moderate(donation("500.00", public=False), Decimal("0"), mask)
+        self.assertEqual((private.name, private.message), (None, None))
