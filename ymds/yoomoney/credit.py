@@ -18,16 +18,10 @@ Decimals (a :class:`ymds.config.YooMoneyConfig`).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Protocol
 
-from ymds.yoomoney.quickpay import KOPECK, credited_amount, sum_for_credited
+from ymds.yoomoney.quickpay import KOPECK, Fees, credited_amount, sum_for_credited
 
 PAYMENT_TYPE_BY_NOTIFICATION = {"card-incoming": "AC", "p2p-incoming": "PC"}
-
-
-class Fees(Protocol):
-    card_fee: Decimal
-    wallet_fee: Decimal
 
 
 def payment_type_of(notification_type: str) -> str | None:

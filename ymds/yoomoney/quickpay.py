@@ -15,12 +15,21 @@ wallet fee comes out exactly.  Rates change: they are configuration (``card_fee`
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
-
-from ymds.config import YooMoneyConfig
+from typing import Protocol
 
 PAYMENT_TYPES = ("AC", "PC")
 MAX_LABEL = 64
 KOPECK = Decimal("0.01")
+
+
+class Fees(Protocol):
+    """The fee rates (a :class:`ymds.config.YooMoneyConfig` is one)."""
+
+    @property
+    def card_fee(self) -> Decimal: ...
+
+    @property
+    def wallet_fee(self) -> Decimal: ...
 
 
 def check_payment_type(payment_type: str) -> str:
@@ -59,7 +68,7 @@ def quickpay_fields(wallet: str, payment_type: str, amount: Decimal, label: str,
     ]
 
 
-def credited_amount(amount: Decimal, payment_type: str, config: YooMoneyConfig) -> Decimal:
+def credited_amount(amount: Decimal, payment_type: str, config: Fees) -> Decimal:
     """What reaches the wallet when the payer pays ``amount`` with ``payment_type``."""
     amount = check_sum(amount)
     if check_payment_type(payment_type) == "AC":
@@ -69,7 +78,7 @@ def credited_amount(amount: Decimal, payment_type: str, config: YooMoneyConfig) 
     return credited.quantize(KOPECK, rounding=ROUND_HALF_UP)
 
 
-def sum_for_credited(credited: Decimal, payment_type: str, config: YooMoneyConfig) -> Decimal:
+def sum_for_credited(credited: Decimal, payment_type: str, config: Fees) -> Decimal:
     """The smallest sum (in kopecks) whose credited amount is at least ``credited``."""
     credited = check_sum(credited)
     if check_payment_type(payment_type) == "AC":
