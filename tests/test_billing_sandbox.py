@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.test_billing_tasks import RecordingQueue
+from tests.support.queues import RecordingQueue, run_task
 from ymds.billing.ledger import open_ledger
 from ymds.billing.reverify import reverify
 from ymds.billing.tasks import BillingTasks
@@ -102,7 +102,7 @@ class SandboxBillingBase(unittest.TestCase):
         return operation
 
     async def invoice(self, chat=42):
-        return (await self.tasks.create_invoices({"chat_id": chat}))["invoices"][0]["label"]
+        return (await run_task(self.tasks, "create_invoices", {"chat_id": chat}))["invoices"][0]["label"]
 
 
 class ReconcileTests(SandboxBillingBase):
@@ -127,7 +127,7 @@ class ReconcileTests(SandboxBillingBase):
         self.assertEqual(report["reconciled"], {"seen": 1, "applied": 0, "released": 0})
         self.assertEqual(self.queue.take(), [])
         # the notification finally arrives (YooMoney's retry): a duplicate, nothing sent again
-        result = await self.tasks.apply_payment({"fields": self.endpoint.fields(), "source": "notification"})
+        result = await run_task(self.tasks, "apply_payment", {"fields": self.endpoint.fields(), "source": "notification"})
         self.assertEqual(result["outcome"], "duplicate")
         self.assertEqual(self.queue.take(), [])
 
@@ -157,7 +157,7 @@ class ReconcileTests(SandboxBillingBase):
     async def test_held_outside_the_history_window_released_by_details(self):
         label = await self.invoice()
         operation = await self.pay(label, unaccepted=True)
-        await self.tasks.apply_payment({"fields": self.endpoint.fields(), "source": "notification"})
+        await run_task(self.tasks, "apply_payment", {"fields": self.endpoint.fields(), "source": "notification"})
         self.assertEqual((await self.ledger.get_payment(operation.operation_id)).status, "held")
         operation.unaccepted = False
         self.clock.advance(10 * DAY)  # far beyond the lookback
@@ -182,7 +182,7 @@ class ConfirmWithAPITests(SandboxBillingBase):
     yoomoney = {"confirm_with_api": True}
 
     async def apply(self, fields):
-        return await self.tasks.apply_payment({"fields": fields, "source": "notification"})
+        return await run_task(self.tasks, "apply_payment", {"fields": fields, "source": "notification"})
 
     async def test_confirmed_payment_is_credited(self):
         label = await self.invoice()

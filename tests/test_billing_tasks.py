@@ -1,5 +1,5 @@
-"""Billing task handlers, called directly with a recording IJobQueue (a test double of the
-queue interface) and a real SQLite ledger."""
+"""Billing task handlers, run as a worker runs them (wire arguments in, wire result out) with
+a recording IJobQueue (a test double of the queue interface) and a real SQLite ledger."""
 
 from __future__ import annotations
 
@@ -9,46 +9,17 @@ from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
-from zope.interface import implementer
 
+from tests.support.queues import RecordingQueue, run_task
 from ymds.billing.ledger import open_ledger
 from ymds.billing.tasks import BillingTasks, InvalidTaskArgs
 from ymds.config import load_config
 from ymds.links import verify_token
 from ymds.queue.errors import PermanentJobError
-from ymds.queue.interfaces import IJobQueue
 
 T0 = 1_780_000_000.0
 DAY = 86400.0
 SECRET = "link-secret-0123456789abcdef"
-
-
-@implementer(IJobQueue)
-class RecordingQueue:
-    """Keeps what was enqueued; honours idempotency keys like the real queue."""
-
-    def __init__(self):
-        self.jobs = []
-        self.keys = set()
-        self.fail_next = 0
-
-    def enqueue(self, queue, task, args, key=None, delay=None):
-        if self.fail_next:
-            self.fail_next -= 1
-            return defer.fail(ConnectionError("redis is down"))
-        if key is not None:
-            if key in self.keys:
-                return defer.succeed(None)
-            self.keys.add(key)
-        self.jobs.append((queue, task, args, key))
-        return defer.succeed(f"job-{len(self.jobs)}")
-
-    def call(self, queue, task, args, timeout=10.0):  # pragma: no cover - billing never calls
-        return defer.fail(NotImplementedError())
-
-    def take(self):
-        jobs, self.jobs = self.jobs, []
-        return jobs
 
 
 def make_config(**sections):
@@ -91,7 +62,7 @@ class TasksTestBase(unittest.TestCase):
 
 class InvoiceTaskTests(TasksTestBase):
     async def test_create_invoices_one_per_plan_with_signed_links(self):
-        result = await self.tasks.create_invoices({"chat_id": 42, "user_id": 42})
+        result = await run_task(self.tasks, "create_invoices", {"chat_id": 42, "user_id": 42})
         invoices = result["invoices"]
         self.assertEqual([i["plan"] for i in invoices], ["month", "year"])
         self.assertEqual([i["amount"] for i in invoices], [Decimal("199.00"), Decimal("1990.00")])
@@ -100,23 +71,23 @@ class InvoiceTaskTests(TasksTestBase):
             token = inv["url"].rsplit("/", 1)[1]
             self.assertEqual(verify_token(SECRET.encode(), token, T0), inv["label"])
             self.assertEqual(inv["expires_at"], "2026-05-31T20:26:40+00:00")
-        again = await self.tasks.create_invoices({"chat_id": 42, "user_id": 42})
+        again = await run_task(self.tasks, "create_invoices", {"chat_id": 42, "user_id": 42})
         self.assertEqual([i["label"] for i in again["invoices"]], [i["label"] for i in invoices])
-        other = await self.tasks.create_invoices({"chat_id": 43, "user_id": None})
+        other = await run_task(self.tasks, "create_invoices", {"chat_id": 43, "user_id": None})
         self.assertNotEqual(other["invoices"][0]["label"], invoices[0]["label"])
 
     async def test_create_invoices_bad_args(self):
         for args in ({}, {"chat_id": "42"}, {"chat_id": True}, {"chat_id": 2**70}, {"chat_id": 1, "user_id": "x"}):
             with self.assertRaises(InvalidTaskArgs, msg=repr(args)):
-                await self.tasks.create_invoices(args)
+                await run_task(self.tasks, "create_invoices", args)
         self.assertTrue(issubclass(InvalidTaskArgs, PermanentJobError))
 
     async def test_create_donation(self):
-        result = await self.tasks.create_donation({"amount": Decimal("100.50"), "name": "Ann", "message": "Thank you"})
+        result = await run_task(self.tasks, "create_donation", {"amount": Decimal("100.50"), "name": "Ann", "message": "Thank you"})
         inv = await self.ledger.get_invoice(result["label"])
         self.assertEqual((inv.kind, inv.amount, inv.metadata), ("donation", Decimal("100.50"), {"name": "Ann", "message": "Thank you"}))
         self.assertEqual(verify_token(SECRET.encode(), result["url"].rsplit("/", 1)[1], T0), result["label"])
-        self.assertEqual((await self.tasks.create_donation({"amount": "25", "name": "", "message": ""}))["url"][:28],
+        self.assertEqual((await run_task(self.tasks, "create_donation", {"amount": "25", "name": "", "message": ""}))["url"][:28],
                          "https://pay.example.org/pay/")
 
     async def test_create_donation_refusals(self):
@@ -126,18 +97,18 @@ class InvoiceTaskTests(TasksTestBase):
                {"amount": Decimal("20"), "name": 5}]
         for args in bad:
             with self.assertRaises(InvalidTaskArgs, msg=repr(args)):
-                await self.tasks.create_donation(args)
+                await run_task(self.tasks, "create_donation", args)
 
     async def test_donations_disabled(self):
         tasks = BillingTasks(make_config(donations={"enabled": False}), self.ledger, self.queue, self.clock)
         with self.assertRaises(InvalidTaskArgs):
-            await tasks.create_donation({"amount": Decimal("20")})
+            await run_task(tasks, "create_donation", {"amount": Decimal("20")})
 
     async def test_create_invoice_for_the_api(self):
-        by_plan = await self.tasks.create_invoice({"plan": "year", "chat_id": 5, "description": "", "metadata": {"order": 7}})
+        by_plan = await run_task(self.tasks, "create_invoice", {"plan": "year", "chat_id": 5, "description": "", "metadata": {"order": 7}})
         self.assertEqual((by_plan["kind"], by_plan["amount"], by_plan["status"]), ("subscription", Decimal("1990.00"), "open"))
         self.assertEqual(by_plan["description"], "1 year")
-        by_amount = await self.tasks.create_invoice({"amount": Decimal("12.34"), "description": "order 7", "ttl": 3600})
+        by_amount = await run_task(self.tasks, "create_invoice", {"amount": Decimal("12.34"), "description": "order 7", "ttl": 3600})
         self.assertEqual((by_amount["kind"], by_amount["amount"]), ("donation", Decimal("12.34")))
         self.assertEqual(by_amount["expires_at"], "2026-05-28T21:26:40+00:00")
         self.assertIn("/pay/", by_amount["url"])
@@ -145,30 +116,30 @@ class InvoiceTaskTests(TasksTestBase):
                      {"amount": Decimal("1"), "ttl": 5}, {"amount": Decimal("1"), "metadata": {"x": "y" * 5000}},
                      {"amount": Decimal("1"), "metadata": [1]}, {"amount": Decimal("1"), "description": "d" * 501}):
             with self.assertRaises(InvalidTaskArgs, msg=repr(args)):
-                await self.tasks.create_invoice(args)
+                await run_task(self.tasks, "create_invoice", args)
 
     async def test_invoice_status(self):
-        created = (await self.tasks.create_invoices({"chat_id": 42}))["invoices"][0]
-        status = await self.tasks.invoice_status({"label": created["label"]})
+        created = (await run_task(self.tasks, "create_invoices", {"chat_id": 42}))["invoices"][0]
+        status = await run_task(self.tasks, "invoice_status", {"label": created["label"]})
         self.assertEqual(status["status"], "open")
         self.assertEqual(status["kind"], "subscription")
         self.assertIsNone(status["paid_at"])
-        await self.tasks.apply_payment({"fields": note("op1", created["label"]), "source": "notification"})
-        status = await self.tasks.invoice_status({"label": created["label"]})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op1", created["label"]), "source": "notification"})
+        status = await run_task(self.tasks, "invoice_status", {"label": created["label"]})
         self.assertEqual(status["status"], "paid")
         self.assertEqual(status["paid_at"], "2026-05-28T20:26:40+00:00")
-        self.assertIsNone(await self.tasks.invoice_status({"label": "UnknownLabel1234"}))
-        self.assertIsNone(await self.tasks.invoice_status({"label": "../etc/passwd"}))
-        self.assertIsNone(await self.tasks.invoice_status({"label": "x" * 1000}))
-        self.assertIsNone(await self.tasks.invoice_status({"label": 5}))
+        self.assertIsNone(await run_task(self.tasks, "invoice_status", {"label": "UnknownLabel1234"}))
+        self.assertIsNone(await run_task(self.tasks, "invoice_status", {"label": "../etc/passwd"}))
+        self.assertIsNone(await run_task(self.tasks, "invoice_status", {"label": "x" * 1000}))
+        self.assertIsNone(await run_task(self.tasks, "invoice_status", {"label": 5}))
 
 
 class ApplyPaymentTaskTests(TasksTestBase):
     async def subscription_invoice(self, chat=42, plan=0):
-        return (await self.tasks.create_invoices({"chat_id": chat}))["invoices"][plan]
+        return (await run_task(self.tasks, "create_invoices", {"chat_id": chat}))["invoices"][plan]
 
     async def apply(self, fields, source="notification"):
-        return await self.tasks.apply_payment({"fields": fields, "source": source})
+        return await run_task(self.tasks, "apply_payment", {"fields": fields, "source": source})
 
     async def test_paid_confirms_and_grants(self):
         inv = await self.subscription_invoice()
@@ -205,11 +176,11 @@ class ApplyPaymentTaskTests(TasksTestBase):
     async def test_no_channel_no_invite(self):
         tasks = BillingTasks(make_config(telegram={"channel_id": 0}), self.ledger, self.queue, self.clock)
         inv = await self.subscription_invoice()
-        await tasks.apply_payment({"fields": note("op1", inv["label"]), "source": "notification"})
+        await run_task(tasks, "apply_payment", {"fields": note("op1", inv["label"]), "source": "notification"})
         self.assertEqual([t for _, t, _, _ in self.queue.take()], ["notify"])
 
     async def test_donation_alerts_owner(self):
-        d = await self.tasks.create_donation({"amount": Decimal("300.00"), "name": "Ann", "message": "Keep going"})
+        d = await run_task(self.tasks, "create_donation", {"amount": Decimal("300.00"), "name": "Ann", "message": "Keep going"})
         result = await self.apply(note("op1", d["label"], withdraw="300.00", amount="291.00"))
         self.assertEqual(result["outcome"], "paid")
         [(queue, name, args, key)] = self.queue.take()
@@ -277,7 +248,7 @@ class ApplyPaymentTaskTests(TasksTestBase):
 
     async def test_blocked_user_gets_no_messages(self):
         inv = await self.subscription_invoice()
-        await self.tasks.mark_blocked({"chat_id": 42})
+        await run_task(self.tasks, "mark_blocked", {"chat_id": 42})
         await self.apply(note("op1", inv["label"], withdraw="150.00"))
         self.assertEqual([a["message"] for _, _, a, _ in self.queue.take()], ["underpaid"])
 
@@ -300,40 +271,40 @@ class ApplyPaymentTaskTests(TasksTestBase):
 
 class OtherTaskTests(TasksTestBase):
     async def test_quarantine_alerts_are_rate_limited(self):
-        first = await self.tasks.quarantine({"body": "a=1", "reason": "sha1_mismatch", "remote": "203.0.113.9"})
+        first = await run_task(self.tasks, "quarantine", {"body": "a=1", "reason": "sha1_mismatch", "remote": "203.0.113.9"})
         self.assertEqual((first["action"], first["unresolved"]), ("stored", 1))
-        await self.tasks.quarantine({"body": "a=2", "reason": "sha1_mismatch", "remote": "203.0.113.9"})
-        await self.tasks.quarantine({"body": "a=1", "reason": "sha1_mismatch", "remote": "203.0.113.9"})
+        await run_task(self.tasks, "quarantine", {"body": "a=2", "reason": "sha1_mismatch", "remote": "203.0.113.9"})
+        await run_task(self.tasks, "quarantine", {"body": "a=1", "reason": "sha1_mismatch", "remote": "203.0.113.9"})
         alerts = self.queue.take()
         self.assertEqual(len(alerts), 1)
         self.assertEqual(alerts[0][2]["message"], "quarantine")
         self.assertEqual(alerts[0][2]["params"]["reason"], "sha1_mismatch")
         self.clock.advance(600)
-        await self.tasks.quarantine({"body": "a=3", "reason": "sign_mismatch", "remote": "203.0.113.9"})
+        await run_task(self.tasks, "quarantine", {"body": "a=3", "reason": "sign_mismatch", "remote": "203.0.113.9"})
         [alert] = self.queue.take()
         self.assertEqual(alert[2]["params"]["unresolved"], 3)
         with self.assertRaises(InvalidTaskArgs):
-            await self.tasks.quarantine({"body": 5, "reason": "x"})
+            await run_task(self.tasks, "quarantine", {"body": 5, "reason": "x"})
 
     async def test_subscription_status(self):
-        self.assertIsNone(await self.tasks.subscription_status({"chat_id": 42}))
-        inv = (await self.tasks.create_invoices({"chat_id": 42}))["invoices"][0]
-        await self.tasks.apply_payment({"fields": note("op1", inv["label"]), "source": "notification"})
-        status = await self.tasks.subscription_status({"chat_id": 42})
+        self.assertIsNone(await run_task(self.tasks, "subscription_status", {"chat_id": 42}))
+        inv = (await run_task(self.tasks, "create_invoices", {"chat_id": 42}))["invoices"][0]
+        await run_task(self.tasks, "apply_payment", {"fields": note("op1", inv["label"]), "source": "notification"})
+        status = await run_task(self.tasks, "subscription_status", {"chat_id": 42})
         self.assertEqual(status, {"plan": "month", "ends_at": "2026-06-27T20:26:40+00:00", "active": True})
         self.clock.advance(31 * DAY)
-        self.assertFalse((await self.tasks.subscription_status({"chat_id": 42}))["active"])
+        self.assertFalse((await run_task(self.tasks, "subscription_status", {"chat_id": 42}))["active"])
 
     async def test_mark_blocked(self):
-        self.assertEqual(await self.tasks.mark_blocked({"chat_id": 9}), {"blocked": True, "new": True})
-        self.assertEqual(await self.tasks.mark_blocked({"chat_id": 9}), {"blocked": True, "new": False})
+        self.assertEqual(await run_task(self.tasks, "mark_blocked", {"chat_id": 9}), {"blocked": True, "new": True})
+        self.assertEqual(await run_task(self.tasks, "mark_blocked", {"chat_id": 9}), {"blocked": True, "new": False})
         self.assertTrue(await self.ledger.is_blocked(9))
 
     async def test_stats(self):
-        inv = (await self.tasks.create_invoices({"chat_id": 42}))["invoices"][0]
-        await self.tasks.apply_payment({"fields": note("op1", inv["label"], amount="197.03"), "source": "notification"})
-        await self.tasks.apply_payment({"fields": note("op2", "", withdraw="0.10"), "source": "notification"})
-        stats = await self.tasks.stats({})
+        inv = (await run_task(self.tasks, "create_invoices", {"chat_id": 42}))["invoices"][0]
+        await run_task(self.tasks, "apply_payment", {"fields": note("op1", inv["label"], amount="197.03"), "source": "notification"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op2", "", withdraw="0.10"), "source": "notification"})
+        stats = await run_task(self.tasks, "stats", {})
         self.assertEqual(stats, {"payments_today": 2, "sum_today": Decimal("197.13"), "payments_month": 2,
                                  "sum_month": Decimal("197.13"), "active_subscribers": 1, "quarantined": 0})
 

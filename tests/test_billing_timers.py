@@ -10,7 +10,8 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.support.postgres import create_database, drop_database
-from tests.test_billing_tasks import RecordingQueue, make_config, note
+from tests.support.queues import RecordingQueue, run_task
+from tests.test_billing_tasks import make_config, note
 from ymds.billing.ledger import open_ledger
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
@@ -53,8 +54,8 @@ class TimersTestBase(unittest.TestCase):
         return ledger
 
     async def subscribe(self, chat, plan=0):
-        inv = (await self.tasks.create_invoices({"chat_id": chat}))["invoices"][plan]
-        result = await self.tasks.apply_payment({"fields": note(f"op-{chat}-{self.clock.seconds()}", inv["label"]),
+        inv = (await run_task(self.tasks, "create_invoices", {"chat_id": chat}))["invoices"][plan]
+        result = await run_task(self.tasks, "apply_payment", {"fields": note(f"op-{chat}-{self.clock.seconds()}", inv["label"]),
                                                  "source": "notification"})
         self.queue.take()
         return (await self.ledger.subscription(chat)).ends_at
@@ -146,7 +147,7 @@ class SweepTests(TimersTestBase):
         self.assertEqual([a.get("message") for _, _, a, _ in self.queue.take()], ["expired", None])
 
     async def test_invoices_expire_and_are_pruned_after_30_days(self):
-        inv = (await self.tasks.create_invoices({"chat_id": 42}))["invoices"][0]
+        inv = (await run_task(self.tasks, "create_invoices", {"chat_id": 42}))["invoices"][0]
         self.at(T0 + 3 * DAY + 1)
         report = await self.timers.tick()
         self.assertEqual(report["expired_invoices"], 2)

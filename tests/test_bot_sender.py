@@ -12,6 +12,7 @@ from tests.fakes.bot_harness import (ADMIN, CHANNEL, as_deferred, make_config, n
                                      start_billing, start_fake, start_queue, wait_until)
 from ymds.bot.ratelimit import RateLimiter
 from ymds.bot.service import make_bot_service
+from tests.support.queues import run_task
 from ymds.queue.errors import PermanentJobError
 from ymds.queue.redis import RedisPool, parse_redis_url
 
@@ -59,14 +60,14 @@ class DedupTests(SenderTestBase):
     async def test_a_redelivered_job_does_not_send_twice(self):
         await self.bot()
         args = {"chat_id": 501, "message": "payment_confirmed", "params": PAID}
-        first = await self.tasks.notify(args)
-        again = await self.tasks.notify(dict(args))  # what a redelivery runs: the same args
+        first = await run_task(self.tasks, "notify", args)
+        again = await run_task(self.tasks, "notify", dict(args))  # what a redelivery runs: the same args
         self.assertEqual(first, {"outcome": "sent"})
         self.assertEqual(again, {"outcome": "duplicate"})
         self.assertEqual(len(self.fake.messages_to(501)), 1)
         # An explicit key wins over the content.
-        await self.tasks.send({"chat_id": 501, "text": "one", "key": "k1"})
-        await self.tasks.send({"chat_id": 501, "text": "other text, same key", "key": "k1"})
+        await run_task(self.tasks, "send", {"chat_id": 501, "text": "one", "key": "k1"})
+        await run_task(self.tasks, "send", {"chat_id": 501, "text": "other text, same key", "key": "k1"})
         self.assertEqual(len(self.fake.messages_to(501)), 2)
 
     @as_deferred
@@ -86,9 +87,9 @@ class DedupTests(SenderTestBase):
         await self.bot()
         self.fake.fail_next("sendMessage", 500)
         with self.assertRaises(Exception):
-            await self.tasks.send({"chat_id": 503, "text": "x", "key": "after"})
+            await run_task(self.tasks, "send", {"chat_id": 503, "text": "x", "key": "after"})
         self.assertFalse(await self.parts.store.was_sent("after"))
-        self.assertEqual(await self.tasks.send({"chat_id": 503, "text": "x", "key": "after"}), {"outcome": "sent"})
+        self.assertEqual(await run_task(self.tasks, "send", {"chat_id": 503, "text": "x", "key": "after"}), {"outcome": "sent"})
         self.assertTrue(await self.parts.store.was_sent("after"))
 
 
@@ -99,8 +100,8 @@ class FaultTests(SenderTestBase):
         clock.advance(5000)
         await self.bot(limiter=RateLimiter(clock))
         self.fake.fail_next("sendMessage", 429, retry_after=3)
-        sending = defer.Deferred.fromCoroutine(self.tasks.send({"chat_id": 510, "text": "hello", "key": "f1"}))
-        other = defer.Deferred.fromCoroutine(self.tasks.send({"chat_id": 511, "text": "hello", "key": "f2"}))
+        sending = defer.Deferred.fromCoroutine(run_task(self.tasks, "send", {"chat_id": 510, "text": "hello", "key": "f1"}))
+        other = defer.Deferred.fromCoroutine(run_task(self.tasks, "send", {"chat_id": 511, "text": "hello", "key": "f2"}))
         await wait_until(lambda: len(self.fake.calls_of("sendMessage")) == 1)
         await wait_until(lambda: self.parts.limiter.paused_until == 5003)
         clock.advance(2.99)
@@ -118,7 +119,7 @@ class FaultTests(SenderTestBase):
     async def test_blocked_user_marks_the_chat_and_stops_sending(self):
         await self.bot()
         self.fake.block_chat(520)
-        self.assertEqual(await self.tasks.notify({"chat_id": 520, "message": "expired", "params": {"plan": "month"}}),
+        self.assertEqual(await run_task(self.tasks, "notify", {"chat_id": 520, "message": "expired", "params": {"plan": "month"}}),
                          {"outcome": "blocked"})
         ledger = self.billing.tasks.ledger
         await wait_until(lambda: self.redis_server.command("XLEN", f"{self.prefix}:q:billing") == 0,
@@ -126,7 +127,7 @@ class FaultTests(SenderTestBase):
         self.assertTrue(await ledger.is_blocked(520))
         self.assertTrue(await self.parts.store.is_blocked(520))
         calls = len(self.fake.calls_of("sendMessage"))
-        self.assertEqual(await self.tasks.send({"chat_id": 520, "text": "more", "key": "b2"}), {"outcome": "blocked"})
+        self.assertEqual(await run_task(self.tasks, "send", {"chat_id": 520, "text": "more", "key": "b2"}), {"outcome": "blocked"})
         self.assertEqual(len(self.fake.calls_of("sendMessage")), calls)
         # The user unblocks the bot and writes: messages flow again.
         self.fake.unblock_chat(520)
@@ -139,18 +140,18 @@ class FaultTests(SenderTestBase):
     async def test_refused_messages(self):
         await self.bot()
         self.fake.forget_chat(530)
-        self.assertEqual(await self.tasks.send({"chat_id": 530, "text": "x", "key": "r1"}), {"outcome": "rejected"})
+        self.assertEqual(await run_task(self.tasks, "send", {"chat_id": 530, "text": "x", "key": "r1"}), {"outcome": "rejected"})
         with self.assertRaises(PermanentJobError):
-            await self.tasks.send({"chat_id": 531, "text": "<b>broken", "key": "r2"})
+            await run_task(self.tasks, "send", {"chat_id": 531, "text": "<b>broken", "key": "r2"})
         for bad in ({"chat_id": "531", "text": "x"}, {"chat_id": 531, "text": ""}, {"chat_id": True, "text": "x"},
                     {"chat_id": 531, "text": "x" * 5000}, {"chat_id": 531, "text": "x", "buttons": "no"}):
             with self.assertRaises(PermanentJobError, msg=repr(bad)):
-                await self.tasks.send(bad)
+                await run_task(self.tasks, "send", bad)
         for bad in ({"chat_id": 1, "message": "surprise"}, {"chat_id": 1, "message": "expired", "params": []}):
             with self.assertRaises(PermanentJobError):
-                await self.tasks.notify(bad)
+                await run_task(self.tasks, "notify", bad)
         with self.assertRaises(PermanentJobError):
-            await self.tasks.notify_admins({"message": "nonsense"})
+            await run_task(self.tasks, "notify_admins", {"message": "nonsense"})
 
     @as_deferred
     async def test_server_error_is_retried_by_the_queue(self):
@@ -193,9 +194,9 @@ class NotifyTests(SenderTestBase):
     @as_deferred
     async def test_payment_confirmation_in_the_users_language(self):
         await self.bot()
-        await self.tasks.notify({"chat_id": 600, "message": "payment_confirmed", "params": PAID})
+        await run_task(self.tasks, "notify", {"chat_id": 600, "message": "payment_confirmed", "params": PAID})
         await self.parts.store.set_language(601, "ru")
-        await self.tasks.notify({"chat_id": 601, "message": "payment_confirmed", "params": PAID})
+        await run_task(self.tasks, "notify", {"chat_id": 601, "message": "payment_confirmed", "params": PAID})
         en, ru = self.fake.messages_to(600)[0], self.fake.messages_to(601)[0]
         self.assertIn("1 year <best>", en["visible"])
         self.assertIn("&lt;best&gt;", en["text"])
@@ -217,7 +218,7 @@ class NotifyTests(SenderTestBase):
             chat = 610 if lang == "en" else 611
             await self.parts.store.set_language(chat, lang)
             for message, p in params.items():
-                self.assertEqual(await self.tasks.notify({"chat_id": chat, "message": message, "params": p}),
+                self.assertEqual(await run_task(self.tasks, "notify", {"chat_id": chat, "message": message, "params": p}),
                                  {"outcome": "sent"})
             self.assertEqual(len(self.fake.messages_to(chat)), len(params))
         en = [m["visible"] for m in self.fake.messages_to(610)]
@@ -236,7 +237,7 @@ class NotifyTests(SenderTestBase):
         await self.bot()
         hostile = {"amount": Decimal("500.00"), "name": "<b>Eve</b> & co", "message": "<a href='x'>click</a> </pre>",
                    "operation_id": "op-9", "label": "x"}
-        result = await self.tasks.notify_admins({"message": "donation", "params": hostile})
+        result = await run_task(self.tasks, "notify_admins", {"message": "donation", "params": hostile})
         self.assertEqual(result, {"outcomes": {str(ADMIN): "sent"}})
         message = self.fake.messages_to(ADMIN)[0]
         self.assertIn("<b>Eve</b> & co", message["visible"])
@@ -249,7 +250,7 @@ class NotifyTests(SenderTestBase):
                          ("dead_letter", {"queue": "billing", "task": "apply_payment", "error": "Boom: <x>"}),
                          ("webhook_failed", {"endpoint_id": 7, "host": "shop.example", "event_id": "ev_1",
                                              "event_type": "invoice.paid", "attempts": 30, "error": "HTTP 500 <b>"})):
-            await self.tasks.notify_admins({"message": alert, "params": p})
+            await run_task(self.tasks, "notify_admins", {"message": alert, "params": p})
         self.assertEqual(len(self.fake.messages_to(ADMIN)), 7)
         self.assertIn("invoice.paid", self.fake.messages_to(ADMIN)[-1]["visible"])
         self.assertIn("HTTP 500 <b>", self.fake.messages_to(ADMIN)[-1]["visible"])
@@ -260,7 +261,7 @@ class ChannelTests(SenderTestBase):
     async def test_grant_access_sends_a_one_person_link_once(self):
         await self.bot()
         args = {"chat_id": 700, "ends_at": "2030-01-01T00:00:00+00:00"}
-        result = await self.tasks.grant_access(args)
+        result = await run_task(self.tasks, "grant_access", args)
         self.assertEqual(result, {"granted": True, "outcome": "sent"})
         link = self.fake.invite_links[0]
         self.assertEqual(link["chat_id"], CHANNEL)
@@ -270,7 +271,7 @@ class ChannelTests(SenderTestBase):
         message = self.fake.messages_to(700)[0]
         self.assertEqual(message["reply_markup"]["inline_keyboard"][0][0]["url"], link["invite_link"])
         # Redelivered: neither a new link nor a new message.
-        self.assertEqual(await self.tasks.grant_access(dict(args)), {"granted": True, "outcome": "duplicate"})
+        self.assertEqual(await run_task(self.tasks, "grant_access", dict(args)), {"granted": True, "outcome": "duplicate"})
         self.assertEqual(len(self.fake.invite_links), 1)
         self.assertEqual(len(self.fake.messages_to(700)), 1)
 
@@ -279,7 +280,7 @@ class ChannelTests(SenderTestBase):
         await self.bot()
         soon = reactor.seconds() + 3600
         from datetime import datetime, timezone
-        await self.tasks.grant_access({"chat_id": 701, "ends_at": datetime.fromtimestamp(soon, timezone.utc).isoformat()})
+        await run_task(self.tasks, "grant_access", {"chat_id": 701, "ends_at": datetime.fromtimestamp(soon, timezone.utc).isoformat()})
         self.assertEqual(self.fake.invite_links[0]["expire_date"], int(soon))
 
     @as_deferred
@@ -288,8 +289,8 @@ class ChannelTests(SenderTestBase):
         self.fake.fail_next("sendMessage", 500)
         args = {"chat_id": 702, "ends_at": "2030-01-01T00:00:00+00:00"}
         with self.assertRaises(Exception):
-            await self.tasks.grant_access(args)
-        await self.tasks.grant_access(args)
+            await run_task(self.tasks, "grant_access", args)
+        await run_task(self.tasks, "grant_access", args)
         self.assertEqual(len(self.fake.invite_links), 1)
         self.assertEqual(self.fake.messages_to(702)[0]["reply_markup"]["inline_keyboard"][0][0]["url"],
                          self.fake.invite_links[0]["invite_link"])
@@ -297,7 +298,7 @@ class ChannelTests(SenderTestBase):
     @as_deferred
     async def test_revoke_is_ban_then_unban(self):
         await self.bot()
-        self.assertEqual(await self.tasks.revoke_access({"chat_id": 703}), {"revoked": True, "outcome": "removed"})
+        self.assertEqual(await run_task(self.tasks, "revoke_access", {"chat_id": 703}), {"revoked": True, "outcome": "removed"})
         self.assertEqual(self.fake.bans, [("banChatMember", CHANNEL, 703), ("unbanChatMember", CHANNEL, 703)])
         unban = self.fake.calls_of("unbanChatMember")[0]
         self.assertIs(unban["only_if_banned"], True)
@@ -306,14 +307,14 @@ class ChannelTests(SenderTestBase):
     async def test_channel_refusals(self):
         await self.bot()
         self.fake.fail_next("banChatMember", 400, "Bad Request: PARTICIPANT_ID_INVALID")
-        self.assertEqual(await self.tasks.revoke_access({"chat_id": 704}), {"revoked": True, "outcome": "not_member"})
+        self.assertEqual(await run_task(self.tasks, "revoke_access", {"chat_id": 704}), {"revoked": True, "outcome": "not_member"})
         self.fake.fail_next("banChatMember", 400, "Bad Request: not enough rights to restrict/unrestrict chat member")
         with self.assertRaises(PermanentJobError) as caught:
-            await self.tasks.revoke_access({"chat_id": 705})
+            await run_task(self.tasks, "revoke_access", {"chat_id": 705})
         self.assertIn("administrator", str(caught.exception))
         self.fake.channels.clear()
         with self.assertRaises(PermanentJobError):
-            await self.tasks.grant_access({"chat_id": 706, "ends_at": "2030-01-01T00:00:00Z"})
+            await run_task(self.tasks, "grant_access", {"chat_id": 706, "ends_at": "2030-01-01T00:00:00Z"})
 
 
 class NoChannelTests(SenderTestBase):
@@ -322,8 +323,8 @@ class NoChannelTests(SenderTestBase):
     @as_deferred
     async def test_grant_and_revoke_do_nothing_without_a_channel(self):
         await self.bot()
-        self.assertEqual((await self.tasks.grant_access({"chat_id": 800, "ends_at": "2030-01-01T00:00:00Z"}))["granted"], False)
-        self.assertEqual((await self.tasks.revoke_access({"chat_id": 800}))["revoked"], False)
+        self.assertEqual((await run_task(self.tasks, "grant_access", {"chat_id": 800, "ends_at": "2030-01-01T00:00:00Z"}))["granted"], False)
+        self.assertEqual((await run_task(self.tasks, "revoke_access", {"chat_id": 800}))["revoked"], False)
         self.assertEqual(self.fake.calls, [])
 
 
@@ -380,7 +381,7 @@ class ChannelFloodTests(SenderTestBase):
         self.fake.fail_next("banChatMember", 429, retry_after=9)
         from ymds.bot.errors import RetryAfter
         with self.assertRaises(RetryAfter):
-            await self.tasks.revoke_access({"chat_id": 710})
+            await run_task(self.tasks, "revoke_access", {"chat_id": 710})
         self.assertGreaterEqual(self.parts.limiter.paused_until, reactor.seconds() + 8)
 
 
@@ -390,8 +391,8 @@ class MetricsTests(SenderTestBase):
         from ymds.metrics import Registry
         metrics = Registry()
         await self.bot(metrics=metrics)
-        await self.tasks.send({"chat_id": 720, "text": "x", "key": "m1"})
-        await self.tasks.send({"chat_id": 720, "text": "x", "key": "m1"})
+        await run_task(self.tasks, "send", {"chat_id": 720, "text": "x", "key": "m1"})
+        await run_task(self.tasks, "send", {"chat_id": 720, "text": "x", "key": "m1"})
         text = metrics.render()
         self.assertIn('ymds_bot_messages_total{outcome="sent"} 1.0', text)
         self.assertIn('ymds_bot_messages_total{outcome="duplicate"} 1.0', text)

@@ -1,7 +1,6 @@
 """Shared helpers for the web role's tests (no tests here): a recording IJobQueue, a config, a live Site."""
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 from twisted.internet import defer, reactor
@@ -12,59 +11,16 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from tests.support.queues import QueueDown, RecordingQueue  # noqa: F401  (the one fake queue)
 from ymds.config import load_config
 from ymds.links import new_label, sign_token
 from ymds.metrics import Registry
-from ymds.queue.interfaces import IJobQueue
 from ymds.web.site import make_site
 
 SECRET = "01234567890ABCDEF01234567890"
 LINK_SECRET = "link-secret-for-tests-0123456789"
 WALLET = "410011234567890"
 NOW = 1_800_000_000
-
-
-class QueueDown(Exception):
-    pass
-
-
-@implementer(IJobQueue)
-class RecordingQueue:
-    """Records enqueues; answers calls from ``handlers``; ``down`` makes everything fail."""
-
-    def __init__(self):
-        self.enqueued: list[tuple[str, str, dict, str | None]] = []
-        self.calls: list[tuple[str, str, dict]] = []
-        self.keys: set[str] = set()
-        self.handlers: dict = {}
-        self.down = False
-        self.hold: defer.Deferred | None = None  # when set, enqueues wait for it
-
-    def enqueue(self, queue, task, args, key=None, delay=None):
-        if self.down:
-            return defer.fail(QueueDown("redis is down"))
-        json.dumps(args, default=str)  # must be JSON-able (Decimal allowed)
-
-        def add(_=None):
-            if key is not None and key in self.keys:
-                return None
-            if key is not None:
-                self.keys.add(key)
-            self.enqueued.append((queue, task, args, key))
-            return f"job-{len(self.enqueued)}"
-
-        if self.hold is not None:
-            return self.hold.addCallback(add)
-        return defer.succeed(add())
-
-    def call(self, queue, task, args, timeout=10.0):
-        self.calls.append((queue, task, args))
-        if self.down:
-            return defer.fail(QueueDown("redis is down"))
-        handler = self.handlers.get(task)
-        if handler is None:
-            return defer.fail(LookupError(task))
-        return defer.maybeDeferred(handler, args)
 
 
 def make_config(port: int, **sections):

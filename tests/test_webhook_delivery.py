@@ -11,44 +11,18 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
-from zope.interface import implementer
 
+from tests.support.queues import RecordingQueue, run_task
 from tests.test_billing_tasks import make_config, note
 from ymds.billing.ledger import open_ledger
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
 from ymds.client import verify_webhook
-from ymds.queue.interfaces import IJobQueue
 from ymds.webhooks.delivery import TASK, TreqSender, WebhookDeliverer, default_backoff
 
 T0 = 1_780_000_000.0
 DAY = 86400.0
 SECRET = "whsec_test-secret"
-
-
-@implementer(IJobQueue)
-class DelayedQueue:
-    """Records jobs with their delay and honours idempotency keys like the real queue."""
-
-    def __init__(self):
-        self.jobs: list[tuple[str, str, dict, str | None, float | None]] = []
-        self.keys: set[str] = set()
-
-    def enqueue(self, queue, task_name, args, key=None, delay=None):
-        if key is not None:
-            if key in self.keys:
-                return defer.succeed(None)
-            self.keys.add(key)
-        self.jobs.append((queue, task_name, args, key, delay))
-        return defer.succeed(f"job-{len(self.jobs)}")
-
-    def call(self, queue, task_name, args, timeout=10.0):  # pragma: no cover - not used
-        return defer.fail(NotImplementedError())
-
-    def take(self, task_name=TASK):
-        taken = [j for j in self.jobs if j[1] == task_name]
-        self.jobs = [j for j in self.jobs if j[1] != task_name]
-        return taken
 
 
 class Receiver(Resource):
@@ -94,7 +68,7 @@ class DeliveryTestBase(unittest.TestCase):
         self.addCleanup(self.ledger.close)
         self.clock = task.Clock()
         self.clock.advance(T0)
-        self.queue = DelayedQueue()
+        self.queue = RecordingQueue(with_delay=True)
         self.receiver = Receiver()
         self.port = reactor.listenTCP(0, Site(self.receiver), interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
@@ -114,12 +88,12 @@ class DeliveryTestBase(unittest.TestCase):
     async def run_jobs(self):
         """Run the deliver jobs that are due now (as the worker would); returns their results."""
         results = []
-        for job in self.queue.take():
+        for job in self.queue.take(TASK):
             _, _, args, key, delay = job
             if delay:
                 self.queue.jobs.append(job)  # not yet: the delayed set keeps it
                 continue
-            results.append(await self.deliverer.deliver(args))
+            results.append(await run_task(self.deliverer, TASK, args))
         return results
 
     async def advance(self, seconds):
@@ -157,7 +131,7 @@ class Delivery(DeliveryTestBase):
         self.assertEqual(delay, default_backoff(1))
         self.assertEqual(default_backoff(1), 10.0)
         # a wake-up before it is due sends nothing and re-arms the delayed job
-        self.assertEqual(await self.deliverer.deliver({"endpoint_id": "we_1"}), {"outcome": "waiting", "sent": 0})
+        self.assertEqual(await run_task(self.deliverer, TASK, {"endpoint_id": "we_1"}), {"outcome": "waiting", "sent": 0})
         self.assertEqual(len(self.receiver.received), 1)
         await self.advance(10)
         self.assertEqual(await self.run_jobs(), [{"outcome": "retry", "sent": 0}])
@@ -189,7 +163,7 @@ class Delivery(DeliveryTestBase):
         two = [r["event"]["data"]["n"] for r in self.receiver.received if r["path"].endswith("/two")]
         self.assertEqual((one, two), ([0], [0, 1, 2]))  # later events of endpoint one wait
         await self.advance(5)
-        await self.deliverer.deliver({"endpoint_id": "we_1"})  # early wake-ups send nothing
+        await run_task(self.deliverer, TASK, {"endpoint_id": "we_1"})  # early wake-ups send nothing
         await self.advance(5)
         await self.run_jobs()
         one = [r["event"]["data"]["n"] for r in self.receiver.received if r["path"].endswith("/one")]
@@ -206,10 +180,10 @@ class Delivery(DeliveryTestBase):
         await self.emit(1)
         self.receiver.hang = True
         self.sender.timeout = 0.5
-        first = defer.Deferred.fromCoroutine(self.deliverer.deliver({"endpoint_id": "we_1"}))
+        first = defer.Deferred.fromCoroutine(run_task(self.deliverer, TASK, {"endpoint_id": "we_1"}))
         while not self.receiver.received:  # the first deliverer is sending (real IO)
             await task.deferLater(reactor, 0.01)
-        second = await self.deliverer.deliver({"endpoint_id": "we_1"})
+        second = await run_task(self.deliverer, TASK, {"endpoint_id": "we_1"})
         self.assertEqual(second, {"outcome": "busy"})
         self.assertEqual(await first, {"outcome": "retry", "sent": 0})
         [attempt] = await self.ledger.webhook_attempts()
@@ -291,7 +265,7 @@ class Delivery(DeliveryTestBase):
         from ymds.queue.errors import PermanentJobError
         for args in ({}, {"endpoint_id": 5}, {"endpoint_id": "x" * 100}, None):
             with self.assertRaises(PermanentJobError):
-                await self.deliverer.deliver(args)
+                await run_task(self.deliverer, TASK, args)
 
     async def test_a_long_backlog_continues_in_fresh_jobs(self):
         self.deliverer.max_per_job = 2
@@ -299,7 +273,7 @@ class Delivery(DeliveryTestBase):
         for n in range(5):
             await self.emit(n)
         self.queue.jobs.clear()
-        self.assertEqual(await self.deliverer.deliver({"endpoint_id": "we_1"}), {"outcome": "more", "sent": 2})
+        self.assertEqual(await run_task(self.deliverer, TASK, {"endpoint_id": "we_1"}), {"outcome": "more", "sent": 2})
         self.assertEqual(await self.run_jobs(), [{"outcome": "more", "sent": 2}])
         self.assertEqual(await self.run_jobs(), [{"outcome": "idle", "sent": 1}])
         self.assertEqual([r["event"]["data"]["n"] for r in self.receiver.received], [0, 1, 2, 3, 4])
@@ -319,8 +293,8 @@ class BillingEvents(DeliveryTestBase):
 
     async def test_paid_plan_invoice(self):
         await self.endpoint()
-        inv = await self.tasks.create_invoice({"plan": "month", "chat_id": 42, "metadata": {"order": "A-1"}})
-        await self.tasks.apply_payment({"fields": note("op-1", inv["label"]), "source": "notification"})
+        inv = await run_task(self.tasks, "create_invoice", {"plan": "month", "chat_id": 42, "metadata": {"order": "A-1"}})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"]), "source": "notification"})
         events = await self.outbox()
         self.assertEqual([t for t, _ in events], ["invoice.paid", "subscription.extended"])
         paid = events[0][1]
@@ -330,21 +304,21 @@ class BillingEvents(DeliveryTestBase):
         self.assertNotIn("sender", paid["payment"])
         self.assertEqual(events[1][1]["subscription"], {"chat_id": 42, "plan": "month",
                                                         "ends_at": "2026-06-27T20:26:40+00:00", "active": True})
-        self.assertEqual(len(self.queue.take()), 1)  # one wake-up for the endpoint
+        self.assertEqual(len(self.queue.take(TASK)), 1)  # one wake-up for the endpoint
         # billing crashed before marking the payment notified: the redelivered job re-derives
         await self.ledger._run(lambda txn: txn.execute("UPDATE payments SET notified = 0"))
-        again = await self.tasks.apply_payment({"fields": note("op-1", inv["label"]), "source": "notification"})
+        again = await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"]), "source": "notification"})
         self.assertEqual(again["outcome"], "duplicate")
         self.assertEqual(len(await self.outbox()), 2)
-        self.assertEqual(self.queue.take(), [])  # same causes: same wake-up key, nothing new
+        self.assertEqual(self.queue.take(TASK), [])  # same causes: same wake-up key, nothing new
 
     async def test_underpaid_unmatched_held_and_released(self):
         await self.endpoint()
-        inv = await self.tasks.create_invoice({"amount": "500.00", "description": "d"})
-        await self.tasks.apply_payment({"fields": note("op-u", inv["label"], withdraw="100.00"), "source": "notification"})
-        await self.tasks.apply_payment({"fields": note("op-x", "not-ours"), "source": "notification"})
-        inv2 = await self.tasks.create_invoice({"amount": "10.00"})
-        await self.tasks.apply_payment({"fields": note("op-h", inv2["label"], withdraw="10.00", unaccepted="true"),
+        inv = await run_task(self.tasks, "create_invoice", {"amount": "500.00", "description": "d"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-u", inv["label"], withdraw="100.00"), "source": "notification"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-x", "not-ours"), "source": "notification"})
+        inv2 = await run_task(self.tasks, "create_invoice", {"amount": "10.00"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-h", inv2["label"], withdraw="10.00", unaccepted="true"),
                                         "source": "notification"})
         self.assertEqual([t for t, _ in await self.outbox()], ["invoice.underpaid", "payment.unmatched"])
         result = await self.ledger.release_payment("op-h", T0)
@@ -353,8 +327,8 @@ class BillingEvents(DeliveryTestBase):
 
     async def test_expiry_once(self):
         await self.endpoint()
-        inv = await self.tasks.create_invoice({"plan": "month", "chat_id": 7})
-        await self.tasks.apply_payment({"fields": note("op-1", inv["label"]), "source": "notification"})
+        inv = await run_task(self.tasks, "create_invoice", {"plan": "month", "chat_id": 7})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"]), "source": "notification"})
         timers = BillingTimers(self.config, self.ledger, self.queue, self.clock, self.tasks, webhooks=self.deliverer)
         self.clock.advance(31 * DAY)
         await timers.tick()
@@ -367,24 +341,24 @@ class BillingEvents(DeliveryTestBase):
 
     async def test_endpoint_filters_event_types(self):
         await self.endpoint(events=["payment.unmatched"])
-        inv = await self.tasks.create_invoice({"amount": "5.00"})
-        await self.tasks.apply_payment({"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
-        await self.tasks.apply_payment({"fields": note("op-2", "zzz", withdraw="5.00"), "source": "notification"})
+        inv = await run_task(self.tasks, "create_invoice", {"amount": "5.00"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-2", "zzz", withdraw="5.00"), "source": "notification"})
         self.assertEqual([t for t, _ in await self.outbox()], ["payment.unmatched"])
 
     async def test_tasks_without_a_deliverer_still_write_the_outbox(self):
         """ymds reverify/reconcile build BillingTasks without one: their payments still get events."""
         await self.endpoint()
         plain = BillingTasks(self.config, self.ledger, self.queue, self.clock)
-        inv = await plain.create_invoice({"amount": "5.00"})
-        await plain.apply_payment({"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "manual"})
+        inv = await run_task(plain, "create_invoice", {"amount": "5.00"})
+        await run_task(plain, "apply_payment", {"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "manual"})
         self.assertEqual([t for t, _ in await self.outbox()], ["invoice.paid"])
-        self.assertEqual([(q, name, args) for q, name, args, _, _ in self.queue.take()],
+        self.assertEqual([(q, name, args) for q, name, args, _, _ in self.queue.take(TASK)],
                          [("billing", TASK, {"endpoint_id": "we_1"})])
 
     async def test_no_outbox_transaction_without_endpoints(self):
-        inv = await self.tasks.create_invoice({"amount": "5.00"})
-        await self.tasks.apply_payment({"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
+        inv = await run_task(self.tasks, "create_invoice", {"amount": "5.00"})
+        await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
         self.assertEqual(await self.ledger.webhook_deliveries(), [])
         count = await self.ledger._run(lambda txn: txn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
         self.assertEqual(count, 0)

@@ -40,7 +40,11 @@ from twisted.web.server import NOT_DONE_YET
 
 from ymds.api.keys import KEY_FORMAT, key_hash
 from ymds.api.openapi import AMOUNT_PATTERN, IDEMPOTENCY_KEY_PATTERN, openapi_document
-from ymds.queue.errors import RemoteJobError
+from ymds.billing import jobs
+from ymds.billing.jobs import (
+    ApiKeyAuth, BillingClient, CreatedInvoice, CreateInvoice, IdempotencyKeyReused, ListPayments,
+)
+from ymds.queue.errors import InvalidTaskArgs, RemoteJobError
 from ymds.web.cache import TTLCache
 from ymds.web.http import send
 from ymds.web.ratelimit import ClientAddress, TokenBucketLimiter
@@ -127,16 +131,21 @@ def parse_time(text: str, param: str) -> float:
         raise invalid(f"{param} must be Unix seconds or an ISO 8601 time", param) from None
 
 
-def api_invoice(result: dict) -> dict:
+def api_invoice(result: CreatedInvoice) -> dict:
     """billing's create_invoice answer in the API's shape (the same as GET and webhooks)."""
-    meta = result.get("metadata") or {}
+    meta = dict(result.metadata or {})
     return {
-        "label": result["label"], "kind": result["kind"], "plan": result.get("plan"), "chat_id": result.get("chat_id"),
-        "amount": result["amount"], "currency": "RUB", "status": result["status"],
-        "description": result.get("description", ""), "metadata": meta, "customer": meta.get("customer"),
-        "created_at": result.get("created_at"), "expires_at": result.get("expires_at"), "paid_at": result.get("paid_at"),
-        "pay_url": result.get("url"),
+        "label": result.label, "kind": result.kind, "plan": result.plan, "chat_id": result.chat_id,
+        "amount": result.amount, "currency": "RUB", "status": result.status,
+        "description": result.description or "", "metadata": meta, "customer": meta.get("customer"),
+        "created_at": result.created_at, "expires_at": result.expires_at, "paid_at": result.paid_at,
+        "pay_url": result.url or None,
     }
+
+
+def _said(e: Exception) -> str:
+    """What the handler said (a remote error's message, or a local error's text)."""
+    return e.message if isinstance(e, RemoteJobError) else str(e)
 
 
 class ApiResource(Resource):
@@ -153,7 +162,8 @@ class ApiResource(Resource):
         self.clock = clock
         self.client_address = client_address or ClientAddress(config.server.trusted_proxies)
         self.call_timeout = call_timeout
-        self.auth_cache: TTLCache[dict] = TTLCache(clock, ttl=auth_ttl, max_entries=1024)
+        self.billing = BillingClient(queue, timeout=call_timeout)
+        self.auth_cache: TTLCache[ApiKeyAuth] = TTLCache(clock, ttl=auth_ttl, max_entries=1024)
         self.key_limiter = TokenBucketLimiter(clock, *key_rate, max_clients=max_clients)
         self.failure_limiter = TokenBucketLimiter(clock, *failure_rate, max_clients=max_clients)
         self.requests = metrics.counter("ymds_api_requests", "REST API requests by route and status", ("route", "code"))
@@ -208,8 +218,8 @@ class ApiResource(Resource):
         try:
             if scope is not None:
                 auth = await self._authenticate(request)
-                key_id = auth["key_id"]
-                if scope not in auth["scopes"]:
+                key_id = auth.key_id
+                if scope not in auth.scopes:
                     raise ApiError(403, "insufficient_scope", f"this key lacks the {scope} scope")
                 if not self.key_limiter.allow(key_id):
                     wait = retry_after_seconds(self.key_limiter.retry_after(key_id))
@@ -221,14 +231,16 @@ class ApiResource(Resource):
             return
         self._answer(request, route, status, value, headers, key_id)
 
-    async def _call(self, task: str, args: dict):
+    async def _ask(self, task: str, call):
+        """``await call()`` (a BillingClient call) with billing's failures as API errors:
+        refused arguments 400, a reused Idempotency-Key 409, anything else 503."""
         try:
-            return await self.queue.call("billing", task, args, timeout=self.call_timeout)
+            return await call()
+        except InvalidTaskArgs as e:
+            raise invalid(_said(e)) from None
+        except IdempotencyKeyReused as e:
+            raise ApiError(409, "idempotency_conflict", _said(e)) from None
         except RemoteJobError as e:
-            if e.error_type == "InvalidTaskArgs":
-                raise invalid(e.message) from None
-            if e.error_type == "IdempotencyKeyReused":
-                raise ApiError(409, "idempotency_conflict", e.message) from None
             log.warn("api: billing {task} failed: {error_type}", task=task, error_type=e.error_type)
             raise ApiError(503, "unavailable", "billing could not answer; try again",
                            headers={b"retry-after": b"5"}) from None
@@ -237,7 +249,7 @@ class ApiResource(Resource):
             raise ApiError(503, "unavailable", "billing is unreachable; try again",
                            headers={b"retry-after": b"5"}) from None
 
-    async def _authenticate(self, request) -> dict:
+    async def _authenticate(self, request) -> ApiKeyAuth:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
         if not header:
             raise ApiError(401, "missing_api_key", "send Authorization: Bearer <key>")
@@ -249,7 +261,7 @@ class ApiResource(Resource):
         digest = key_hash(key)
         auth = self.auth_cache.get(digest)
         if auth is None:
-            auth = await self._call("api_authenticate", {"key_hash": digest})
+            auth = await self._ask(jobs.API_AUTHENTICATE, lambda: self.billing.api_authenticate(digest))
             if auth is None:
                 self._failed_auth(request)
                 raise ApiError(401, "invalid_api_key", "unknown or revoked API key")
@@ -349,20 +361,24 @@ class ApiResource(Resource):
             digest = hashlib.sha256(json.dumps(body, default=_json_default, sort_keys=True,
                                                separators=(",", ":")).encode("utf-8")).hexdigest()
             args["idempotency"] = {"key_id": key_id, "key": idem_text, "request_hash": digest}
-        result = await self._call("create_invoice", args)
+        try:
+            job = CreateInvoice.from_wire(args)  # the same check billing makes
+        except InvalidTaskArgs as e:
+            raise invalid(str(e)) from None
+        result = await self._ask(jobs.CREATE_INVOICE, lambda: self.billing.create_invoice(job))
         invoice = api_invoice(result)
         headers = {b"location": f"/api/v1/invoices/{invoice['label']}".encode()}
-        if result.get("replayed"):
+        if result.replayed:
             headers[b"idempotent-replayed"] = b"true"
         return 201, invoice, headers
 
     async def get_invoice(self, request, key_id, label):
         if not _LABEL.fullmatch(label):
             raise ApiError(404, "not_found", "no such invoice")
-        found = await self._call("api_invoice", {"label": label})
+        found = await self._ask(jobs.API_INVOICE, lambda: self.billing.api_invoice(label))
         if found is None:
             raise ApiError(404, "not_found", "no such invoice")
-        return 200, found, None
+        return 200, dict(found.body), None
 
     async def list_payments(self, request, key_id):
         query = parse_qs(request.uri.partition(b"?")[2].decode("utf-8", "replace"), keep_blank_values=True)
@@ -396,19 +412,23 @@ class ApiResource(Resource):
         if not re.fullmatch(r"\d{1,4}", limit) or not 1 <= int(limit) <= 500:
             raise invalid("limit must be between 1 and 500", "limit")
         args["limit"] = int(limit)
-        page = await self._call("list_payments", args)
-        cursor = page.get("next_cursor")
-        return 200, {"data": page["payments"], "next_cursor": None if cursor is None else str(cursor),
+        try:
+            query = ListPayments.from_wire(args)
+        except InvalidTaskArgs as e:
+            raise invalid(str(e)) from None
+        page = await self._ask(jobs.LIST_PAYMENTS, lambda: self.billing.list_payments(query))
+        cursor = page.next_cursor
+        return 200, {"data": list(page.payments), "next_cursor": None if cursor is None else str(cursor),
                      "has_more": cursor is not None}, None
 
     async def get_subscription(self, request, key_id, chat_id):
         if not _CHAT.fullmatch(chat_id) or not -2**63 <= int(chat_id) < 2**63:
             raise ApiError(404, "not_found", "no such subscription (chat ids are integers)")
-        found = await self._call("subscription_status", {"chat_id": int(chat_id)})
+        found = await self._ask(jobs.SUBSCRIPTION_STATUS, lambda: self.billing.subscription_status(int(chat_id)))
         if found is None:
             raise ApiError(404, "not_found", "no subscription for this chat")
-        return 200, {"chat_id": int(chat_id), "plan": found.get("plan"), "ends_at": found.get("ends_at"),
-                     "active": bool(found.get("active"))}, None
+        return 200, {"chat_id": int(chat_id), "plan": found.plan, "ends_at": found.ends_at,
+                     "active": bool(found.active)}, None
 
 
 def make_api_resource(reactor, config, queue, metrics, clock=None, **options) -> ApiResource:

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from ymds.billing.tasks import iso
+from ymds.bot.jobs import BotClient, Notify, RevokeAccess
 from ymds.yoomoney.quickpay import credited_amount, sum_for_credited
 
 log = Logger()
@@ -124,10 +125,10 @@ class BillingTimers(Service):
                     if sub.chat_id not in claimed:
                         continue
                     key = f"reminder:{sub.chat_id}:{int(sub.ends_at)}:{window}"
-                    args = {"chat_id": sub.chat_id, "message": "reminder", "key": key,
-                            "params": {"plan": sub.plan, "ends_at": iso(sub.ends_at), "days_left": max(1, round((sub.ends_at - now) / DAY))}}
+                    job = Notify(sub.chat_id, "reminder", {"plan": sub.plan, "ends_at": iso(sub.ends_at),
+                                                           "days_left": max(1, round((sub.ends_at - now) / DAY))}, key)
                     try:
-                        await self.queue.enqueue("bot", "notify", args, key=key)
+                        await BotClient(self.queue).notify(job)
                     except Exception:
                         await self.ledger.unmark_reminded(sub.chat_id, sub.ends_at, window)
                         raise
@@ -154,12 +155,11 @@ class BillingTimers(Service):
                         await self.webhooks.emit([expiry_event(sub)])
                     if not await self.ledger.is_blocked(sub.chat_id):
                         key = f"expired:{sub.chat_id}:{end}"
-                        await self.queue.enqueue("bot", "notify", {"chat_id": sub.chat_id, "message": "expired", "key": key,
-                                                                   "params": {"plan": sub.plan, "ends_at": iso(sub.ends_at)}},
-                                                 key=key)
+                        await BotClient(self.queue).notify(Notify(
+                            sub.chat_id, "expired", {"plan": sub.plan, "ends_at": iso(sub.ends_at)}, key))
                     if channel:
                         key = f"revoke:{sub.chat_id}:{end}"
-                        await self.queue.enqueue("bot", "revoke_access", {"chat_id": sub.chat_id, "key": key}, key=key)
+                        await BotClient(self.queue).revoke_access(RevokeAccess(sub.chat_id, key))
                 except Exception:
                     await self.ledger.unmark_expired(sub.chat_id, sub.ends_at)
                     raise

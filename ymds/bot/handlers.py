@@ -2,7 +2,7 @@
 
 Runs inside a ``bot.update`` job.  Every reply goes through :class:`Sender` with a dedup key
 made of the update id, so a redelivered job does not answer twice.  Billing is reached only
-through the queue (``billing.create_invoices``, ``subscription_status``, ``stats``).
+through :class:`BillingClient` (create_invoices, subscription_status, stats).
 
 Input is hostile: anything not shaped like a Telegram message or callback query is
 ignored with a log line; texts and callback data are bounded; a chat that writes more
@@ -16,7 +16,9 @@ import re
 
 from twisted.logger import Logger
 
+from ymds.billing.jobs import BillingClient, InvoiceOffers
 from ymds.bot import texts
+from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.bot.sender import invoice_buttons
 from ymds.queue.keys import QueueKeys
 
@@ -53,6 +55,8 @@ class UpdateHandler:
         self.api = api
         self.flood_limit = flood_limit
         self.call_timeout = call_timeout
+        self.billing = BillingClient(queue, timeout=call_timeout)
+        self.bot = BotClient(queue)
         self.username: str | None = None
 
     async def handle(self, update) -> None:
@@ -73,9 +77,6 @@ class UpdateHandler:
 
     async def reply(self, uid: int, chat_id: int, text: str, buttons=None, n: int = 0) -> str:
         return await self.sender.send(f"u:{uid}:{n}", chat_id, text, buttons)
-
-    async def call_billing(self, task: str, args: dict):
-        return await self.queue.call("billing", task, args, timeout=self.call_timeout)
 
     async def is_for_me(self, mention: str | None) -> bool:
         if not mention:
@@ -136,10 +137,10 @@ class UpdateHandler:
         else:
             await self.reply(uid, chat_id, texts.render(lang, "unknown"))
 
-    async def invoices(self, chat_id: int):
-        """billing.create_invoices' answer, or None when billing cannot be reached."""
+    async def invoices(self, chat_id: int) -> InvoiceOffers | None:
+        """billing's invoice offers for the chat, or None when billing cannot be reached."""
         try:
-            return await self.call_billing("create_invoices", {"chat_id": chat_id, "user_id": chat_id})
+            return await self.billing.create_invoices(chat_id, chat_id)
         except Exception as e:
             log.warn("bot: create_invoices for {chat_id} failed: {error}", chat_id=chat_id,
                      error=str(e) or type(e).__name__)
@@ -155,7 +156,7 @@ class UpdateHandler:
         if result is None:
             await self.reply(uid, chat_id, texts.render(lang, "unavailable"))
             return
-        chosen = {"invoices": [i for i in (result.get("invoices") or []) if isinstance(i, dict) and i.get("plan") == plan.id]}
+        chosen = InvoiceOffers(tuple(i for i in result.invoices if i.plan == plan.id))
         buttons = invoice_buttons(chosen, lang)
         if not buttons:
             await self.cmd_subscribe(uid, chat_id, lang, result)
@@ -180,24 +181,24 @@ class UpdateHandler:
 
     async def cmd_status(self, uid: int, chat_id: int, lang: str) -> None:
         try:
-            status = await self.call_billing("subscription_status", {"chat_id": chat_id})
+            status = await self.billing.subscription_status(chat_id)
         except Exception as e:
             log.warn("bot: subscription_status for {chat_id} failed: {error}", chat_id=chat_id,
                      error=str(e) or type(e).__name__)
             await self.reply(uid, chat_id, texts.render(lang, "unavailable"))
             return
-        if not isinstance(status, dict):
+        if status is None:
             text = texts.render(lang, "status_none")
             result = await self.invoices(chat_id)
             buttons = invoice_buttons(result, lang) if result is not None else None
             await self.reply(uid, chat_id, text, buttons)
             return
-        plan = self.config.plan(str(status.get("plan")))
-        title = plan.title if plan else str(status.get("plan") or "—")
-        ends_at = texts.date(status.get("ends_at"), lang)
+        plan = self.config.plan(str(status.plan))
+        title = plan.title if plan else str(status.plan or "—")
+        ends_at = texts.date(status.ends_at, lang)
         result = await self.invoices(chat_id)
         buttons = (invoice_buttons(result, lang) if result is not None else None) or []
-        if status.get("active"):
+        if status.active:
             text = texts.render(lang, "status_active", plan=title, ends_at=ends_at)
             if buttons:
                 text += "\n" + texts.render(lang, "renew")
@@ -214,12 +215,11 @@ class UpdateHandler:
 
     async def cmd_stats(self, uid: int, chat_id: int, lang: str) -> None:
         try:
-            stats = await self.call_billing("stats", {})
+            stats = await self.billing.stats()
         except Exception as e:
             log.warn("bot: stats failed: {error}", error=str(e) or type(e).__name__)
             await self.reply(uid, chat_id, texts.render(lang, "unavailable"))
             return
-        stats = stats if isinstance(stats, dict) else {}
         dead = 0
         for name in ("billing", "bot"):
             try:
@@ -227,9 +227,9 @@ class UpdateHandler:
             except Exception:
                 pass
         text = texts.render(
-            lang, "stats", payments_today=stats.get("payments_today", 0), payments_month=stats.get("payments_month", 0),
-            sum_today_html=texts.money(stats.get("sum_today", 0), lang), sum_month_html=texts.money(stats.get("sum_month", 0), lang),
-            active_subscribers=stats.get("active_subscribers", 0), quarantined=stats.get("quarantined", 0),
+            lang, "stats", payments_today=stats.payments_today, payments_month=stats.payments_month,
+            sum_today_html=texts.money(stats.sum_today, lang), sum_month_html=texts.money(stats.sum_month, lang),
+            active_subscribers=stats.active_subscribers, quarantined=stats.quarantined,
             dead_letters=dead)
         await self.reply(uid, chat_id, text)
 
@@ -269,14 +269,12 @@ class UpdateHandler:
             await self.reply(uid, chat_id, texts.render(lang, "no_channel"))
             return
         try:
-            status = await self.call_billing("subscription_status", {"chat_id": chat_id})
+            status = await self.billing.subscription_status(chat_id)
         except Exception:
             await self.reply(uid, chat_id, texts.render(lang, "unavailable"))
             return
-        if not isinstance(status, dict) or not status.get("active"):
+        if status is None or not status.active:
             await self.reply(uid, chat_id, texts.render(lang, "not_active"))
             return
         # the same path as billing's grant_access, keyed by this button press
-        await self.queue.enqueue("bot", "grant_access",
-                                 {"chat_id": chat_id, "ends_at": status.get("ends_at"), "key": f"invite:u:{uid}"},
-                                 key=f"invite:u:{uid}")
+        await self.bot.grant_access(GrantAccess(chat_id, status.ends_at, f"invite:u:{uid}"))

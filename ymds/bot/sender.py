@@ -26,30 +26,29 @@ make one message within the record's TTL (7 days).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timezone
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ymds.bot import texts
 from ymds.bot.errors import BadRequest, Forbidden, RetryAfter
+from ymds.billing.jobs import BillingClient, InvoiceOffers
+from ymds.bot import jobs
+from ymds.bot.jobs import (
+    ADMIN_MESSAGES, NOTIFY_MESSAGES, AccessOutcome, AdminOutcomes, GrantAccess, Notify, NotifyAdmins, RevokeAccess,
+    SendMessage, SendOutcome, Update, content_key,
+)
+from ymds.jobwire import typed_handler
 from ymds.queue.errors import PermanentJobError
 
 log = Logger()
 
-NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite")
-ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter", "webhook_failed")
+__all__ = ["Sender", "BotTasks", "invoice_buttons", "render_admin", "content_key", "NOTIFY_MESSAGES", "ADMIN_MESSAGES"]
 INVITE_VALIDITY = 2 * 86400  # an invite link not used within two days lapses; /status gives a new one
 _GONE = ("user not found", "participant_id_invalid", "user_not_participant", "member not found",
          "user is an administrator", "can't remove chat owner")
-
-
-def content_key(task: str, args) -> str:
-    """A dedup key made of the job's content, for jobs that bring no ``key``."""
-    text = json.dumps([task, args], sort_keys=True, default=str, ensure_ascii=False)
-    return f"{task}:" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def keyboard(rows) -> dict | None:
@@ -150,16 +149,9 @@ class Sender:
         # again and tells billing again (the enqueue key makes that one job).
         self.counters["blocked"] += 1
         day = int(self.clock.seconds() // 86400)  # told again at most once a day if the user blocks, unblocks, blocks
-        await self.queue.enqueue("billing", "mark_blocked", {"chat_id": chat_id}, key=f"mark_blocked:{chat_id}:{day}")
+        await BillingClient(self.queue).mark_blocked(chat_id, key=f"mark_blocked:{chat_id}:{day}")
         await self.store.set_blocked(chat_id)
         log.info("bot: chat {chat_id} blocked the bot; no more messages to it", chat_id=chat_id)
-
-
-def _int(args: dict, name: str) -> int:
-    value = args.get(name) if isinstance(args, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PermanentJobError(f"{name} must be an integer, got {type(value).__name__}")
-    return value
 
 
 def _timestamp(value) -> float | None:
@@ -187,13 +179,13 @@ class BotTasks:
         self.handlers = handlers
 
     def register(self, registry) -> None:
-        registry.register("notify", self.notify)
-        registry.register("notify_admins", self.notify_admins)
-        registry.register("grant_access", self.grant_access)
-        registry.register("revoke_access", self.revoke_access)
-        registry.register("send", self.send)
+        registry.register(jobs.NOTIFY, typed_handler(Notify.from_wire, self.notify))
+        registry.register(jobs.NOTIFY_ADMINS, typed_handler(NotifyAdmins.from_wire, self.notify_admins))
+        registry.register(jobs.GRANT_ACCESS, typed_handler(GrantAccess.from_wire, self.grant_access))
+        registry.register(jobs.REVOKE_ACCESS, typed_handler(RevokeAccess.from_wire, self.revoke_access))
+        registry.register(jobs.SEND, typed_handler(SendMessage.from_wire, self.send))
         if self.handlers is not None:
-            registry.register("update", self.update)
+            registry.register(jobs.UPDATE, typed_handler(Update.from_wire, self.update))
 
     async def language(self, chat_id: int) -> str:
         return await self.store.get_language(chat_id) or self.config.telegram.language
@@ -222,82 +214,57 @@ class BotTasks:
     async def renew_buttons(self, chat_id: int, lang: str):
         """URL buttons to pay each plan, or None if billing does not answer now."""
         try:
-            result = await self.queue.call("billing", "create_invoices", {"chat_id": chat_id, "user_id": chat_id})
+            result = await BillingClient(self.queue).create_invoices(chat_id, chat_id)
         except Exception as e:
             log.warn("bot: no renew buttons for {chat_id}: {error}", chat_id=chat_id, error=str(e) or type(e).__name__)
             return None
         return invoice_buttons(result, lang)
 
-    async def notify(self, args: dict):
-        chat_id = _int(args, "chat_id")
-        message = args.get("message")
-        if message not in NOTIFY_MESSAGES:
-            raise PermanentJobError(f"unknown notify message {str(message)[:40]!r}")
-        params = args.get("params", {})
-        if not isinstance(params, dict):
-            raise PermanentJobError("params must be an object")
-        key = args.get("key") or content_key("notify", args)
+    async def notify(self, job: Notify) -> SendOutcome:
+        key = job.dedup_key()
         if await self.store.was_sent(key):
-            return {"outcome": "duplicate"}
-        lang = await self.language(chat_id)
+            return SendOutcome("duplicate")
+        lang = await self.language(job.chat_id)
         buttons = None
-        if message == "invite":
-            link = params.get("link")
-            if not isinstance(link, str) or not link.startswith("https://"):
-                raise PermanentJobError("invite needs an https link")
-            buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
-        elif message in ("reminder", "expired"):
-            buttons = await self.renew_buttons(chat_id, lang)
-        text = self.render_notification(lang, message, params)
-        return {"outcome": await self.sender.send(key, chat_id, text, buttons)}
+        if job.message == "invite":  # Notify.from_wire checked the link
+            buttons = [[{"text": texts.plain(lang, "invite_open"), "url": job.params["link"]}]]
+        elif job.message in ("reminder", "expired"):
+            buttons = await self.renew_buttons(job.chat_id, lang)
+        text = self.render_notification(lang, job.message, dict(job.params))
+        return SendOutcome(await self.sender.send(key, job.chat_id, text, buttons))
 
-    async def notify_admins(self, args: dict):
-        message = args.get("message") if isinstance(args, dict) else None
-        if message not in ADMIN_MESSAGES:
-            raise PermanentJobError(f"unknown admin message {str(message)[:40]!r}")
-        params = args.get("params", {})
-        if not isinstance(params, dict):
-            raise PermanentJobError("params must be an object")
-        base = args.get("key") or content_key("notify_admins", args)
+    async def notify_admins(self, job: NotifyAdmins) -> AdminOutcomes:
+        base = job.dedup_key()
         outcomes = {}
         for admin in self.config.telegram.admins:
             lang = await self.language(admin)
-            text = render_admin(lang, message, params)
+            text = render_admin(lang, job.message, dict(job.params))
             outcomes[str(admin)] = await self.sender.send(f"{base}:{admin}", admin, text)
-        return {"outcomes": outcomes}
+        return AdminOutcomes(outcomes)
 
-    async def send(self, args: dict):
-        chat_id = _int(args, "chat_id")
-        text = args.get("text")
-        if not isinstance(text, str) or not text.strip() or len(text) > 4096:
-            raise PermanentJobError("text must be 1-4096 characters of Telegram HTML")
-        buttons = args.get("buttons")
-        if buttons is not None and not isinstance(buttons, list):
-            raise PermanentJobError("buttons must be a list of rows")
-        key = args.get("key") or content_key("send", args)
-        return {"outcome": await self.sender.send(str(key), chat_id, text, buttons)}
+    async def send(self, job: SendMessage) -> SendOutcome:
+        return SendOutcome(await self.sender.send(job.dedup_key(), job.chat_id, job.text, job.buttons))
 
-    async def update(self, args: dict):
-        update = args.get("update") if isinstance(args, dict) else None
-        await self.handlers.handle(update)
+    async def update(self, job: Update) -> None:
+        await self.handlers.handle(job.update)
         return None
 
     # --- channel access -----------------------------------------------------------------
 
-    async def grant_access(self, args: dict):
-        chat_id = _int(args, "chat_id")
+    async def grant_access(self, job: GrantAccess) -> AccessOutcome:
+        chat_id = job.chat_id
         channel = self.config.telegram.channel_id
         if not channel:
-            return {"granted": False, "reason": "no channel configured"}
-        key = args.get("key") or content_key("grant_access", args)
+            return AccessOutcome(granted=False, reason="no channel configured")
+        key = job.dedup_key()
         if await self.store.was_sent(key):
-            return {"granted": True, "outcome": "duplicate"}
+            return AccessOutcome(granted=True, outcome="duplicate")
         lang = await self.language(chat_id)
-        link, expires = await self.invite_link(key, chat_id, _timestamp(args.get("ends_at")))
+        link, expires = await self.invite_link(key, chat_id, _timestamp(job.ends_at))
         expires_iso = datetime.fromtimestamp(expires, timezone.utc).isoformat()
         text = texts.render(lang, "invite", expires_at=texts.date(expires_iso, lang))
         buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
-        return {"granted": True, "outcome": await self.sender.send(key, chat_id, text, buttons)}
+        return AccessOutcome(granted=True, outcome=await self.sender.send(key, chat_id, text, buttons))
 
     async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
         """A one-person link, the same one for every delivery of the same job."""
@@ -336,11 +303,11 @@ class BotTasks:
             self.limiter.pause(e.retry_after)
             raise
 
-    async def revoke_access(self, args: dict):
-        chat_id = _int(args, "chat_id")
+    async def revoke_access(self, job: RevokeAccess) -> AccessOutcome:
+        chat_id = job.chat_id
         channel = self.config.telegram.channel_id
         if not channel:
-            return {"revoked": False, "reason": "no channel configured"}
+            return AccessOutcome(revoked=False, reason="no channel configured")
         for method in (self.api.banChatMember, self.api.unbanChatMember):
             try:
                 await self.channel_call(method, channel, chat_id)
@@ -348,26 +315,24 @@ class BotTasks:
                 if any(word in e.description.lower() for word in _GONE):
                     log.info("bot: {chat_id} was not in the channel ({description})",
                              chat_id=chat_id, description=e.description)
-                    return {"revoked": True, "outcome": "not_member"}
+                    return AccessOutcome(revoked=True, outcome="not_member")
                 raise PermanentJobError(
                     f"cannot remove {chat_id} from telegram.channel_id {channel}: {e.description}; "
                     "make the bot an administrator of the channel with the right to ban users") from None
         log.info("bot: removed {chat_id} from the channel", chat_id=chat_id)
-        return {"revoked": True, "outcome": "removed"}
+        return AccessOutcome(revoked=True, outcome="removed")
 
 
-def invoice_buttons(result, lang: str):
-    """One URL button per invoice of billing.create_invoices' answer (bad entries skipped)."""
-    invoices = result.get("invoices") if isinstance(result, dict) else None
+def invoice_buttons(offers: InvoiceOffers | None, lang: str) -> list[list[dict[str, Any]]] | None:
+    """One URL button per offer of billing's create_invoices (offers without an http(s) URL
+    skipped); None when there is none."""
     rows = []
-    for invoice in invoices or []:
-        if not isinstance(invoice, dict):
-            continue
-        url = invoice.get("url")
+    for invoice in offers.invoices if offers is not None else ():
+        url = invoice.url
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             continue
-        title = str(invoice.get("title") or invoice.get("plan") or "")
-        rows.append([{"text": texts.plain(lang, "plan_button", title=title, amount=texts.money(invoice.get("amount"), lang)),
+        title = str(invoice.title or invoice.plan or "")
+        rows.append([{"text": texts.plain(lang, "plan_button", title=title, amount=texts.money(invoice.amount, lang)),
                       "url": url}])
     return rows or None
 

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from ymds.bot.api import BotAPI
 from ymds.bot.handlers import UpdateHandler
+from ymds.bot.jobs import NOTIFY_ADMINS, BotClient, NotifyAdmins
 from ymds.bot.lease import RedisLease
 from ymds.bot.pacer import RedisPacer
 from ymds.bot.polling import PollingService
@@ -33,12 +34,13 @@ log = Logger()
 def dead_letter_alert(queue):
     """An ``on_dead`` callback for any Worker: tell the owner (not for the alerts themselves)."""
 
+    bot = BotClient(queue)
+
     def on_dead(queue_name: str, info: dict):
-        if info.get("task") == "notify_admins":
+        if info.get("task") == NOTIFY_ADMINS:
             return None
         params = {"queue": queue_name, "task": str(info.get("task", "")), "error": str(info.get("error", ""))[:300]}
-        return queue.enqueue("bot", "notify_admins", {"message": "dead_letter", "params": params},
-                             key=f"dead:{queue_name}:{info.get('job_id')}")
+        return bot.notify_admins(NotifyAdmins("dead_letter", params, f"dead:{queue_name}:{info.get('job_id')}"))
 
     return on_dead
 
@@ -133,7 +135,7 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
 
         async def dispatch(update: dict) -> None:
             # The key makes a re-fetched update (crash before the offset was stored) a no-op.
-            await queue.enqueue("bot", "update", {"update": update}, key=f"update:{bot_id}:{update['update_id']}")
+            await BotClient(queue).update(update, key=f"update:{bot_id}:{update['update_id']}")
 
         lease = RedisLease(redis, reactor, store.lease_key, ttl=lease_ttl)
         polling = PollingService(reactor, api, store, lease, dispatch, poll_timeout=telegram.poll_timeout)

@@ -44,17 +44,16 @@ async def _link_via_billing(ctx: Context, plan: Any) -> int:
     from ymds.queue.errors import JobTimeout, RemoteJobError
     a = ctx.args
     try:
-        answer = await ctx.queue().call("billing", "create_invoices", {"chat_id": a.chat, "user_id": None},
-                                        timeout=a.timeout)
+        from ymds.billing.jobs import BillingClient
+        answer = await BillingClient(ctx.queue()).create_invoices(a.chat, None, timeout=a.timeout)
     except JobTimeout:
         raise unreachable(f"no billing worker answered within {a.timeout:g}s: is a billing role running "
                           "(systemctl status ymds / ymds-billing@1)?") from None
     except RemoteJobError as e:
         raise CommandError(f"billing refused: {e}", EXIT_ATTENTION) from None
-    for invoice in (answer or {}).get("invoices", []):
-        if invoice.get("plan") == plan.id:
-            _print_link(ctx, plan, invoice["url"], invoice["label"], Decimal(str(invoice["amount"])),
-                        invoice.get("expires_at") or "")
+    for invoice in answer.invoices:
+        if invoice.plan == plan.id:
+            _print_link(ctx, plan, invoice.url, invoice.label, Decimal(str(invoice.amount)), invoice.expires_at or "")
             return EXIT_OK
     raise CommandError(f"billing did not return an invoice for plan {plan.id!r}: do both hosts have the same "
                        "[[plans]]?", EXIT_ATTENTION)

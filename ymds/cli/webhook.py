@@ -54,7 +54,8 @@ async def _wake(ctx: Context, endpoint_ids: Iterable[str]) -> None:
 
 
 async def _enqueue(queue: Any, endpoint_id: str) -> Any:
-    return await queue.enqueue("billing", "webhook_deliver", {"endpoint_id": endpoint_id})
+    from ymds.billing.jobs import BillingClient
+    return await BillingClient(queue).webhook_deliver(endpoint_id)
 
 
 async def _add(ctx: Context, ledger: Any) -> int:

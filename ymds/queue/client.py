@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ymds.queue import codec, scripts
-from ymds.queue.errors import JobTimeout, QueueStopped, RedisUnavailable, RemoteJobError
+from ymds.queue.errors import JobTimeout, QueueStopped, RedisUnavailable, remote_failure
 from ymds.queue.interfaces import IJobQueue
 from ymds.queue.keys import GROUP, QueueKeys, check_name, reply_list
 from ymds.queue.redis import RedisConnection, RedisPool, RedisTime, ResponseError, is_transient, parse_redis_url, process_token
@@ -335,7 +335,7 @@ class RedisJobQueue(Service):
             entry = self._calls.get(corr)
             task = entry[3] if entry else reply.get("t", "?")
             error_type, message = (list(reply["e"]) + ["", ""])[:2]
-            self._finish_call(corr, failure=RemoteJobError(task, str(error_type), str(message)))
+            self._finish_call(corr, failure=remote_failure(task, str(error_type), str(message)))
         else:
             self._finish_call(corr, result=reply.get("r"))
 

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ymds.billing.jobs import BillingClient
 from ymds.web.http import client_gone, TEXT_TYPE, send
 from ymds.yoomoney.notification import NotificationError, TooLarge, parse_notification
 from ymds.yoomoney.signature import verify
@@ -77,6 +78,7 @@ class NotifyResource(Resource):
         super().__init__()
         self._config = config
         self._queue = queue
+        self._billing = BillingClient(queue)
         self._clock = clock
         self._client_address = client_address
         self._refusals = refusal_limiter          # per client address
@@ -151,9 +153,8 @@ class NotifyResource(Resource):
         quarantined = "skipped"
         if self._quarantine.allow("all"):
             try:
-                await self._queue.enqueue("billing", "quarantine", {
-                    "body": cut_for_quarantine(body), "reason": f"signature: {reason}", "remote": remote,
-                }).addTimeout(self._enqueue_timeout, self._clock)
+                await self._billing.quarantine(cut_for_quarantine(body), f"signature: {reason}", remote
+                                               ).addTimeout(self._enqueue_timeout, self._clock)
                 quarantined = "yes"
             except Exception as e:
                 # Not kept: ask the sender to come back (a genuine one retries) rather than lose it.
@@ -166,15 +167,14 @@ class NotifyResource(Resource):
 
     async def _accept(self, request, remote, notification, scheme):
         try:
-            job = await self._queue.enqueue(
-                "billing", "apply_payment", {"fields": dict(notification.fields), "source": "notification"},
-                key=idempotency_key(notification),
+            job = await self._billing.apply_payment(
+                dict(notification.fields), "notification", key=idempotency_key(notification),
             ).addTimeout(self._enqueue_timeout, self._clock)
         except Exception as e:
             self._decide(request, "unavailable", 503, b"Service Unavailable\n", {b"retry-after": b"60"},
                          remote=remote, operation_id=notification.operation_id, error=type(e).__name__)
             return
-        self._decide(request, "ok" if job is not None else "duplicate", 200, remote=remote,
+        self._decide(request, "duplicate" if job.duplicate else "ok", 200, remote=remote,
                      operation_id=notification.operation_id, label=notification.label, scheme=scheme)
 
     def _failed(self, failure, request):

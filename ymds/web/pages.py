@@ -1,6 +1,6 @@
 """The payer's pages: landing, POST /donate, /pay/<token>, /pay/<token>/status, /thanks.
 
-Resources here only render and ask billing through the queue (create_donation,
+Resources here only render and ask billing through its client (create_donation,
 invoice_status); they never touch the ledger.  A refused link is a page (403 changed,
 410 expired), an unreachable billing is a 503 page: never a traceback.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
 from typing import Mapping
 from urllib.parse import parse_qs, urlencode
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ymds.billing.jobs import BillingClient, InvoiceView
 from ymds.links import BadLink, ExpiredLink, LinkError, verify_token
 from ymds.web import render
 from ymds.web.cache import SharedLookup, TTLCache
@@ -44,6 +46,7 @@ class WebContext:
         self.client_address = client_address
         self.donate_limiter = donate_limiter
         self.call_timeout = call_timeout
+        self.billing = BillingClient(queue, timeout=call_timeout)
         self.public_url = config.server.public_url.rstrip("/")
         self.status = SharedLookup(clock, self._invoice_status, ttl=status_ttl, max_entries=cache_entries)
         # Rendered pay pages by (token, language, status): the QR code is the costly part.
@@ -51,8 +54,8 @@ class WebContext:
         self.requests = metrics.counter("ymds_web_requests", "HTTP requests answered by the web role", ("route", "code"))
         self.donations = metrics.counter("ymds_web_donations", "Donation form submissions by result", ("result",))
 
-    async def _invoice_status(self, label: str):
-        return await self.queue.call("billing", "invoice_status", {"label": label}, timeout=self.call_timeout)
+    async def _invoice_status(self, label: str) -> InvoiceView | None:
+        return await self.billing.invoice_status(label)
 
     def language(self, request) -> str:
         lang, explicit = request_language(request, self.config.telegram.language)
@@ -200,17 +203,15 @@ class DonateResource(Resource):
             ctx.page(request, "donate", 400, render.landing_page(lang, ctx.config, shown, errors))
             return
         try:
-            created = await ctx.queue.call("billing", "create_donation",
-                                           {"amount": values["amount"], "name": values["name"], "message": values["message"]},
-                                           timeout=ctx.call_timeout)
-            location = _local_pay_location(created["url"], ctx.public_url)
+            created = await ctx.billing.create_donation(values["amount"], values["name"], values["message"])
+            location = _local_pay_location(created.url, ctx.public_url)
         except Exception as e:
             ctx.donations.inc(result="unavailable")
             log.warn("donation not created {result}: {error}", result="unavailable", error=type(e).__name__)
             ctx.message(request, "donate", 503, lang, headers={b"retry-after": b"30"})
             return
         ctx.donations.inc(result="created")
-        log.info("donation created {label} {amount}", label=created.get("label"), amount=str(values["amount"]))
+        log.info("donation created {label} {amount}", label=created.label, amount=str(values["amount"]))
         request.setHeader(b"location", location.encode("ascii"))
         ctx.page(request, "donate", 303, b"")
 
@@ -274,7 +275,7 @@ class PayResource(Resource):
         if not invoice:
             ctx.message(request, "pay", 404, lang)
             return
-        status = invoice.get("status", "open")
+        status = invoice.status
         key = (token, lang, status)
         body = ctx.pages.get(key)
         if body is None:
@@ -283,9 +284,9 @@ class PayResource(Resource):
             forms = []
             if status == "open":
                 y = ctx.config.yoomoney
-                forms = [(pt, y.quickpay_url, _quickpay_fields(y.wallet, pt, Decimal(str(invoice["amount"])), label, success_url))
+                forms = [(pt, y.quickpay_url, _quickpay_fields(y.wallet, pt, Decimal(str(invoice.amount)), label, success_url))
                          for pt in y.payment_types]
-            body = render.pay_page(lang, ctx.config, invoice, page_url, f"/pay/{token}", forms)
+            body = render.pay_page(lang, ctx.config, asdict(invoice), page_url, f"/pay/{token}", forms)
             ctx.pages.put(key, body)
         ctx.page(request, "pay", 200, body)
 
@@ -309,17 +310,17 @@ class PayResource(Resource):
         ctx.json(request, "pay_status", 200, status_document(lang, invoice))
 
 
-def status_document(lang: str, invoice: Mapping) -> dict:
-    status = invoice.get("status", "open")
+def status_document(lang: str, invoice: InvoiceView) -> dict:
+    status = invoice.status
     return {
         "status": status,
         "status_word": render.state_word(lang, status),
         "status_text": render.state_text(lang, status),
         "paid": status in render.PAID_STATES,
         "final": status in render.FINAL_STATES,
-        "amount": render.format_money(invoice["amount"]),
-        "expires_at": str(invoice.get("expires_at") or ""),
-        "paid_at": invoice.get("paid_at"),
+        "amount": render.format_money(invoice.amount),
+        "expires_at": str(invoice.expires_at or ""),
+        "paid_at": invoice.paid_at,
     }
 
 
@@ -357,7 +358,7 @@ class ThanksResource(Resource):
         if not invoice:
             ctx.message(request, "thanks", 404, lang)
             return
-        status = invoice.get("status", "open")
+        status = invoice.status
         body = render.thanks_page(lang, status, f"/pay/{token}/status", f"/pay/{token}",
                                   f"/thanks?{urlencode({'t': token})}")
         ctx.page(request, "thanks", 200, body)

@@ -20,14 +20,16 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from ymds import __version__
-from ymds.queue.errors import PermanentJobError
+from ymds.billing.jobs import WEBHOOK_DELIVER, BillingClient, WebhookDeliver
+from ymds.bot.jobs import BotClient, NotifyAdmins
+from ymds.jobwire import typed_handler
 from ymds.util.http import read_body
 from ymds.webhooks.signing import HEADER, event_body, signature_header
 
 log = Logger()
 
 DAY = 86400.0
-TASK = "webhook_deliver"
+TASK = WEBHOOK_DELIVER  # the task name lives in ymds.billing.jobs
 
 
 def default_backoff(failures: int) -> float:
@@ -121,7 +123,7 @@ class WebhookDeliverer:
         self._any_endpoints: tuple[float, bool] | None = None
 
     def register(self, registry) -> None:
-        registry.register(TASK, self.deliver)
+        registry.register(TASK, typed_handler(WebhookDeliver.from_wire, self.deliver))
 
     # --- waking deliverers --------------------------------------------------------------
 
@@ -144,7 +146,8 @@ class WebhookDeliverer:
         return self._any_endpoints[1]
 
     async def wake(self, endpoint_id: str, key: str | None = None, delay: float | None = None):
-        return await self.queue.enqueue("billing", TASK, {"endpoint_id": endpoint_id}, key=key, delay=delay)
+        enqueued = await BillingClient(self.queue).webhook_deliver(endpoint_id, key=key, delay=delay)
+        return enqueued.job_id
 
     async def sweep(self, now: float | None = None) -> int:
         """Wake every endpoint whose oldest pending event is due and that nobody holds."""
@@ -156,10 +159,8 @@ class WebhookDeliverer:
 
     # --- the task -----------------------------------------------------------------------
 
-    async def deliver(self, args: dict) -> dict:
-        endpoint_id = args.get("endpoint_id") if isinstance(args, dict) else None
-        if not isinstance(endpoint_id, str) or not 0 < len(endpoint_id) <= 64:
-            raise PermanentJobError("webhook_deliver needs an endpoint_id")
+    async def deliver(self, job: WebhookDeliver) -> dict:
+        endpoint_id = job.endpoint_id
         token = secrets.token_hex(8)
         if not await self.ledger.webhook_claim(endpoint_id, token, self.clock.seconds(), self.lease):
             return {"outcome": "busy"}  # another deliverer has it (or the endpoint is gone)
@@ -225,9 +226,9 @@ class WebhookDeliverer:
                      "{attempts} attempts: {error}", event_id=delivery.event_id, event_type=delivery.type,
                      endpoint_id=endpoint.id, host=host, attempts=delivery.attempts + 1, error=error)
             key = f"admins:webhook:{endpoint.id}:{delivery.event_id}"
-            await self.queue.enqueue("bot", "notify_admins", {"message": "webhook_failed", "key": key, "params": {
+            await BotClient(self.queue).notify_admins(NotifyAdmins("webhook_failed", {
                 "endpoint_id": endpoint.id, "host": host, "event_id": delivery.event_id,
-                "event_type": delivery.type, "attempts": delivery.attempts + 1, "error": error[:200]}}, key=key)
+                "event_type": delivery.type, "attempts": delivery.attempts + 1, "error": error[:200]}, key))
             return "failed", None
         next_at = min(now + self.backoff(delivery.attempts + 1), first + self.give_up_after)
         await self.ledger.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, error, duration, "retry",
