@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
@@ -122,15 +122,15 @@ def parse_redis_url(url: str) -> RedisAddress:
         netloc = parts.netloc.rsplit("@", 1)[-1]
         sentinels = []
         for item in netloc.split(","):
-            host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
-            if not host:
+            s_host, _, s_port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+            if not s_host:
                 raise RedisURLError(f"{url!r}: bad sentinel address {item!r}; write host:26379")
-            sentinels.append((host.strip("[]"), _port(port, 26379, url)))
-        path = [p for p in parts.path.split("/") if p]
-        if not path:
+            sentinels.append((s_host.strip("[]"), _port(s_port, 26379, url)))
+        names = [p for p in parts.path.split("/") if p]
+        if not names:
             raise RedisURLError(f"{url!r} names no master; write redis+sentinel://h1:26379,h2:26379/mymaster/0")
-        db = _db(path[1] if len(path) > 1 else query.get("db", ""), url)
-        return RedisAddress("sentinel", sentinels=tuple(sentinels), service=unquote(path[0]), db=db,
+        db = _db(names[1] if len(names) > 1 else query.get("db", ""), url)
+        return RedisAddress("sentinel", sentinels=tuple(sentinels), service=unquote(names[0]), db=db,
                             username=username or None, password=password)
     raise RedisURLError(f"{url!r} is not a Redis URL; use redis://host:6379/0, rediss://..., "
                         "unix:///run/redis.sock?db=0 or redis+sentinel://h1:26379/mymaster/0")
@@ -162,7 +162,7 @@ def make_endpoint(reactor, address: RedisAddress, connect_timeout: float = 5.0):
         return UNIXClientEndpoint(reactor, address.path, timeout=connect_timeout)
     if address.kind == "sentinel":
         return _SentinelMasterEndpoint(reactor, address, connect_timeout)
-    endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=connect_timeout)
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=connect_timeout)
     if address.tls:
         from twisted.internet.ssl import Certificate, optionsForClientTLS
         trust = None
@@ -207,7 +207,7 @@ class _Protocol(txredisapi.RedisProtocol):
         return b"".join(out)
 
     def connectionMade(self):
-        self.transport = direct_writer(self.transport)
+        self.transport: Any = direct_writer(self.transport)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             try:
@@ -341,7 +341,7 @@ class RedisConnection:
                 return self._bounded(sent, protocol, None, timeout, args[0])
         # not connected: wait for the connection, then send, all within the timeout
         box = [None]
-        waiter = defer.Deferred()
+        waiter: defer.Deferred[Any] = defer.Deferred()
         self._waiters.append(waiter)
 
         def send(protocol):
@@ -352,7 +352,7 @@ class RedisConnection:
         return self._bounded(waiter, box, waiter, timeout, args[0])
 
     def _bounded(self, sent: defer.Deferred, protocol, waiter, timeout: float, command) -> defer.Deferred:
-        result = defer.Deferred()
+        result: defer.Deferred[Any] = defer.Deferred()
 
         def expire():
             if result.called:

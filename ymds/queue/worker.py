@@ -113,6 +113,11 @@ class Worker(Service):
         self._closed = False
         self._dispatching = False
 
+    @property
+    def _redis(self) -> RedisPool:
+        assert self._pool is not None, "the worker has not been started"
+        return self._pool
+
     # --- service ------------------------------------------------------------------------
 
     def startService(self):
@@ -149,7 +154,7 @@ class Worker(Service):
         if self._reader is not None:
             await wait_until(self.reactor, self._reader, deadline)
         if self._inflight:
-            waiter = defer.Deferred()
+            waiter: defer.Deferred[None] = defer.Deferred()
             self._idle_waiters.append(waiter)
             await wait_until(self.reactor, waiter, deadline)
         left = len(self._inflight)
@@ -165,6 +170,7 @@ class Worker(Service):
             except Exception as e:
                 log.warn("worker {queue}: could not leave the consumer group: {error}", queue=self.queue, error=str(e))
         self._closed = True
+        assert self._reader_conn is not None and self._pool is not None  # made by startService
         await defer.DeferredList([self._reader_conn.close(), self._pool.close()], consumeErrors=True)
         # handlers still running cannot be acknowledged any more: stop them
         for rec in list(self._inflight.values()):
@@ -176,7 +182,7 @@ class Worker(Service):
 
     async def _ensure_group(self) -> None:
         try:
-            await self._pool.execute("XGROUP", "CREATE", self.keys.stream, GROUP, "0", "MKSTREAM")
+            await self._redis.execute("XGROUP", "CREATE", self.keys.stream, GROUP, "0", "MKSTREAM")
         except ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
@@ -191,8 +197,10 @@ class Worker(Service):
         await sleep(self.reactor, seconds)
 
     async def _read_loop(self) -> None:
+        reader = self._reader_conn
+        assert reader is not None  # made by startService, before this loop
         delay = 0.05
-        history = "0"  # first our own pending entries (a restart under a fixed name), then new ones
+        history: str | None = "0"  # first our own pending entries (a restart under a fixed name), then new ones
         group_ready = False
         await self._sync_time()
         while self._reading:
@@ -206,11 +214,11 @@ class Worker(Service):
                     continue
                 count = min(self.config.batch, free)
                 if history is not None:
-                    reply = await self._pool.execute(
+                    reply = await self._redis.execute(
                         "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count,
                         "STREAMS", self.keys.stream, history)
                 else:
-                    reply = await self._reader_conn.execute(
+                    reply = await reader.execute(
                         "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count,
                         "BLOCK", int(self.block * 1000), "STREAMS", self.keys.stream, ">",
                         timeout=self.block + self.command_timeout)
@@ -268,7 +276,7 @@ class Worker(Service):
                     attempt = int(fields[i + 1]) if str(fields[i + 1]).isdigit() else 1
         if not fields:
             # an entry deleted while pending: nothing to run, just clear it from the group
-            self._pool.execute("XACK", self.keys.stream, GROUP, entry_id).addErrback(lambda f: None)
+            self._redis.execute("XACK", self.keys.stream, GROUP, entry_id).addErrback(lambda f: None)
             return
         started = self.reactor.seconds()
         try:
@@ -364,7 +372,7 @@ class Worker(Service):
 
     def _finish_failed(self, rec: _Job, action: str, reason: str, error_type: str, message: str) -> None:
         due = ""
-        due_seconds = None
+        due_seconds: float | None = None
         if action == "retry":
             due_seconds = self.time.now() + self.backoff(rec.attempt)
             due = str(int(due_seconds * 1000))
@@ -384,7 +392,7 @@ class Worker(Service):
                 return  # another consumer holds the entry now: it decides
             if action == "retry":
                 self.stats.incr(self.queue, "retried")
-                if self.promoter is not None:
+                if self.promoter is not None and due_seconds is not None:
                     self.promoter.wake_at(due_seconds)
             elif action == "dead":
                 self.stats.incr(self.queue, "dead")
