@@ -25,9 +25,10 @@ def with_web_headers(root):
     return SecureHeaders(root, content_security_policy("https://yoomoney.ru/quickpay/confirm"), ClientAddress())
 
 
-def browse(base: str, append) -> dict:
+def browse(base: str, append, end_streams) -> dict:
     """Runs in a thread (Playwright's sync API has its own loop); ``append(event)`` adds an
-    event to the stream from here (through the reactor) and returns its entry id."""
+    event to the stream from here (through the reactor) and returns its entry id;
+    ``end_streams()`` ends every open stream (as a web node stopping does)."""
     from playwright.sync_api import sync_playwright
 
     os.makedirs(ARTIFACTS, exist_ok=True)
@@ -81,6 +82,20 @@ def browse(base: str, append) -> dict:
             seen["html_elements"] = page.locator("#alert b, #alert img").count()
             page.locator("#alert").wait_for(state="hidden")  # the queue is empty again
 
+            # the node ends the stream; the browser reconnects with Last-Event-ID and shows
+            # what was added meanwhile, each once
+            page.evaluate("""() => { const box = document.getElementById('alert'); window.shownIds = [];
+                new MutationObserver(() => { if (!box.hidden) window.shownIds.push(box.getAttribute('data-id')); })
+                    .observe(box, {attributes: true, attributeFilter: ['hidden']}); }""")
+            end_streams()
+            page.locator('body[data-live="0"]').wait_for(state="attached")
+            missed = [append(DonationEvent.from_payment(Decimal(a), "После", None, True, PAID_AT)) for a in ("7", "8")]
+            page.locator('body[data-live="1"]').wait_for(state="attached")
+            page.locator(f'#alert[data-id="{missed[1]}"]').wait_for(state="visible")
+            page.locator("#alert").wait_for(state="hidden")
+            seen["after_reconnect"] = page.evaluate("window.shownIds")
+            seen["missed"] = missed
+
             goal = browser.new_page(viewport={"width": 800, "height": 600})
             watch(goal)
             goal.goto(f"{base}/overlay/{TOKEN}/goal")
@@ -110,14 +125,17 @@ class OverlayInBrowser(RedisCase):
     @run
     async def test_alerts_and_goal_pages(self):
         await self.writer.append(GoalEvent(Decimal("3500.00"), Decimal("10000.00"), "Новый микрофон", None))
-        node = await Node(self, self.redis.url, self.tokens, settings=OverlaySettings(alert_seconds=1.5)).start(
-            wrap=with_web_headers)
+        node = await Node(self, self.redis.url, self.tokens, settings=OverlaySettings(alert_seconds=1.5),
+                          retry=0.3).start(wrap=with_web_headers)
 
         def append(event):
             return threads.blockingCallFromThread(
                 reactor, lambda: defer.Deferred.fromCoroutine(self.writer.append(event)))
 
-        seen = await threads.deferToThread(browse, f"http://127.0.0.1:{node.port}", append)
+        def end_streams():
+            threads.blockingCallFromThread(reactor, node.events.stop)
+
+        seen = await threads.deferToThread(browse, f"http://127.0.0.1:{node.port}", append, end_streams)
         self.assertTrue(seen["hidden_at_start"])
         self.assertEqual(seen["background"], ["rgba(0, 0, 0, 0)"] * 2)  # transparent for OBS
         self.assertEqual(seen["first"], ("Маша", "1\u00a0990,00\u00a0₽", "Спасибо за стрим! Удачи"))
@@ -126,6 +144,7 @@ class OverlayInBrowser(RedisCase):
         self.assertNotIn("показывать", seen["private_html"])
         self.assertEqual(seen["html_text"], ("<b>Bold</b>", "50,00\u00a0₽", "<img src=x>"))
         self.assertEqual(seen["html_elements"], 0)
+        self.assertEqual(seen["after_reconnect"], seen["missed"])
         self.assertEqual(seen["goal_before"][0], "35")
         self.assertIn("3\u00a0500,00\u00a0₽ из 10\u00a0000,00\u00a0₽ (35%)", seen["goal_before"][1])
         self.assertEqual(seen["goal_after"][0], 64)

@@ -31,7 +31,6 @@ TokenCheck = Callable[[str], Awaitable[bool]]
 GoalSnapshot = Callable[[], Awaitable["GoalEvent | None"]]
 
 HEARTBEAT = b": hb\n\n"
-RETRY = b"retry: 3000\n\n"  # the browser waits 3 s before reconnecting
 
 
 def text_response(request, code: int, text: bytes, retry_after: int | None = None) -> None:
@@ -117,7 +116,7 @@ class OverlayEvents:
 
     def __init__(self, clock, tailer: OverlayTailer, token_valid: TokenCheck, *, max_per_token: int = 10,
                  max_total: int = 1000, heartbeat: float = 15.0, replay_limit: int = 50,
-                 max_backlog: int = 200, goal_snapshot: GoalSnapshot | None = None):
+                 max_backlog: int = 200, goal_snapshot: GoalSnapshot | None = None, retry: float = 3.0):
         self.clock = clock
         self.tailer = tailer
         self.token_valid = token_valid
@@ -127,6 +126,7 @@ class OverlayEvents:
         self.replay_limit = replay_limit
         self.max_backlog = max_backlog
         self.goal_snapshot = goal_snapshot
+        self.retry = retry  # seconds a browser waits before reconnecting (the stream's retry:)
         self.clients: set[_Client] = set()
         self._beat: task.LoopingCall | None = None
         self._checking = False
@@ -197,7 +197,7 @@ class OverlayEvents:
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-accel-buffering", b"no")  # nginx: pass each message on at once
         request.registerProducer(client, True)
-        client.write(RETRY)
+        client.write(b"retry: %d\n\n" % int(self.retry * 1000))
         if start is not None:
             client.send(start, goal)  # the goal, or "start": either moves Last-Event-ID to the stream's end
         for entry_id, event in backlog:
