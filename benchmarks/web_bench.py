@@ -318,7 +318,8 @@ def run(args):
         port = free_port()
         doc = {
             "server": {"endpoint": f"ssl:{port}:privateKey={key_path}:certKey={cert_path}:interface=127.0.0.1",
-                       "public_url": f"https://127.0.0.1:{port}"},
+                       "public_url": f"https://127.0.0.1:{port}",
+                       "metrics_public": True},  # the bench reads counters from the public /metrics
             "yoomoney": {"wallet": WALLET, "notification_secret": SECRET, "signature": "auto"},
             "links": {"secret": LINK_SECRET},
             "redis": {"url": f"redis://127.0.0.1:{redis_port}/0", "prefix": "ymds"},
