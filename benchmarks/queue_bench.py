@@ -392,7 +392,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--watch", help=argparse.SUPPRESS)
     p.add_argument("--only", help="comma list: ymds,rq-simple,rq-fork,arq-default,arq-tuned")
+    p.add_argument("--no-direct-write", action="store_true",
+                   help="ymds without its direct socket writes (ymds.queue.fastwrite), to measure what they buy")
     a = p.parse_args()
+    if a.no_direct_write:
+        os.environ["YMDS_BENCH_NO_DIRECT_WRITE"] = "1"  # the worker and client processes inherit it
+    if os.environ.get("YMDS_BENCH_NO_DIRECT_WRITE"):
+        from ymds.queue import fastwrite
+        fastwrite.ENABLED = False
 
     if a.role == "ymds-worker":
         return ymds_worker(a.url, a.concurrency, a.batch)

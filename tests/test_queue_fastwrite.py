@@ -60,3 +60,8 @@ class DirectWriteInternalsTests(TestCase):
     def test_other_transports_are_left_alone(self):
         sentinel = object()
         self.assertIs(fastwrite.direct_writer(sentinel), sentinel)
+
+    async def test_switched_off_the_transport_is_left_alone(self):
+        transport, _ = await self._connected_pair(1)
+        self.patch(fastwrite, "ENABLED", False)
+        self.assertIs(fastwrite.direct_writer(transport), transport)

@@ -19,6 +19,9 @@ from typing import Any
 
 from twisted.internet import tcp, unix
 
+#: Off, every write takes Twisted's ordinary buffered path (benchmarks/queue_bench.py
+#: --no-direct-write turns it off to measure what the fast path buys).
+ENABLED = True
 #: Attributes of the transport the fast path reads.
 REQUIRED_ATTRIBUTES = ("_tempDataBuffer", "dataBuffer", "offset", "connected", "disconnecting")
 #: Transport classes whose buffering those attributes describe.
@@ -27,7 +30,8 @@ SUPPORTED_TRANSPORTS = (tcp.Client, unix.Client)
 
 def supports_direct_write(transport: Any) -> bool:
     """True when ``transport`` is a plain TCP/UNIX client with the internals this module reads."""
-    return type(transport) in SUPPORTED_TRANSPORTS and all(hasattr(transport, a) for a in REQUIRED_ATTRIBUTES)
+    return (ENABLED and type(transport) in SUPPORTED_TRANSPORTS
+            and all(hasattr(transport, a) for a in REQUIRED_ATTRIBUTES))
 
 
 class DirectWriter:
