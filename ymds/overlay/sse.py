@@ -47,6 +47,7 @@ class _Client:
         self.request = request
         self.token = token
         self.gone = False
+        self.started = False  # headers sent: heartbeats and closing apply from then on
         self.last_sent: tuple[int, int] = (-1, -1)
         self._held: list[tuple[str, OverlayEvent]] | None = []
         self._paused = False
@@ -142,7 +143,8 @@ class OverlayEvents:
         if self._beat is not None and self._beat.running:
             self._beat.stop()
         for client in list(self.clients):
-            client.close()
+            if client.started:
+                client.close()
 
     def count(self, token: str) -> int:
         return sum(1 for c in self.clients if c.token == token and not c.gone)
@@ -173,7 +175,7 @@ class OverlayEvents:
         try:
             await self._begin(request, client)
         except Exception as e:
-            if not request.startedWriting:
+            if not client.started:
                 log.warn("overlay: events stream not started: {error}", error=str(e))
                 text_response(request, 503, b"The event stream is unavailable, try again shortly.\n", 5)
             else:
@@ -197,6 +199,7 @@ class OverlayEvents:
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-accel-buffering", b"no")  # nginx: pass each message on at once
         request.registerProducer(client, True)
+        client.started = True
         client.write(b"retry: %d\n\n" % int(self.retry * 1000))
         if start is not None:
             client.send(start, goal)  # the goal, or "start": either moves Last-Event-ID to the stream's end
@@ -206,7 +209,8 @@ class OverlayEvents:
 
     def _heartbeat(self) -> None:
         for client in list(self.clients):
-            client.write(HEARTBEAT)
+            if client.started:
+                client.write(HEARTBEAT)
         # a slow token check must not hold up the next heartbeat: run it on the side, one at a time
         if not self._checking:
             self._checking = True
@@ -216,7 +220,7 @@ class OverlayEvents:
         self._checking = False
 
     async def _recheck_tokens(self) -> None:
-        for token in {c.token for c in self.clients}:
+        for token in {c.token for c in self.clients if c.started}:
             try:
                 valid = await self.token_valid(token)
             except Exception as e:
@@ -224,7 +228,7 @@ class OverlayEvents:
                 continue
             if not valid:
                 log.info("overlay: token no longer valid, overlays disconnected")
-                for client in [c for c in self.clients if c.token == token]:
+                for client in [c for c in self.clients if c.token == token and c.started]:
                     client.close()
 
 
