@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ymds.overlay.events import BadEvent, DonationEvent, GoalEvent, OverlayEvent, SkipEvent, decode, encode, entry_order
+from ymds.util.clock import sleep
 
 log = Logger()
 
@@ -102,7 +103,7 @@ class OverlayStreamWriter:
                 if attempt == self.attempts or not is_transient(e):
                     raise
                 if self.reactor is not None:
-                    await task.deferLater(self.reactor, delay)
+                    await sleep(self.reactor, delay)
                 delay = min(delay * 4, 1.0)
         raise AssertionError("unreachable")
 
@@ -215,7 +216,7 @@ class OverlayTailer:
                 if not self._running:
                     break
                 log.warn("overlay: reading the event stream failed ({error}); retrying", error=str(e))
-                await task.deferLater(self.reactor, delay)
+                await sleep(self.reactor, delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.05
