@@ -28,10 +28,13 @@ class RecordingQueue:
 
     ``down`` fails every enqueue and call; ``fail_next = n`` fails the next n enqueues;
     ``hold`` (a Deferred) delays enqueues until it fires.  With ``with_delay`` each job is
-    recorded as (queue, task, args, key, delay) instead."""
+    recorded as (queue, task, args, key, delay) instead.  With ``honour_keys=False`` every
+    enqueue is recorded, keys or not (to prove something else prevents duplicates)."""
 
-    def __init__(self, handlers: dict[str, Callable[[Any], Any]] | None = None, with_delay: bool = False):
+    def __init__(self, handlers: dict[str, Callable[[Any], Any]] | None = None, with_delay: bool = False,
+                 honour_keys: bool = True):
         self.with_delay = with_delay
+        self.honour_keys = honour_keys
         self.jobs: list[tuple] = []
         self.delays: list[float | None] = []
         self.calls: list[tuple[str, str, Any]] = []
@@ -54,7 +57,7 @@ class RecordingQueue:
         json.dumps(args, default=str)  # must be JSON-able (Decimal allowed)
 
         def add(_=None):
-            if key is not None and key in self.keys:
+            if key is not None and key in self.keys and self.honour_keys:
                 return None
             if key is not None:
                 self.keys.add(key)
