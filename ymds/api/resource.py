@@ -413,10 +413,10 @@ class ApiResource(Resource):
             raise invalid("limit must be between 1 and 500", "limit")
         args["limit"] = int(limit)
         try:
-            query = ListPayments.from_wire(args)
+            wanted = ListPayments.from_wire(args)
         except InvalidTaskArgs as e:
             raise invalid(str(e)) from None
-        page = await self._ask(jobs.LIST_PAYMENTS, lambda: self.billing.list_payments(query))
+        page = await self._ask(jobs.LIST_PAYMENTS, lambda: self.billing.list_payments(wanted))
         cursor = page.next_cursor
         return 200, {"data": list(page.payments), "next_cursor": None if cursor is None else str(cursor),
                      "has_more": cursor is not None}, None
