@@ -168,7 +168,7 @@ class NotifyResource(Resource):
     async def _accept(self, request, remote, notification, scheme):
         try:
             job = await self._billing.apply_payment(
-                dict(notification.fields), "notification", key=idempotency_key(notification),
+                notification.fields, "notification", key=idempotency_key(notification),
             ).addTimeout(self._enqueue_timeout, self._clock)
         except Exception as e:
             self._decide(request, "unavailable", 503, b"Service Unavailable\n", {b"retry-after": b"60"},
