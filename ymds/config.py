@@ -58,6 +58,9 @@ class LinksConfig:
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "ymds"
+    # enqueues answer only once this many replicas have the job (WAIT); 0: the master's word
+    min_replicas: int = 0
+    replica_timeout: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,12 @@ def _redis(r: dict) -> RedisConfig:
     prefix = parse_text("redis.prefix", r.get("prefix", "ymds")).strip()
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", prefix):
         raise ConfigError("redis.prefix", f"{prefix!r} is not a key prefix", "use letters, digits, '_', '-', '.', ':' (at most 64)")
-    redis = RedisConfig(url=check_redis_url("redis.url", r.get("url", RedisConfig.url)), prefix=prefix)
+    redis = RedisConfig(url=check_redis_url("redis.url", r.get("url", RedisConfig.url)), prefix=prefix,
+                        min_replicas=parse_int("redis.min_replicas", r.get("min_replicas", 0), 0, 16),
+                        replica_timeout=parse_float("redis.replica_timeout", r.get("replica_timeout", 1.0)))
+    if redis.replica_timeout <= 0 or redis.replica_timeout > 60:
+        raise ConfigError("redis.replica_timeout", f"{redis.replica_timeout:g} s is outside 0-60 s",
+                          "use e.g. 1 (seconds a notification waits for a replica before 503)")
     return redis
 
 

@@ -65,8 +65,9 @@ class SentinelGroup:
     """``SentinelGroup().start()``; ``cleanup()`` kills everything and removes the dir."""
 
     def __init__(self, service: str = "ymds", down_after_ms: int = 1000, failover_timeout_ms: int = 3000,
-                 appendonly: bool = True):
+                 appendonly: bool = True, sentinels: int = 3):
         self.service = service
+        self.sentinel_count = sentinels  # 0: just the master and its replica
         self.dir = tempfile.mkdtemp(prefix="ymds-sentinel-")
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
@@ -106,14 +107,15 @@ class SentinelGroup:
         replica.start()
         self.servers = [master, replica]
         self.wait_replicated(master_port, 1)
-        for i in range(3):
+        for i in range(self.sentinel_count):
             port = free_port()
             sentinel = _Process(f"sentinel{i}", port, self._sentinel_argv(i, port, master_port))
             sentinel.start()
             self.sentinels.append(sentinel)
         # every sentinel has found the replica and the other sentinels (through hello messages)
+        others = str(self.sentinel_count - 1)
         self._wait(lambda: all(self._sentinel_view(s).get("num-slaves") == "1" and
-                               self._sentinel_view(s).get("num-other-sentinels") == "2"
+                               self._sentinel_view(s).get("num-other-sentinels") == others
                                for s in self.sentinels), 30, "sentinels discovering each other and the replica")
         return self
 
@@ -138,6 +140,8 @@ class SentinelGroup:
 
     def master_port(self) -> int:
         """The master the sentinels agree on now (the majority answer)."""
+        if not self.sentinels:
+            return self.servers[0].port
         votes: dict[int, int] = {}
         for s in self.sentinels:
             if not s.alive():

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ymds.queue import codec, scripts
-from ymds.queue.errors import JobTimeout, QueueStopped, RedisUnavailable, remote_failure
+from ymds.queue.errors import JobTimeout, QueueError, QueueStopped, RedisUnavailable, remote_failure
 from ymds.queue.interfaces import IJobQueue
 from ymds.queue.keys import GROUP, QueueKeys, check_name, reply_list
 from ymds.queue.redis import RedisConnection, RedisPool, RedisTime, ResponseError, is_transient, parse_redis_url, process_token
@@ -28,6 +28,12 @@ from ymds.util.clock import sleep
 log = Logger()
 
 MAX_KEY_LENGTH = 200
+
+
+class ReplicasBehind(QueueError):
+    """The job is on the master but fewer than ``redis.min_replicas`` replicas confirmed it in
+    ``redis.replica_timeout``: the caller must not report success (a failover could lose it).
+    Not retried here: an HTTP caller answers 503 so that the sender delivers again."""
 
 
 class _Pending:
@@ -56,6 +62,8 @@ class RedisJobQueue(Service):
         self.clock = clock or reactor
         self.address = parse_redis_url(redis_config.url)
         self.prefix = redis_config.prefix
+        self.min_replicas = int(getattr(redis_config, "min_replicas", 0))
+        self.replica_timeout = float(getattr(redis_config, "replica_timeout", 1.0))
         self.stats = stats or QueueStats()
         self.command_timeout = command_timeout
         self.enqueue_timeout = enqueue_timeout
@@ -218,7 +226,9 @@ class RedisJobQueue(Service):
         delay = 0.05
         while True:
             try:
-                return await scripts.ENQUEUE.run(self.pool, [keys.stream, keys.delayed], args)
+                if not self.min_replicas:
+                    return await scripts.ENQUEUE.run(self.pool, [keys.stream, keys.delayed], args)
+                return await self._enqueue_replicated(keys, args)
             except Exception as e:
                 # a lost reply leaves the outcome unknown: sending again may add the job
                 # twice (at-least-once); an idempotency key makes the retry exact
@@ -227,6 +237,29 @@ class RedisJobQueue(Service):
                 log.warn("enqueue to {queue}: {error}; retrying", queue=keys.queue, error=str(e))
                 await sleep(self.reactor, delay)
                 delay = min(delay * 2, 1.0)
+
+    async def _enqueue_replicated(self, keys: QueueKeys, args) -> Any:
+        """The enqueue script, then WAIT on the same server connection for min_replicas."""
+        conn = self.pool.connection()
+        generation = conn.generation
+        result = await scripts.ENQUEUE.run(conn, [keys.stream, keys.delayed], args)
+        if conn.generation != generation:
+            raise RedisUnavailable("the Redis connection changed before WAIT; enqueueing again")
+        # WAIT counts replicas that have this connection's last write.  PUBLISH (replicated,
+        # no key) moves that mark to the master's latest offset, so WAIT also covers a job
+        # an earlier attempt wrote through another connection (the script then writes
+        # nothing: an idempotency-key hit).  Both are pipelined on the same connection.
+        conn.execute("PUBLISH", f"{self.prefix}:replicated", "").addErrback(lambda _: None)  # WAIT fails too
+        waited = conn.execute("WAIT", self.min_replicas, max(1, int(self.replica_timeout * 1000)),
+                              timeout=self.replica_timeout + self.command_timeout)
+        acked = int(await waited)
+        if conn.generation != generation:  # PUBLISH and WAIT went to a new connection
+            raise RedisUnavailable("the Redis connection changed during WAIT; enqueueing again")
+        if acked < self.min_replicas:
+            self.stats.incr(keys.queue, "replicas_behind")
+            raise ReplicasBehind(f"{acked} of {self.min_replicas} Redis replica(s) confirmed the job "
+                                 f"within {self.replica_timeout:g}s")
+        return result
 
     # --- RPC ----------------------------------------------------------------------------
 

@@ -30,11 +30,11 @@ from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wra
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 from twisted.internet.interfaces import IStreamClientEndpoint
 
 from ymds.queue.errors import RedisUnavailable
 from ymds.queue.fastwrite import direct_writer
+from ymds.queue.sentinel import SentinelMasterEndpoint
 
 log = Logger()
 
@@ -136,32 +136,11 @@ def parse_redis_url(url: str) -> RedisAddress:
                         "unix:///run/redis.sock?db=0 or redis+sentinel://h1:26379/mymaster/0")
 
 
-@implementer(IStreamClientEndpoint)
-class _SentinelMasterEndpoint:
-    """Asks Sentinel (txredisapi.Sentinel) for the master before every connection attempt."""
-
-    def __init__(self, reactor, address: RedisAddress, connect_timeout: float):
-        self._reactor = reactor
-        self._sentinel = txredisapi.Sentinel(list(address.sentinels), convertNumbers=False)
-        self._sentinel.discovery_timeout = connect_timeout
-        self._timeout = connect_timeout
-        self._service = address.service
-
-    def connect(self, factory):
-        d = self._sentinel.discover_master(self._service)
-        d.addCallback(lambda addr: HostnameEndpoint(self._reactor, addr[0], int(addr[1]),
-                                                    timeout=self._timeout).connect(factory))
-        return d
-
-    def close(self):
-        return self._sentinel.disconnect()
-
-
 def make_endpoint(reactor, address: RedisAddress, connect_timeout: float = 5.0):
     if address.kind == "unix":
         return UNIXClientEndpoint(reactor, address.path, timeout=connect_timeout)
     if address.kind == "sentinel":
-        return _SentinelMasterEndpoint(reactor, address, connect_timeout)
+        return SentinelMasterEndpoint(reactor, address.sentinels, address.service, connect_timeout)
     endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=connect_timeout)
     if address.tls:
         from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -270,6 +249,9 @@ class RedisConnection:
         self._protocol = None
         self._waiters: list[defer.Deferred] = []
         self._was_connected = False
+        # +1 on every new server connection: commands that must share one (a write, then
+        # WAIT for its replication) check it did not change between them
+        self.generation = 0
         self._endpoint = make_endpoint(reactor, address, connect_timeout)
         self._factory = _ProtocolFactory(reactor, address, self)
         # readiness (AUTH, SELECT, the Sentinel role check) is tracked here rather than
@@ -303,6 +285,7 @@ class RedisConnection:
             protocol.transport.loseConnection()
             return
         self._protocol = protocol
+        self.generation += 1
         self._factory._error_logged = False
 
         def connection_lost(reason: Failure) -> None:
@@ -398,7 +381,7 @@ class RedisConnection:
         for w in waiters:
             w.errback(RedisUnavailable(f"redis {self.name} is closed"))
         ds = [self._service.stopService()]
-        if isinstance(self._endpoint, _SentinelMasterEndpoint):
+        if isinstance(self._endpoint, SentinelMasterEndpoint):
             ds.append(self._endpoint.close())
         return defer.gatherResults(ds, consumeErrors=True).addBoth(lambda _: None)
 
@@ -420,7 +403,8 @@ class RedisPool:
         for conn in self._connections:
             conn.start()
 
-    def execute(self, *args, timeout: float | None = None) -> defer.Deferred:
+    def connection(self) -> "RedisConnection":
+        """The next connection, round robin, preferring connected ones."""
         conns = self._connections
         self._next = (self._next + 1) % len(conns)
         conn = conns[self._next]
@@ -429,7 +413,10 @@ class RedisPool:
                 if other.connected:
                     conn = other
                     break
-        return conn.execute(*args, timeout=timeout)
+        return conn
+
+    def execute(self, *args, timeout: float | None = None) -> defer.Deferred:
+        return self.connection().execute(*args, timeout=timeout)
 
     def run(self, script: "Script", keys, args, timeout: float | None = None) -> defer.Deferred:
         return script.run(self, keys, args, timeout)
