@@ -49,6 +49,8 @@ class BotService(MultiService):
     """Stops its children (polling, worker) first and only then closes the shared
     resources, so that no request is still using the HTTP or Redis pool when they close."""
 
+    parts: BotParts  # set by make_bot_service: the pieces, for tests and /healthz
+
     def __init__(self, limiter, api, redis, own_redis: bool):
         super().__init__()
         self.setName("bot")

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
-from typing import Mapping
+from typing import Hashable, Mapping
 from urllib.parse import parse_qs, urlencode
 
 from twisted.internet.defer import Deferred
@@ -54,8 +54,8 @@ class WebContext:
         self.requests = metrics.counter("ymds_web_requests", "HTTP requests answered by the web role", ("route", "code"))
         self.donations = metrics.counter("ymds_web_donations", "Donation form submissions by result", ("result",))
 
-    async def _invoice_status(self, label: str) -> InvoiceView | None:
-        return await self.billing.invoice_status(label)
+    async def _invoice_status(self, label: Hashable) -> InvoiceView | None:
+        return await self.billing.invoice_status(str(label))
 
     def language(self, request) -> str:
         lang, explicit = request_language(request, self.config.telegram.language)
@@ -182,7 +182,8 @@ class DonateResource(Resource):
     async def _post(self, request):
         ctx = self.ctx
         form = read_form(request, ctx.config.server.max_body) or {}
-        lang = form.get("lang") if form.get("lang") in ("ru", "en") else ctx.language(request)
+        chosen = form.get("lang")
+        lang = chosen if chosen in ("ru", "en") and chosen is not None else ctx.language(request)
         if not ctx.config.donations.enabled:
             ctx.donations.inc(result="disabled")
             ctx.message(request, "donate", 404, lang)

@@ -182,6 +182,7 @@ class WebhookDeliverer:
                     return {"outcome": "lost_lease", "sent": sent}
                 outcome, next_at = await self._attempt(endpoint, delivery)
                 if outcome == "retry":
+                    assert next_at is not None  # _attempt gives the retry's time with "retry"
                     await self._wake_at(endpoint_id, delivery, next_at, self.clock.seconds())
                     return {"outcome": "retry", "sent": sent}
                 sent += 1
