@@ -176,13 +176,13 @@ async def bench_sweep(reactor, url, n):
 
     ledger = open_ledger(url, reactor)
     await ledger.migrate()
-    d = ledger._d
+    d = ledger.db.dialect
     rows = [(i, "month", T0 - DAY + (i * 100 * DAY) / n, T0) for i in range(1, n + 1)]
 
     def load(txn):
         txn.executemany(d.sql("INSERT INTO subscriptions (chat_id, plan, ends_at, updated_at, reminded_window, expired) "
                               "VALUES (?, ?, ?, ?, NULL, 0)"), rows)
-    await ledger._pool.runInteraction(load)
+    await ledger.db.pool.runInteraction(load)
     config = load_config(raw={"telegram": {"channel_id": -100123}, "links": {"secret": "x" * 32}}, env={})
     clock = task.Clock()
     clock.advance(T0)

@@ -48,6 +48,33 @@ class RegistryTests(unittest.TestCase):
         self.assertEqual(value(parsed, "ymds_wait_seconds_count", task="a"), 2)
         self.assertEqual(value(parsed, "ymds_extra"), 7)
 
+    def test_store_calls_are_timed_and_payments_counted(self):
+        """The billing role calls the ledger's stores (ledger.payments.apply_payment): those
+        calls are timed under the method's name and the payment is counted."""
+        r = Registry()
+
+        class Applied:
+            outcome, payment = "paid", None
+
+        class Payments:
+            def apply_payment(self, fields, source, now, held=None):
+                return Applied()
+
+        class Subscriptions:
+            def is_blocked(self, chat_id):
+                return False
+
+        class Ledger:
+            payments, subscriptions = Payments(), Subscriptions()
+
+        instrumented = InstrumentedLedger(Ledger(), r)
+        instrumented.payments.apply_payment({}, "reconcile", 0.0)
+        instrumented.subscriptions.is_blocked(1)
+        parsed = samples(r.render())
+        self.assertEqual(value(parsed, "ymds_payments_total", outcome="paid", source="reconcile"), 1)
+        self.assertEqual(value(parsed, "ymds_ledger_call_seconds_count", method="apply_payment"), 1)
+        self.assertEqual(value(parsed, "ymds_ledger_call_seconds_count", method="is_blocked"), 1)
+
     def test_types_parse_as_declared(self):
         """Counter families are named without _total and parse as counters (they parsed as
         'unknown' when the TYPE line named the family and the samples ended in _total)."""

@@ -306,7 +306,7 @@ class BillingEvents(DeliveryTestBase):
                                                         "ends_at": "2026-06-27T20:26:40+00:00", "active": True})
         self.assertEqual(len(self.queue.take(TASK)), 1)  # one wake-up for the endpoint
         # billing crashed before marking the payment notified: the redelivered job re-derives
-        await self.ledger._run(lambda txn: txn.execute("UPDATE payments SET notified = 0"))
+        await self.ledger.db.run(lambda txn: txn.execute("UPDATE payments SET notified = 0"))
         again = await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"]), "source": "notification"})
         self.assertEqual(again["outcome"], "duplicate")
         self.assertEqual(len(await self.outbox()), 2)
@@ -360,6 +360,6 @@ class BillingEvents(DeliveryTestBase):
         inv = await run_task(self.tasks, "create_invoice", {"amount": "5.00"})
         await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
         self.assertEqual(await self.ledger.webhook_deliveries(), [])
-        count = await self.ledger._run(lambda txn: txn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
+        count = await self.ledger.db.run(lambda txn: txn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
         self.assertEqual(count, 0)
 

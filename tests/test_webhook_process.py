@@ -127,7 +127,7 @@ days = 30
                                                                   "source": "notification"}, key=f"op:op-{n}")
 
         async def first_failed_and_released():
-            rows = await self.ledger._run(lambda txn: txn.execute(
+            rows = await self.ledger.db.run(lambda txn: txn.execute(
                 "SELECT (SELECT COUNT(*) FROM webhook_attempts), lease_token FROM webhook_endpoints").fetchone(),
                 write=False)
             return rows[0] >= 1 and rows[1] is None and len(await self.ledger.webhook_deliveries()) == 3

@@ -19,6 +19,7 @@ from zope.interface import directlyProvides, providedBy
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from ymds.billing.interfaces import STORE_INTERFACES
 from ymds.metrics import Registry, bucket_bound
 
 log = Logger()
@@ -102,9 +103,14 @@ class InstrumentedLedger:
 
     def __getattr__(self, name):
         attribute = getattr(self._ledger, name)
+        if name in STORE_INTERFACES:  # a store (ledger.payments, ...): time its methods too
+            store = self.__dict__[name] = _InstrumentedStore(attribute, self._timed)
+            return store
         if not callable(attribute) or name.startswith("_"):
             return attribute
+        return self._timed(name, attribute)
 
+    def _timed(self, name, attribute):
         def timed(*args, **kwargs):
             started = self._now()
             d = maybeDeferred(attribute, *args, **kwargs)
@@ -135,6 +141,20 @@ class InstrumentedLedger:
 
 
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class _InstrumentedStore:
+    """One store of an InstrumentedLedger: its public methods timed under their own name."""
+
+    def __init__(self, store, timed):
+        self._store = store
+        self._timed = timed
+
+    def __getattr__(self, name):
+        attribute = getattr(self._store, name)
+        if not callable(attribute) or name.startswith("_"):
+            return attribute
+        return self._timed(name, attribute)
 
 
 class MetricsOnly(Resource):

@@ -1,16 +1,14 @@
-"""The ledger: where invoices, payments, subscriptions and quarantined notifications live.
+"""The ledger's values and errors: invoices, payments, subscriptions, quarantined
+notifications, API keys and webhook deliveries as the stores return them.
 
-Only the billing role talks to it.  :class:`ILedger` is the contract; every method returns
-a Deferred.  Two implementations ship (``ymds.billing.sqlite`` and ``ymds.billing.postgres``)
-and a third party can plug its own in by naming a factory in ``ledger.url``
-(``package.module:factory``, called as ``factory(url, reactor)``).
-
-Times are Unix seconds (floats) supplied by the caller's clock; money is ``Decimal``.
+Only the billing role talks to the ledger.  Its contract is ``ymds.billing.interfaces``
+(one interface per store, composed in ``ILedger``); ``ymds.billing.open.open_ledger``
+picks an implementation by URL.  Times are Unix seconds (floats) supplied by the caller's
+clock; money is ``Decimal``.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -295,200 +293,20 @@ def _flag(raw: Mapping[str, str], name: str) -> bool:
     raise BadPaymentFields(f"{name} is {value[:10]!r}, expected true or false")
 
 
-# --- the interface --------------------------------------------------------------------------
+# --- transitional names -----------------------------------------------------------------------
 
 
-class ILedger(Interface):
-    """Persistent billing state.  Every method returns a Deferred."""
-
-    def migrate():
-        """Create or upgrade the schema; fails with SchemaTooNew on a newer database.
-        Fires with the schema version now in force."""
-
-    def create_invoice(kind, amount, now, ttl, plan=None, days=None, chat_id=None, user_id=None,
-                       description="", metadata=None, label=None, reuse_open=False):
-        """A new open invoice (Invoice).  With ``reuse_open`` and a chat and plan, an open
-        invoice for the same chat, plan and amount that is still valid for at least half of
-        ``ttl`` is returned instead."""
-
-    def get_invoice(label):
-        """The Invoice or None."""
-
-    def open_invoices_for(chat_id, now=None):
-        """Open invoices of a chat (with ``now``: only those not yet expired), newest first."""
-
-    def apply_payment(fields, source, now, held=None):
-        """Record a payment from a notification's raw fields in one transaction, idempotent
-        on operation_id: ApplyResult.  ``held`` overrides the fields' own unaccepted/codepro
-        (True: keep it held whatever they say; False: treat it as accepted)."""
-
-    def release_payment(operation_id, now, source="manual"):
-        """Accept a held payment (ApplyResult with released=True), or say why not
-        (outcome "duplicate" when it was not held; None when unknown)."""
-
-    def get_payment(operation_id):
-        """The Payment or None."""
-
-    def mark_notified(operation_id):
-        """Record that the bot jobs for this payment were enqueued."""
-
-    def list_payments(since=None, until=None, status=None, label=None, chat_id=None,
-                      after_cursor=None, limit=100):
-        """A PaymentPage in arrival order; page on with ``next_cursor``."""
-
-    def subscription(chat_id):
-        """The Subscription or None."""
-
-    def expire_invoices(now):
-        """Mark open invoices past their expiry as expired; fires with their labels."""
-
-    def prune_unpaid(older_than):
-        """Delete expired, never-paid invoices that expired before ``older_than``; fires
-        with how many went."""
-
-    def due_reminders(now, window, limit=1000):
-        """Subscriptions ending within ``window`` seconds that have not yet been reminded at
-        this or a smaller window."""
-
-    def mark_reminded(items, window, now=None):
-        """Claim reminders: ``items`` are (chat_id, ends_at) pairs.  Fires with the chat ids
-        whose claim succeeded (a concurrent process claiming the same one gets nothing)."""
-
-    def unmark_reminded(chat_id, ends_at, window):
-        """Give a claim back (the reminder could not be queued)."""
-
-    def expired_subscriptions(now, limit=1000):
-        """Subscriptions that ended and were not yet processed as expired."""
-
-    def mark_expired(items, now=None):
-        """Claim expiries like mark_reminded; fires with the claimed chat ids."""
-
-    def unmark_expired(chat_id, ends_at):
-        """Give an expiry claim back."""
-
-    def mark_blocked(chat_id, now=None):
-        """The user blocked the bot: stop sending to this chat.  Fires True the first time."""
-
-    def is_blocked(chat_id):
-        """Fires with a bool."""
-
-    def quarantine_add(body, reason, remote, now):
-        """Keep a notification that failed verification; bounded (QuarantineResult)."""
-
-    def quarantine_list(unresolved_only=True, limit=100, after_id=0):
-        """QuarantinedNotification rows with id > after_id, oldest first."""
-
-    def quarantine_resolve(id, how, now=None):
-        """Mark one resolved; fires with True if it was unresolved."""
-
-    def stats(now):
-        """Stats for the owner (UTC day and month)."""
-
-    def get_cursor(name):
-        """A stored text cursor (reconciliation) or None."""
-
-    def set_cursor(name, value):
-        """Store a text cursor."""
-
-    def events(label=None, chat_id=None, operation_id=None, limit=1000):
-        """The audit log of one invoice, chat or operation, oldest first."""
-
-    # --- integration API and webhooks (schema version 2) ---
-
-    def api_key_create(key_id, key_hash, name, scopes, now):
-        """Store a new API key by its hash; fires with the ApiKey."""
-
-    def api_key_lookup(key_hash):
-        """The ApiKey with this hash (revoked ones too) or None."""
-
-    def api_key_list():
-        """Every ApiKey, oldest first."""
-
-    def api_key_revoke(key_id, now):
-        """Revoke a key; fires True if it was active."""
-
-    def create_invoice_once(key_id, idempotency_key, request_hash, now, kind, amount, ttl, plan=None, days=None,
-                            chat_id=None, user_id=None, description="", metadata=None):
-        """create_invoice (a new label) at most once per (key_id, idempotency_key): fires with
-        (Invoice, replayed).  The same key with another ``request_hash`` fails with
-        IdempotencyConflict."""
-
-    def prune_idempotency(older_than):
-        """Forget idempotency keys created before ``older_than``; fires with how many."""
-
-    def webhook_endpoint_add(endpoint_id, url, events, secret, now):
-        """Register an endpoint (WebhookEndpoint)."""
-
-    def webhook_endpoint_get(endpoint_id):
-        """The WebhookEndpoint (removed ones too) or None."""
-
-    def webhook_endpoints(include_removed=False):
-        """Endpoints with their pending/failed counts, oldest first."""
-
-    def webhook_endpoint_remove(endpoint_id, now):
-        """Stop delivering to an endpoint; fires True if it was active."""
-
-    def webhook_emit(events, now):
-        """Write outbox events, each ``(type, cause, data)``, at most once per cause, with a
-        pending delivery for every active endpoint that wants its type.  Fires with the ids
-        of the endpoints that have a pending delivery of any of these events."""
-
-    def webhook_claim(endpoint_id, token, now, lease):
-        """Take (or renew, with the same token) the endpoint's delivery lease for ``lease``
-        seconds; fires True when held.  One deliverer per endpoint keeps events in order."""
-
-    def webhook_release(endpoint_id, token):
-        """Give the lease back (only if ``token`` holds it)."""
-
-    def webhook_next(endpoint_id):
-        """The endpoint's oldest pending WebhookDelivery or None."""
-
-    def webhook_record_attempt(endpoint_id, event_seq, now, status_code, error, duration, outcome,
-                               next_attempt_at=None):
-        """Log one attempt and move the delivery on: ``delivered``, ``failed`` (given up) or
-        ``retry`` (at ``next_attempt_at``)."""
-
-    def webhook_due(now, limit=1000):
-        """Ids of active, unleased endpoints whose oldest pending delivery is due."""
-
-    def webhook_redeliver(now, event_id=None, endpoint_id=None, since=None):
-        """Make deliveries pending again (one event; or an endpoint's events created since
-        ``since``); an active endpoint that wants the event but never had it gets it too.
-        Fires with the ids of the endpoints concerned."""
-
-    def webhook_deliveries(endpoint_id=None, event_id=None, status=None, limit=100):
-        """WebhookDelivery rows, oldest event first."""
-
-    def webhook_attempts(endpoint_id=None, event_id=None, limit=100):
-        """The delivery log (WebhookAttempt), oldest first."""
-
-    def close():
-        """Release connections."""
+class ILedgerMarker(Interface):
+    """Marks the built-in SQL ledger for callers still asking ``ILedger.providedBy`` (the
+    contract itself is ``ymds.billing.interfaces.ILedger``).  Transitional."""
 
 
-# --- choosing an implementation -------------------------------------------------------------
-
-
-def open_ledger(url: str, reactor, **options):
-    """The ILedger named by ``url`` (not yet migrated: call ``migrate()``).
-
-    ``sqlite:///path`` and ``postgresql://...`` pick the built-in ledgers; anything of the
-    form ``package.module:factory`` is imported and called as ``factory(url, reactor)``.
-    """
-    if url.startswith("sqlite:"):
-        from ymds.billing.sqlite import SQLiteLedger
-        return SQLiteLedger.from_url(url, reactor, **options)
-    if url.startswith(("postgresql:", "postgres:")):
-        from ymds.billing.postgres import PostgresLedger
-        return PostgresLedger.from_url(url, reactor, **options)
-    module_name, sep, attr = url.partition(":")
-    if not sep:
-        module_name, _, attr = url.rpartition(".")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise LedgerError(f"ledger.url {url!r}: cannot import the ledger factory ({e})") from None
-    ledger = factory(url, reactor)
-    if not ILedger.providedBy(ledger):
-        raise LedgerError(f"ledger.url {url!r}: {module_name}.{attr} did not return an ILedger provider")
-    return ledger
+def __getattr__(name: str) -> Any:
+    # Transitional, while callers move: open_ledger lives in ymds.billing.open, the
+    # interfaces in ymds.billing.interfaces.  Imported here on use, so no import cycle.
+    if name == "open_ledger":
+        from ymds.billing.open import open_ledger
+        return open_ledger
+    if name == "ILedger":
+        return ILedgerMarker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

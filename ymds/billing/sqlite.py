@@ -8,11 +8,14 @@ through busy_timeout instead of failing with "database is locked".
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.enterprise import adbapi
 
+from ymds.billing.database import Database
 from ymds.billing.ledger import LedgerError
-from ymds.billing.sqlledger import SQLiteDialect, SQLLedger
+from ymds.billing.sql import SQLiteDialect
+from ymds.billing.sqlledger import SQLLedger
 
 
 def sqlite_path(url: str) -> str:
@@ -26,7 +29,10 @@ def sqlite_path(url: str) -> str:
 
 
 class SQLiteLedger(SQLLedger):
-    def __init__(self, path: str, reactor, busy_timeout: float = 10.0, synchronous: str = "FULL", **options):
+    """The SQL ledger on one SQLite file (``options``: the quarantine bounds)."""
+
+    def __init__(self, path: str, reactor: Any, busy_timeout: float = 10.0, synchronous: str = "FULL",
+                 **options: Any):
         self.path = path
         if path != ":memory:":
             directory = os.path.dirname(os.path.abspath(path))
@@ -35,7 +41,7 @@ class SQLiteLedger(SQLLedger):
         if synchronous.upper() not in ("FULL", "NORMAL"):
             raise LedgerError(f"SQLite synchronous={synchronous!r}: use FULL or NORMAL")
 
-        def on_connect(conn):
+        def on_connect(conn: Any) -> None:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if path != ":memory:" and mode.lower() != "wal":
@@ -47,13 +53,13 @@ class SQLiteLedger(SQLLedger):
             "sqlite3", path, check_same_thread=False, isolation_level=None, timeout=busy_timeout,
             cp_min=1, cp_max=1, cp_openfun=on_connect, cp_reactor=reactor, cp_noisy=False)
         pool.start()
-        super().__init__(pool, SQLiteDialect(), reactor, **options)
+        super().__init__(Database(pool, SQLiteDialect(), reactor), **options)
 
     @classmethod
-    def from_url(cls, url: str, reactor, **options) -> "SQLiteLedger":
+    def from_url(cls, url: str, reactor: Any, **options: Any) -> "SQLiteLedger":
         return cls(sqlite_path(url), reactor, **options)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<SQLiteLedger {self.path}>"
 
 
