@@ -16,7 +16,8 @@ from twisted.trial import unittest
 
 from tests.support.redis_server import RedisServer, free_port
 from tests.test_billing_tasks import note
-from tests.test_web_support import Client, RecordingQueue, header
+from tests.support.queues import RecordingQueue
+from tests.test_web_support import Client, header
 from ymds.api.keys import key_hash, new_key, new_key_id
 from ymds.api.openapi import openapi_document
 from ymds.api.resource import ROUTES, make_api_resource

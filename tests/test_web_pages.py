@@ -534,7 +534,8 @@ class OverTLS(unittest.TestCase):
         from cryptography.x509.oid import NameOID
         from twisted.internet import ssl
         from tests.support.redis_server import free_port
-        from tests.test_web_support import Client, RecordingQueue
+        from tests.support.queues import RecordingQueue
+        from tests.test_web_support import Client
         from ymds.metrics import Registry
         from ymds.web.site import make_site
 

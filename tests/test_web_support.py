@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from tests.support.queues import QueueDown, RecordingQueue  # noqa: F401  (the one fake queue)
+from tests.support.queues import RecordingQueue
 from ymds.config import load_config
 from ymds.links import new_label, sign_token
 from ymds.metrics import Registry
