@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 from twisted.internet import defer, task  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from ymds.billing.ledger import open_ledger  # noqa: E402
+from ymds.billing.open import open_ledger  # noqa: E402
 from ymds.queue.interfaces import IJobQueue  # noqa: E402
 
 T0 = 1_780_000_000.0
@@ -62,7 +62,7 @@ def fields(op, label):
 async def make_invoices(ledger, n, chats=1000):
     labels = []
     for i in range(n):
-        inv = await ledger.create_invoice("subscription", Decimal("199.00"), T0, 3 * DAY, plan="month", days=30,
+        inv = await ledger.invoices.create_invoice("subscription", Decimal("199.00"), T0, 3 * DAY, plan="month", days=30,
                                           chat_id=1 + i % chats)
         labels.append(inv.label)
     return labels
@@ -73,7 +73,7 @@ async def pay_all(ledger, payments, concurrency=64):
 
     async def lane():
         for op, label in it:
-            result = await ledger.apply_payment(fields(op, label), "notification", T0 + 60)
+            result = await ledger.payments.apply_payment(fields(op, label), "notification", T0 + 60)
             assert result.outcome == "paid", result.outcome
 
     started = time.perf_counter()
@@ -86,7 +86,7 @@ async def bench_payments(reactor, url, n):
     await ledger.migrate()
     labels = await make_invoices(ledger, n)
     elapsed = await pay_all(ledger, [(f"op-{i}", label) for i, label in enumerate(labels)])
-    page = await ledger.list_payments(limit=1)
+    page = await ledger.payments.list_payments(limit=1)
     assert page.payments, "nothing recorded"
     await ledger.close()
     return n / elapsed, elapsed
@@ -124,13 +124,13 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, %(root)r)
 from twisted.internet import defer, task
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from benchmarks.ledger_bench import pay_all
 
 async def main(reactor):
     ledger = open_ledger(%(url)r, reactor)
     await ledger.migrate()
-    await ledger.get_invoice("warm-up-label")
+    await ledger.invoices.get_invoice("warm-up-label")
     payments = [tuple(p) for p in json.loads(sys.stdin.readline())]
     print("ready", flush=True)
     sys.stdin.readline()
@@ -163,7 +163,7 @@ async def bench_two_processes(reactor, url, n):
         child.stdout.readline()
         child.wait()
     elapsed = time.perf_counter() - started
-    count = len((await ledger.list_payments(limit=n + 1)).payments)
+    count = len((await ledger.payments.list_payments(limit=n + 1)).payments)
     assert count == n, count
     await ledger.close()
     return n / elapsed, elapsed

@@ -96,7 +96,7 @@ def serve_billing(config_path, log_path):
     epollreactor.install()
     from twisted.internet import defer, reactor
 
-    from ymds.billing.ledger import open_ledger
+    from ymds.billing.open import open_ledger
     from ymds.billing.service import make_billing_service
     from ymds.queue.client import RedisJobQueue
 

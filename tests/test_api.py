@@ -21,7 +21,8 @@ from tests.test_web_support import Client, header
 from ymds.api.keys import key_hash, new_key, new_key_id
 from ymds.api.openapi import openapi_document
 from ymds.api.resource import ROUTES, make_api_resource
-from ymds.billing.ledger import API_SCOPES, open_ledger
+from ymds.billing.ledger import API_SCOPES
+from ymds.billing.open import open_ledger
 from ymds.billing.service import make_billing_service
 from ymds.config import load_config
 from ymds.links import verify_token
@@ -94,7 +95,7 @@ class ApiStack:
 
     async def key(self, scopes=API_SCOPES, name="test") -> tuple[str, str]:
         key, key_id = new_key(), new_key_id()
-        await self.ledger.api_key_create(key_id, key_hash(key), name, scopes, self.clock.seconds())
+        await self.ledger.api_keys.api_key_create(key_id, key_hash(key), name, scopes, self.clock.seconds())
         return key, key_id
 
     async def request(self, method, path, key=None, body=None, headers=None, raw=None):
@@ -163,7 +164,7 @@ class Authentication(ApiTestBase):
         s = self.stack
         key, key_id = await s.key()
         self.assertEqual((await s.request("GET", "/api/v1/payments", key))[0], 200)
-        self.assertTrue(await s.ledger.api_key_revoke(key_id, s.clock.seconds()))
+        self.assertTrue(await s.ledger.api_keys.api_key_revoke(key_id, s.clock.seconds()))
         # positive answers are cached for 5 s in the web process (documented) ...
         self.assertEqual((await s.request("GET", "/api/v1/payments", key))[0], 200)
         s.clock.advance(5)
@@ -200,7 +201,7 @@ class Invoices(ApiTestBase):
         token = invoice["pay_url"].rsplit("/", 1)[1]
         self.assertTrue(invoice["pay_url"].startswith(f"{s.config.server.public_url}/pay/"))
         self.assertEqual(verify_token(LINK_SECRET.encode(), token, T0), invoice["label"])
-        stored = await s.ledger.get_invoice(invoice["label"])
+        stored = await s.ledger.invoices.get_invoice(invoice["label"])
         self.assertEqual((stored.amount, stored.description), (Decimal("250.50"), "Order A-17"))
         # metadata comes back as given (numbers stay numbers); customer wins over metadata.customer
         status, other, _ = await s.request("POST", "/api/v1/invoices", key, {
@@ -307,9 +308,9 @@ class PaymentsAndSubscriptions(ApiTestBase):
             status, invoice, _ = await s.request("POST", "/api/v1/invoices", key, {"plan": "month", "chat_id": 42})
             labels.append(invoice["label"])
         # recorded at three moments, a minute apart
-        await s.ledger.apply_payment(note("op-1", labels[0]), "notification", T0)
-        await s.ledger.apply_payment(note("op-2", labels[1], withdraw="100.00"), "notification", T0 + 60)
-        await s.ledger.apply_payment(note("op-3", "foreign-label"), "notification", T0 + 120)
+        await s.ledger.payments.apply_payment(note("op-1", labels[0]), "notification", T0)
+        await s.ledger.payments.apply_payment(note("op-2", labels[1], withdraw="100.00"), "notification", T0 + 60)
+        await s.ledger.payments.apply_payment(note("op-3", "foreign-label"), "notification", T0 + 120)
         seen, cursor, pages = [], None, 0
         while True:
             path = "/api/v1/payments?limit=2" + (f"&cursor={cursor}" if cursor else "")

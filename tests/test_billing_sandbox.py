@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from tests.support.queues import RecordingQueue, run_task
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.billing.reverify import reverify
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
@@ -110,18 +110,18 @@ class ReconcileTests(SandboxBillingBase):
         label = await self.invoice()
         operation = await self.pay(label)
         self.clock.advance(120)
-        self.assertIsNone(await self.ledger.get_payment(operation.operation_id))
+        self.assertIsNone(await self.ledger.payments.get_payment(operation.operation_id))
         report = await self.timers.tick()
         self.assertEqual(report["reconciled"], {"seen": 1, "applied": 1, "released": 0})
-        payment = await self.ledger.get_payment(operation.operation_id)
+        payment = await self.ledger.payments.get_payment(operation.operation_id)
         self.assertEqual((payment.source, payment.status), ("reconcile", "paid"))
         self.assertEqual(payment.withdraw_amount, Decimal("199.00"))
         self.assertEqual(payment.amount, operation.amount)
-        self.assertEqual((await self.ledger.subscription(42)).ends_at, T0 + 120 + 30 * DAY)
+        self.assertEqual((await self.ledger.subscriptions.subscription(42)).ends_at, T0 + 120 + 30 * DAY)
         self.assertEqual([(t, a.get("message")) for _, t, a, _ in self.queue.take()],
                          [("notify", "payment_confirmed"), ("grant_access", None)])
         # the cursor moved; the next pass finds nothing new, even with the overlap
-        self.assertIsNotNone(await self.ledger.get_cursor("operation-history"))
+        self.assertIsNotNone(await self.ledger.cursors.get_cursor("operation-history"))
         self.clock.advance(600)
         report = await self.timers.tick()
         self.assertEqual(report["reconciled"], {"seen": 1, "applied": 0, "released": 0})
@@ -136,8 +136,8 @@ class ReconcileTests(SandboxBillingBase):
         await self.pay(label, payment_type="PC")
         stranger = await self.pay("", amount="55.00")
         await self.timers.reconcile(self.clock.seconds())
-        self.assertEqual((await self.ledger.get_invoice(label)).status, "paid")
-        unmatched = await self.ledger.get_payment(stranger.operation_id)
+        self.assertEqual((await self.ledger.invoices.get_invoice(label)).status, "paid")
+        unmatched = await self.ledger.payments.get_payment(stranger.operation_id)
         self.assertEqual((unmatched.status, unmatched.withdraw_amount), ("unmatched", Decimal("55.00")))
 
     async def test_reconcile_records_held_and_releases_when_accepted(self):
@@ -145,27 +145,27 @@ class ReconcileTests(SandboxBillingBase):
         operation = await self.pay(label, codepro=True)
         counts = await self.timers.reconcile(self.clock.seconds())
         self.assertEqual(counts["applied"], 1)
-        self.assertEqual((await self.ledger.get_payment(operation.operation_id)).status, "held")
+        self.assertEqual((await self.ledger.payments.get_payment(operation.operation_id)).status, "held")
         self.assertEqual([a["message"] for _, _, a, _ in self.queue.take()], ["payment_held"])
         operation.codepro = False  # the payer entered the protection code
         self.clock.advance(300)
         counts = await self.timers.reconcile(self.clock.seconds())
         self.assertEqual(counts["released"], 1)
-        self.assertEqual((await self.ledger.get_payment(operation.operation_id)).status, "paid")
+        self.assertEqual((await self.ledger.payments.get_payment(operation.operation_id)).status, "paid")
         self.assertEqual([a.get("message") for _, _, a, _ in self.queue.take()], ["payment_confirmed", None])
 
     async def test_held_outside_the_history_window_released_by_details(self):
         label = await self.invoice()
         operation = await self.pay(label, unaccepted=True)
         await run_task(self.tasks, "apply_payment", {"fields": self.endpoint.fields(), "source": "notification"})
-        self.assertEqual((await self.ledger.get_payment(operation.operation_id)).status, "held")
+        self.assertEqual((await self.ledger.payments.get_payment(operation.operation_id)).status, "held")
         operation.unaccepted = False
         self.clock.advance(10 * DAY)  # far beyond the lookback
-        await self.ledger.set_cursor("operation-history", "2026-06-20T00:00:00+00:00")
+        await self.ledger.cursors.set_cursor("operation-history", "2026-06-20T00:00:00+00:00")
         counts = await self.timers.reconcile(self.clock.seconds())
         self.assertEqual(counts, {"seen": 0, "applied": 0, "released": 1})
         # the money arrived while the invoice was open: paid, not late, though accepted later
-        self.assertEqual((await self.ledger.get_payment(operation.operation_id)).status, "paid")
+        self.assertEqual((await self.ledger.payments.get_payment(operation.operation_id)).status, "paid")
 
     async def test_api_down_does_not_break_the_sweep_forever(self):
         self.timers.wallet_api = self.wallet_api("http://127.0.0.1:1/sandbox")
@@ -196,8 +196,8 @@ class ConfirmWithAPITests(SandboxBillingBase):
         forged = dict(self.endpoint.fields(), amount="193.03", withdraw_amount="199.00")
         result = await self.apply(forged)
         self.assertEqual(result["outcome"], "quarantined")
-        self.assertIsNone(await self.ledger.get_payment(forged["operation_id"]))
-        [q] = await self.ledger.quarantine_list()
+        self.assertIsNone(await self.ledger.payments.get_payment(forged["operation_id"]))
+        [q] = await self.ledger.quarantine.quarantine_list()
         self.assertIn("operation-details disagrees", q.reason)
         self.assertEqual([a["message"] for _, _, a, _ in self.queue.take()], ["quarantine"])
 
@@ -220,11 +220,11 @@ class ConfirmWithAPITests(SandboxBillingBase):
         await self.pay(label)
         result = await self.apply(self.endpoint.fields())
         self.assertEqual(result["outcome"], "held")
-        self.assertIsNone(await self.ledger.subscription(42))
+        self.assertIsNone(await self.ledger.subscriptions.subscription(42))
         # reconciliation (API back) releases it
         counts = await self.timers.reconcile(self.clock.seconds())
         self.assertEqual(counts["released"], 1)
-        self.assertIsNotNone(await self.ledger.subscription(42))
+        self.assertIsNotNone(await self.ledger.subscriptions.subscription(42))
 
 
 class ReverifyTests(SandboxBillingBase):
@@ -236,14 +236,14 @@ class ReverifyTests(SandboxBillingBase):
 
     async def test_reverify_with_the_corrected_secret(self):
         label = await self.invoice()
-        await self.ledger.quarantine_add(self.signed("700", label, SECRET), "sha1_mismatch", "198.51.100.1", T0)
-        await self.ledger.quarantine_add(self.signed("701", "", "attacker-secret"), "sha1_mismatch", "203.0.113.66", T0)
-        await self.ledger.quarantine_add("%%%not a form", "parse", "203.0.113.66", T0)
+        await self.ledger.quarantine.quarantine_add(self.signed("700", label, SECRET), "sha1_mismatch", "198.51.100.1", T0)
+        await self.ledger.quarantine.quarantine_add(self.signed("701", "", "attacker-secret"), "sha1_mismatch", "203.0.113.66", T0)
+        await self.ledger.quarantine.quarantine_add("%%%not a form", "parse", "203.0.113.66", T0)
         counts = await reverify(self.ledger, self.config, clock=self.clock, tasks=self.tasks)
         self.assertEqual(counts, {"checked": 3, "applied": 1, "api_confirmed": 0, "still_quarantined": 1, "unparseable": 1})
-        self.assertEqual((await self.ledger.get_payment("700")).status, "paid")
-        self.assertIsNone(await self.ledger.get_payment("701"))
-        self.assertEqual(len(await self.ledger.quarantine_list()), 2)
+        self.assertEqual((await self.ledger.payments.get_payment("700")).status, "paid")
+        self.assertIsNone(await self.ledger.payments.get_payment("701"))
+        self.assertEqual(len(await self.ledger.quarantine.quarantine_list()), 2)
         self.assertEqual([a.get("message") for _, _, a, _ in self.queue.take()], ["payment_confirmed", None])
         # running it again changes nothing
         again = await reverify(self.ledger, self.config, clock=self.clock)
@@ -254,13 +254,13 @@ class ReverifyTests(SandboxBillingBase):
         operation = await self.pay(label)
         body = self.signed(operation.operation_id, label, "some-unknown-scheme-secret", amount=f"{operation.amount:.2f}")
         body = body.replace(f"withdraw_amount={operation.amount:.2f}", "withdraw_amount=199.00")
-        await self.ledger.quarantine_add(body, "sign_mismatch", "198.51.100.1", T0)
+        await self.ledger.quarantine.quarantine_add(body, "sign_mismatch", "198.51.100.1", T0)
         forged = self.signed("123456", label, "attacker")
-        await self.ledger.quarantine_add(forged, "sha1_mismatch", "203.0.113.66", T0)
+        await self.ledger.quarantine.quarantine_add(forged, "sha1_mismatch", "203.0.113.66", T0)
         counts = await reverify(self.ledger, self.config, wallet_api=self.api, clock=self.clock)
         self.assertEqual((counts["api_confirmed"], counts["still_quarantined"]), (1, 1))
-        self.assertEqual((await self.ledger.get_payment(operation.operation_id)).status, "paid")
-        [left] = await self.ledger.quarantine_list()
+        self.assertEqual((await self.ledger.payments.get_payment(operation.operation_id)).status, "paid")
+        [left] = await self.ledger.quarantine.quarantine_list()
         self.assertIn("123456", left.body)
-        [done] = [q for q in await self.ledger.quarantine_list(unresolved_only=False) if q.resolved_at]
+        [done] = [q for q in await self.ledger.quarantine.quarantine_list(unresolved_only=False) if q.resolved_at]
         self.assertEqual(done.resolution, "api_confirmed:paid")

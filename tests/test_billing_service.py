@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from tests.support.redis_server import RedisServer
 from tests.test_billing_tasks import note
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.billing.service import make_billing_service
 from ymds.config import load_config
 from ymds.queue.client import RedisJobQueue

@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.support.queues import RecordingQueue, run_task
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.billing.tasks import BillingTasks, InvalidTaskArgs
 from ymds.config import load_config
 from ymds.links import verify_token
@@ -84,7 +84,7 @@ class InvoiceTaskTests(TasksTestBase):
 
     async def test_create_donation(self):
         result = await run_task(self.tasks, "create_donation", {"amount": Decimal("100.50"), "name": "Ann", "message": "Thank you"})
-        inv = await self.ledger.get_invoice(result["label"])
+        inv = await self.ledger.invoices.get_invoice(result["label"])
         self.assertEqual((inv.kind, inv.amount, inv.metadata), ("donation", Decimal("100.50"), {"name": "Ann", "message": "Thank you"}))
         self.assertEqual(verify_token(SECRET.encode(), result["url"].rsplit("/", 1)[1], T0), result["label"])
         self.assertEqual((await run_task(self.tasks, "create_donation", {"amount": "25", "name": "", "message": ""}))["url"][:28],
@@ -170,8 +170,8 @@ class ApplyPaymentTaskTests(TasksTestBase):
         redelivered = await self.apply(note("op1", inv["label"]))
         self.assertEqual(redelivered["outcome"], "duplicate")
         self.assertEqual([t for _, t, _, _ in self.queue.take()], ["notify", "grant_access"])
-        self.assertTrue((await self.ledger.get_payment("op1")).notified)
-        self.assertEqual((await self.ledger.subscription(42)).ends_at, T0 + 30 * DAY)
+        self.assertTrue((await self.ledger.payments.get_payment("op1")).notified)
+        self.assertEqual((await self.ledger.subscriptions.subscription(42)).ends_at, T0 + 30 * DAY)
 
     async def test_no_channel_no_invite(self):
         tasks = BillingTasks(make_config(telegram={"channel_id": 0}), self.ledger, self.queue, self.clock)
@@ -200,7 +200,7 @@ class ApplyPaymentTaskTests(TasksTestBase):
         self.assertEqual([(t, a["message"]) for _, t, a, _ in jobs],
                          [("notify", "payment_underpaid"), ("notify_admins", "underpaid")])
         self.assertEqual(jobs[0][2]["params"]["price"], Decimal("199.00"))
-        self.assertIsNone(await self.ledger.subscription(42))
+        self.assertIsNone(await self.ledger.subscriptions.subscription(42))
 
     async def test_overpaid_grants_and_alerts(self):
         inv = await self.subscription_invoice()
@@ -220,7 +220,7 @@ class ApplyPaymentTaskTests(TasksTestBase):
     async def test_late_is_granted(self):
         inv = await self.subscription_invoice()
         self.clock.advance(4 * DAY)
-        await self.ledger.expire_invoices(self.clock.seconds())
+        await self.ledger.invoices.expire_invoices(self.clock.seconds())
         result = await self.apply(note("op1", inv["label"]))
         self.assertEqual(result["outcome"], "late")
         self.assertEqual([t for _, t, _, _ in self.queue.take()], ["notify", "grant_access"])
@@ -237,14 +237,14 @@ class ApplyPaymentTaskTests(TasksTestBase):
         self.assertTrue(accepted["released"])
         self.assertEqual([(t, a.get("message")) for _, t, a, _ in self.queue.take()],
                          [("notify", "payment_confirmed"), ("grant_access", None)])
-        self.assertEqual((await self.ledger.subscription(42)).ends_at, T0 + 3600 + 30 * DAY)
+        self.assertEqual((await self.ledger.subscriptions.subscription(42)).ends_at, T0 + 3600 + 30 * DAY)
 
     async def test_test_notification_changes_nothing(self):
         inv = await self.subscription_invoice()
         result = await self.apply(note("test-op", inv["label"], test_notification="true"))
         self.assertEqual(result["outcome"], "test")
         self.assertEqual(self.queue.take(), [])
-        self.assertIsNone(await self.ledger.get_payment("test-op"))
+        self.assertIsNone(await self.ledger.payments.get_payment("test-op"))
 
     async def test_blocked_user_gets_no_messages(self):
         inv = await self.subscription_invoice()
@@ -255,7 +255,7 @@ class ApplyPaymentTaskTests(TasksTestBase):
     async def test_malformed_fields_are_quarantined_not_dropped(self):
         result = await self.apply({"operation_id": "op1", "amount": "ten"})
         self.assertEqual(result["outcome"], "quarantined")
-        [q] = await self.ledger.quarantine_list()
+        [q] = await self.ledger.quarantine.quarantine_list()
         self.assertIn("billing refused fields", q.reason)
         self.assertIn("ten", q.body)
         result = await self.apply("not even a dict")
@@ -266,7 +266,7 @@ class ApplyPaymentTaskTests(TasksTestBase):
     async def test_reconcile_source_recorded(self):
         inv = await self.subscription_invoice()
         await self.apply(note("op1", inv["label"]), source="reconcile")
-        self.assertEqual((await self.ledger.get_payment("op1")).source, "reconcile")
+        self.assertEqual((await self.ledger.payments.get_payment("op1")).source, "reconcile")
 
 
 class OtherTaskTests(TasksTestBase):
@@ -298,7 +298,7 @@ class OtherTaskTests(TasksTestBase):
     async def test_mark_blocked(self):
         self.assertEqual(await run_task(self.tasks, "mark_blocked", {"chat_id": 9}), {"blocked": True, "new": True})
         self.assertEqual(await run_task(self.tasks, "mark_blocked", {"chat_id": 9}), {"blocked": True, "new": False})
-        self.assertTrue(await self.ledger.is_blocked(9))
+        self.assertTrue(await self.ledger.subscriptions.is_blocked(9))
 
     async def test_stats(self):
         inv = (await run_task(self.tasks, "create_invoices", {"chat_id": 42}))["invoices"][0]

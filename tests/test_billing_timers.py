@@ -12,7 +12,7 @@ from twisted.trial import unittest
 from tests.support.postgres import create_database, drop_database
 from tests.support.queues import RecordingQueue, run_task
 from tests.test_billing_tasks import make_config, note
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
 
@@ -48,7 +48,7 @@ class TimersTestBase(unittest.TestCase):
         result = await run_task(self.tasks, "apply_payment", {"fields": note(f"op-{chat}-{self.clock.seconds()}", inv["label"]),
                                                  "source": "notification"})
         self.queue.take()
-        return (await self.ledger.subscription(chat)).ends_at
+        return (await self.ledger.subscriptions.subscription(chat)).ends_at
 
     def at(self, when):
         self.clock.advance(when - self.clock.seconds())
@@ -112,7 +112,7 @@ class SweepTests(TimersTestBase):
 
     async def test_blocked_chat_is_revoked_but_not_messaged(self):
         ends = await self.subscribe(42)
-        await self.ledger.mark_blocked(42, self.clock.seconds())
+        await self.ledger.subscriptions.mark_blocked(42, self.clock.seconds())
         self.at(ends - DAY + 60)
         await self.timers.tick()
         self.assertEqual(self.queue.take(), [])
@@ -141,14 +141,14 @@ class SweepTests(TimersTestBase):
         self.at(T0 + 3 * DAY + 1)
         report = await self.timers.tick()
         self.assertEqual(report["expired_invoices"], 2)
-        self.assertEqual((await self.ledger.get_invoice(inv["label"])).status, "expired")
+        self.assertEqual((await self.ledger.invoices.get_invoice(inv["label"])).status, "expired")
         self.at(T0 + 20 * DAY)
         await self.timers.tick()
-        self.assertIsNotNone(await self.ledger.get_invoice(inv["label"]))
+        self.assertIsNotNone(await self.ledger.invoices.get_invoice(inv["label"]))
         self.at(T0 + 34 * DAY)
         report = await self.timers.tick()
         self.assertEqual(report["pruned"], 2)
-        self.assertIsNone(await self.ledger.get_invoice(inv["label"]))
+        self.assertIsNone(await self.ledger.invoices.get_invoice(inv["label"]))
 
     async def test_batches_larger_than_one_query(self):
         self.timers.batch = 7
@@ -166,7 +166,7 @@ class SweepTests(TimersTestBase):
         other = BillingTimers(self.config, other_ledger, other_queue, self.clock,
                               BillingTasks(self.config, other_ledger, other_queue, self.clock), batch=5)
         self.timers.batch = 5
-        ends = (await self.ledger.subscription(1)).ends_at
+        ends = (await self.ledger.subscriptions.subscription(1)).ends_at
         for moment in (ends - 2 * DAY, ends - DAY / 2, ends + 1):
             self.at(moment)
             await defer.gatherResults([defer.Deferred.fromCoroutine(self.timers.tick()),

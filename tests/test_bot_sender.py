@@ -124,7 +124,7 @@ class FaultTests(SenderTestBase):
         ledger = self.billing.tasks.ledger
         await wait_until(lambda: self.redis_server.command("XLEN", f"{self.prefix}:q:billing") == 0,
                          what="billing handled mark_blocked")
-        self.assertTrue(await ledger.is_blocked(520))
+        self.assertTrue(await ledger.subscriptions.is_blocked(520))
         self.assertTrue(await self.parts.store.is_blocked(520))
         calls = len(self.fake.calls_of("sendMessage"))
         self.assertEqual(await run_task(self.tasks, "send", {"chat_id": 520, "text": "more", "key": "b2"}), {"outcome": "blocked"})

@@ -82,7 +82,7 @@ days = 30
         return d.addCallback(lambda r: (r[0].decode(), r[1].decode(), r[2]))
 
     async def ledger(self):
-        from ymds.billing.ledger import open_ledger
+        from ymds.billing.open import open_ledger
         ledger = open_ledger("sqlite:///" + self.ledger_path, reactor)
         await ledger.migrate()
         closed = []
@@ -101,14 +101,14 @@ days = 30
         """An invoice (for a chat) and its payment through the ledger API."""
         now = time.time() if now is None else now
         if label is None:
-            invoice = await ledger.create_invoice("subscription", Decimal("199.00"), now, 86400, plan="month", days=30,
+            invoice = await ledger.invoices.create_invoice("subscription", Decimal("199.00"), now, 86400, plan="month", days=30,
                                                   chat_id=chat_id if chat_id is not None else 1000)
             label = invoice.label
         fields = {"notification_type": "card-incoming", "operation_id": "op" + os.urandom(6).hex(),
                   "amount": f"{Decimal(amount) * Decimal('0.97'):.2f}", "withdraw_amount": amount,
                   "currency": "643", "datetime": "2026-11-26T10:00:00Z", "sender": "", "codepro": "false",
                   "label": label, "unaccepted": "false", "email": "payer@example.org", **extra}
-        return await ledger.apply_payment(fields, "notification", now)
+        return await ledger.payments.apply_payment(fields, "notification", now)
 
 
 class ConfigurationAndReachability(CLITestCase):
@@ -325,7 +325,7 @@ class Export(CLITestCase):
 
     async def test_postgres_export(self):
         from tests.support.postgres import create_database, drop_database
-        from ymds.billing.ledger import open_ledger
+        from ymds.billing.open import open_ledger
         url = create_database()
         self.addCleanup(drop_database, url)
         ledger = open_ledger(url, reactor)
@@ -357,9 +357,9 @@ class Quarantine(CLITestCase):
 
     async def test_list_and_resolve(self):
         ledger = await self.ledger()
-        first = await ledger.quarantine_add(self.signed_body(secret="old-secret"), "signature: mismatch",
+        first = await ledger.quarantine.quarantine_add(self.signed_body(secret="old-secret"), "signature: mismatch",
                                             "203.0.113.5", time.time())
-        await ledger.quarantine_add("garbage\x1b[31m=", "malformed", "198.51.100.7", time.time())
+        await ledger.quarantine.quarantine_add("garbage\x1b[31m=", "malformed", "198.51.100.7", time.time())
         await ledger.close()
         out, err, code = await self.ymds("quarantine")
         self.assertEqual(code, 3, err)  # something needs attention
@@ -382,19 +382,19 @@ class Quarantine(CLITestCase):
 
     async def test_reverify(self):
         ledger = await self.ledger()
-        invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
+        invoice = await ledger.invoices.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
                                               days=30, chat_id=4242)
         # signed with the secret now configured (it was quarantined under an older one)
         good = self.signed_body(label=invoice.label, amount="199.00")
-        await ledger.quarantine_add(good, "signature: mismatch", "203.0.113.5", time.time())
+        await ledger.quarantine.quarantine_add(good, "signature: mismatch", "203.0.113.5", time.time())
         out, err, code = await self.ymds("reverify")
         self.assertEqual(code, 0, err)
         self.assertIn("applied 1", out)
-        self.assertEqual((await ledger.get_invoice(invoice.label)).status, "paid")
+        self.assertEqual((await ledger.invoices.get_invoice(invoice.label)).status, "paid")
         # the buyer hears about it: a bot job went to the bot queue
         self.assertGreaterEqual(int(self.redis.command("XLEN", f"{self.prefix}:q:bot")), 1)
 
-        await ledger.quarantine_add(self.signed_body(secret="forger"), "signature: mismatch", "198.51.100.1", time.time())
+        await ledger.quarantine.quarantine_add(self.signed_body(secret="forger"), "signature: mismatch", "198.51.100.1", time.time())
         out, err, code = await self.ymds("reverify", "--json")
         self.assertEqual(code, 3, err)
         self.assertEqual(json.loads(out)["still_quarantined"], 1)
@@ -480,7 +480,7 @@ class Links(CLITestCase):
         self.assertTrue(url.startswith("https://pay.example.org/pay/"), url)
         label = verify_token(LINK_SECRET.encode(), url.rsplit("/", 1)[1], time.time())
         ledger = await self.ledger()
-        invoice = await ledger.get_invoice(label)
+        invoice = await ledger.invoices.get_invoice(label)
         self.assertEqual((invoice.plan, invoice.chat_id, invoice.amount, invoice.status),
                          ("month", -1001234, Decimal("199.00"), "open"))
         out2, err, code = await self.ymds("link", "--plan", "month", "--chat", "-1001234", "--json")
@@ -510,7 +510,7 @@ class Links(CLITestCase):
         label = verify_token(LINK_SECRET.encode(), answer["url"].rsplit("/", 1)[1], time.time())
         self.assertEqual(answer["label"], label)
         self.assertEqual(answer["amount"], "199.00")
-        self.assertEqual((await ledger.get_invoice(label)).chat_id, 31337)
+        self.assertEqual((await ledger.invoices.get_invoice(label)).chat_id, 31337)
 
     async def test_link_needs_link_secret(self):
         with open(self.config_path) as f:
@@ -595,26 +595,26 @@ class Reconcile(CLITestCase):
         from ymds.yoomoney.notification import encode_form
         sandbox = self.start_sandbox()
         ledger = await self.ledger()
-        invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
+        invoice = await ledger.invoices.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
                                               days=30, chat_id=555)
         operation, _ = await sandbox.pay(QuickpayForm(WALLET, "AC", Decimal("199.00"), invoice.label, ""))
         genuine = dict(operation.fields, sign="0" * 64, sha1_hash="0" * 40)  # as if signed some new way
         forged = dict(genuine, operation_id="999999999999", sign="1" * 64)
         for fields in (genuine, forged):
-            await ledger.quarantine_add(encode_form(fields).decode(), "signature: mismatch", "203.0.113.9", time.time())
+            await ledger.quarantine.quarantine_add(encode_form(fields).decode(), "signature: mismatch", "203.0.113.9", time.time())
         out, err, code = await self.ymds("reverify", "--json")
         self.assertEqual(code, 3, out + err)  # the forgery stays
         counts = json.loads(out)
         self.assertEqual((counts["api_confirmed"], counts["still_quarantined"]), (1, 1))
-        self.assertEqual((await ledger.get_invoice(invoice.label)).status, "paid")
-        left = await ledger.quarantine_list()
+        self.assertEqual((await ledger.invoices.get_invoice(invoice.label)).status, "paid")
+        left = await ledger.quarantine.quarantine_list()
         self.assertEqual([q.body for q in left], [encode_form(forged).decode()])
 
     async def test_reconcile_applies_missing_payments(self):
         from ymds.sandbox.resource import QuickpayForm
         sandbox = SimpleNamespace(sandbox=self.start_sandbox())
         ledger = await self.ledger()
-        invoice = await ledger.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
+        invoice = await ledger.invoices.create_invoice("subscription", Decimal("199.00"), time.time(), 86400, plan="month",
                                               days=30, chat_id=777)
         await sandbox.sandbox.pay(QuickpayForm(WALLET, "AC", Decimal("199.00"), invoice.label, ""))
         await sandbox.sandbox.pay(QuickpayForm(WALLET, "PC", Decimal("50.00"), new_label(), ""))
@@ -624,7 +624,7 @@ class Reconcile(CLITestCase):
         self.assertIn("seen 2 incoming operations", out)
         self.assertIn("2 applied now", out)
         self.assertIn("reconcile: 2 operations", err)
-        self.assertEqual((await ledger.get_invoice(invoice.label)).status, "paid")
+        self.assertEqual((await ledger.invoices.get_invoice(invoice.label)).status, "paid")
 
         out, err, code = await self.ymds("reconcile", "--since", "1d")
         self.assertEqual(code, 0, out + err)

@@ -20,7 +20,7 @@ from ymds.billing.jobs import (
     ApplyPayment, BillingClient, ChatQuery, CreateDonation, CreateInvoice, CreateInvoices, IdempotencyKey,
     IdempotencyKeyReused, InvoiceOffers, ListPayments, Quarantine, WebhookDeliver,
 )
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.billing.service import make_billing_service
 from ymds.bot import jobs as bot_jobs
 from ymds.bot.jobs import GrantAccess, Notify, NotifyAdmins, RevokeAccess, SendMessage
@@ -210,7 +210,7 @@ class RollingUpgradeTests(unittest.TestCase):
                                        {"fields": note("op-old", label), "source": "notification"}, key="op:old")
         self.assertIsNotNone(job)
         await self.bot.wait_for(2)
-        self.assertEqual((await self.ledger.get_payment("op-old")).status, "paid")
+        self.assertEqual((await self.ledger.payments.get_payment("op-old")).status, "paid")
         by_task = dict(self.bot.jobs)
         self.assertEqual(set(by_task), {"notify", "grant_access"})
         self.assertEqual(set(by_task["notify"]), {"chat_id", "message", "params", "key"})
@@ -239,7 +239,7 @@ class RollingUpgradeTests(unittest.TestCase):
         self.assertIn("between 10.00 and 5000.00", caught.exception.message)
         with self.assertRaises(InvalidTaskArgs):  # refused by from_wire in the worker
             await self.queue.call("billing", "stats", ["not", "an", "object"])
-        await self.ledger.api_key_create("key1", "ab" * 32, "shop", ["invoices:write"], T0)
+        await self.ledger.api_keys.api_key_create("key1", "ab" * 32, "shop", ["invoices:write"], T0)
         first = CreateInvoice(amount=Decimal("50.00"), idempotency=IdempotencyKey("key1", "order-1", "1" * 64))
         created = await self.billing.create_invoice(first)
         again = await self.billing.create_invoice(first)

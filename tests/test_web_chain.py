@@ -47,7 +47,7 @@ class Chain:
         self.enqueue_timeout = enqueue_timeout
 
     async def start(self):
-        from ymds.billing.ledger import open_ledger
+        from ymds.billing.open import open_ledger
         from ymds.billing.service import make_billing_service
         from ymds.queue.client import RedisJobQueue
         from ymds.sandbox.resource import SandboxResource
@@ -125,7 +125,7 @@ class WebOnRealChain(unittest.TestCase):
         self.assertEqual(response.code, 403)
 
         async def kept():
-            stats = await chain.ledger.stats(0.0) if hasattr(chain.ledger, "stats") else None
+            stats = await chain.ledger.audit.stats(0.0) if hasattr(chain.ledger, "audit") else None
             return stats is not None and getattr(stats, "quarantined", 0) >= 1
         self.assertTrue(await wait_for(kept))
 

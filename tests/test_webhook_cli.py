@@ -18,7 +18,7 @@ class ApiKeyCommands(CLITestCase):
         self.assertTrue(KEY_FORMAT.fullmatch(key), out)
         self.assertIn("only its hash is stored", err)
         ledger = await self.ledger()
-        stored = await ledger.api_key_lookup(key_hash(key))
+        stored = await ledger.api_keys.api_key_lookup(key_hash(key))
         self.assertEqual((stored.name, stored.scopes), ("shop", ("invoices:write", "invoices:read")))
         # never stored in clear (read with SQLite itself: closing a plain file handle on the
         # database would drop this process's SQLite locks)
@@ -35,7 +35,7 @@ class ApiKeyCommands(CLITestCase):
         out, err, code = await self.ymds("api-key", "revoke", stored.id)
         self.assertEqual(code, 0, err)
         self.assertIn(f"revoked {stored.id}", out)
-        self.assertIsNotNone((await ledger.api_key_lookup(key_hash(key))).revoked_at)
+        self.assertIsNotNone((await ledger.api_keys.api_key_lookup(key_hash(key))).revoked_at)
         out, err, code = await self.ymds("api-key", "revoke", stored.id)
         self.assertEqual(code, 3)
         self.assertIn("no active API key", err)
@@ -44,7 +44,7 @@ class ApiKeyCommands(CLITestCase):
         out, err, code = await self.ymds("api-key", "create", "--scopes", "all")
         self.assertEqual(code, 0, err)
         ledger = await self.ledger()
-        self.assertEqual(len((await ledger.api_key_lookup(key_hash(out.strip().splitlines()[-1]))).scopes), 4)
+        self.assertEqual(len((await ledger.api_keys.api_key_lookup(key_hash(out.strip().splitlines()[-1]))).scopes), 4)
         out, err, code = await self.ymds("api-key", "create", "--scopes", "invoices:delete")
         self.assertEqual(code, 1)
         self.assertIn("unknown scope 'invoices:delete'", err)
@@ -62,7 +62,7 @@ class WebhookCommands(CLITestCase):
         endpoint_id, secret = lines["endpoint"], lines["secret"]
         self.assertTrue(secret.startswith("whsec_"))
         ledger = await self.ledger()
-        stored = await ledger.webhook_endpoint_get(endpoint_id)
+        stored = await ledger.webhooks.webhook_endpoint_get(endpoint_id)
         self.assertEqual((stored.url, stored.events, stored.secret),
                          ("https://shop.example.org/hook", ("invoice.paid", "subscription.expired"), secret))
         out, err, code = await self.ymds("webhook", "list", "--json")
@@ -89,19 +89,19 @@ class WebhookCommands(CLITestCase):
     async def test_redeliver_and_log(self):
         ledger = await self.ledger()
         now = time.time()
-        await ledger.webhook_endpoint_add("we_1", "https://a.example/h", ["*"], "s", now)
-        await ledger.webhook_emit([("invoice.paid", "invoice.paid:op1", {"n": 1}),
+        await ledger.webhooks.webhook_endpoint_add("we_1", "https://a.example/h", ["*"], "s", now)
+        await ledger.webhooks.webhook_emit([("invoice.paid", "invoice.paid:op1", {"n": 1}),
                                    ("invoice.paid", "invoice.paid:op2", {"n": 2})], now - 7200)
-        for d in await ledger.webhook_deliveries():
-            await ledger.webhook_record_attempt("we_1", d.event_seq, now - 7000, 200, None, 0.05, "delivered")
-        first = (await ledger.webhook_deliveries())[0].event_id
+        for d in await ledger.webhooks.webhook_deliveries():
+            await ledger.webhooks.webhook_record_attempt("we_1", d.event_seq, now - 7000, 200, None, 0.05, "delivered")
+        first = (await ledger.webhooks.webhook_deliveries())[0].event_id
         out, err, code = await self.ymds("webhook", "redeliver", first)
         self.assertEqual(code, 0, err)
         self.assertIn("1 pending deliveries to we_1", out)
-        self.assertEqual([d.event_id for d in await ledger.webhook_deliveries(status="pending")], [first])
+        self.assertEqual([d.event_id for d in await ledger.webhooks.webhook_deliveries(status="pending")], [first])
         out, err, code = await self.ymds("webhook", "redeliver", "--endpoint", "we_1", "--since", "3h")
         self.assertEqual(code, 0, err)
-        self.assertEqual(len(await ledger.webhook_deliveries(status="pending")), 2)
+        self.assertEqual(len(await ledger.webhooks.webhook_deliveries(status="pending")), 2)
         out, err, code = await self.ymds("webhook", "log", "--json")
         self.assertEqual([(a["event_id"], a["outcome"], a["status_code"]) for a in json.loads(out)][0],
                          (first, "delivered", 200))

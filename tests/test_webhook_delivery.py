@@ -14,7 +14,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from tests.support.queues import RecordingQueue, run_task
 from tests.test_billing_tasks import make_config, note
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.billing.tasks import BillingTasks
 from ymds.billing.timers import BillingTimers
 from ymds.client import verify_webhook
@@ -79,7 +79,7 @@ class DeliveryTestBase(unittest.TestCase):
         return self.ledger.migrate()
 
     async def endpoint(self, endpoint_id="we_1", events=("*",), url=None):
-        return await self.ledger.webhook_endpoint_add(endpoint_id, url or self.url, list(events), SECRET,
+        return await self.ledger.webhooks.webhook_endpoint_add(endpoint_id, url or self.url, list(events), SECRET,
                                                       self.clock.seconds())
 
     async def emit(self, n, event_type="invoice.paid"):
@@ -119,7 +119,7 @@ class Delivery(DeliveryTestBase):
         self.assertEqual(got["headers"]["ymds-event-id"], event["id"])
         self.assertEqual(got["headers"]["content-type"], "application/json")
         self.assertTrue(got["headers"]["ymds-signature"].startswith(f"t={int(T0)},v1="))
-        [attempt] = await self.ledger.webhook_attempts()
+        [attempt] = await self.ledger.webhooks.webhook_attempts()
         self.assertEqual((attempt.status_code, attempt.outcome, attempt.error), (200, "delivered", None))
 
     async def test_retries_with_backoff_until_the_receiver_succeeds(self):
@@ -143,10 +143,10 @@ class Delivery(DeliveryTestBase):
         self.assertEqual(len(set(ids)), 1)  # the same event id each time: receivers dedup on it
         stamps = [int(r["headers"]["ymds-signature"].split(",")[0][2:]) for r in self.receiver.received]
         self.assertEqual(stamps, [int(T0), int(T0) + 10, int(T0) + 40])  # signed at send time
-        log = await self.ledger.webhook_attempts(endpoint_id="we_1")
+        log = await self.ledger.webhooks.webhook_attempts(endpoint_id="we_1")
         self.assertEqual([(a.status_code, a.outcome) for a in log], [(500, "retry"), (503, "retry"), (200, "delivered")])
         self.assertTrue(log[0].error.startswith("HTTP 500"))
-        self.assertEqual(await self.ledger.webhook_deliveries(status="pending"), [])
+        self.assertEqual(await self.ledger.webhooks.webhook_deliveries(status="pending"), [])
 
     async def test_per_endpoint_order(self):
         await self.endpoint(url=self.url + "/one")
@@ -173,7 +173,7 @@ class Delivery(DeliveryTestBase):
         self.assertEqual(await self.run_jobs(), [{"outcome": "idle", "sent": 3}])
         one = [r["event"]["data"]["n"] for r in self.receiver.received if r["path"].endswith("/one")]
         self.assertEqual(one, [0, 0, 0, 1, 2])
-        self.assertEqual(await self.ledger.webhook_deliveries(status="pending"), [])
+        self.assertEqual(await self.ledger.webhooks.webhook_deliveries(status="pending"), [])
 
     async def test_one_deliverer_per_endpoint(self):
         await self.endpoint()
@@ -186,7 +186,7 @@ class Delivery(DeliveryTestBase):
         second = await run_task(self.deliverer, TASK, {"endpoint_id": "we_1"})
         self.assertEqual(second, {"outcome": "busy"})
         self.assertEqual(await first, {"outcome": "retry", "sent": 0})
-        [attempt] = await self.ledger.webhook_attempts()
+        [attempt] = await self.ledger.webhooks.webhook_attempts()
         self.assertIsNone(attempt.status_code)
         self.assertIn("no answer in time", attempt.error)
 
@@ -194,17 +194,17 @@ class Delivery(DeliveryTestBase):
         await self.endpoint()
         await self.emit(1)
         await self.emit(2)
-        doomed = (await self.ledger.webhook_deliveries())[0].event_id
+        doomed = (await self.ledger.webhooks.webhook_deliveries())[0].event_id
         self.receiver.status_for = lambda event_id, path: 500 if event_id == doomed else 200
         rounds = 0
-        while await self.ledger.webhook_deliveries(status="pending"):
+        while await self.ledger.webhooks.webhook_deliveries(status="pending"):
             await self.run_jobs()
             delays = [j[4] for j in self.queue.jobs if j[1] == TASK and j[4]]
             if delays:
                 await self.advance(min(delays))
             rounds += 1
             self.assertLess(rounds, 100)
-        attempts = await self.ledger.webhook_attempts(event_id=doomed)
+        attempts = await self.ledger.webhooks.webhook_attempts(event_id=doomed)
         self.assertEqual(attempts[-1].outcome, "failed")
         self.assertEqual(attempts[-1].at - attempts[0].at, DAY)  # the last try exactly at the 24-hour mark
         self.assertTrue(all(a.outcome == "retry" for a in attempts[:-1]))
@@ -213,8 +213,8 @@ class Delivery(DeliveryTestBase):
         self.assertLessEqual(max(gaps), 3600.0)
         [alert] = self.queue.take("notify_admins")
         self.assertEqual((alert[0], alert[2]["message"], alert[2]["params"]["event_id"]), ("bot", "webhook_failed", doomed))
-        self.assertEqual(self.receiver.ids()[-1], (await self.ledger.webhook_deliveries())[1].event_id)
-        [failed] = await self.ledger.webhook_deliveries(status="failed")
+        self.assertEqual(self.receiver.ids()[-1], (await self.ledger.webhooks.webhook_deliveries())[1].event_id)
+        [failed] = await self.ledger.webhooks.webhook_deliveries(status="failed")
         self.assertEqual(failed.event_id, doomed)
 
     async def test_redirects_are_not_followed_and_bodies_are_bounded(self):
@@ -222,7 +222,7 @@ class Delivery(DeliveryTestBase):
         await self.emit(1)
         self.receiver.redirect = True
         await self.run_jobs()
-        [attempt] = await self.ledger.webhook_attempts()
+        [attempt] = await self.ledger.webhooks.webhook_attempts()
         self.assertEqual((attempt.status_code, attempt.outcome), (302, "retry"))
         self.assertEqual(len(self.receiver.received), 1)
         self.receiver.redirect = False
@@ -230,7 +230,7 @@ class Delivery(DeliveryTestBase):
         self.receiver.body = b"x" * 1_000_000
         await self.advance(10)
         await self.run_jobs()
-        last = (await self.ledger.webhook_attempts())[-1]
+        last = (await self.ledger.webhooks.webhook_attempts())[-1]
         self.assertEqual(last.status_code, 500)
         self.assertLessEqual(len(last.error), 500)
 
@@ -238,7 +238,7 @@ class Delivery(DeliveryTestBase):
         await self.endpoint(url="http://127.0.0.1:1/nothing-listens")
         await self.emit(1)
         self.assertEqual(await self.run_jobs(), [{"outcome": "retry", "sent": 0}])
-        [attempt] = await self.ledger.webhook_attempts()
+        [attempt] = await self.ledger.webhooks.webhook_attempts()
         self.assertIsNone(attempt.status_code)
         self.assertTrue(attempt.error)
 
@@ -257,7 +257,7 @@ class Delivery(DeliveryTestBase):
     async def test_removed_endpoint_gets_nothing_more(self):
         await self.endpoint()
         await self.emit(1)
-        await self.ledger.webhook_endpoint_remove("we_1", T0)
+        await self.ledger.webhooks.webhook_endpoint_remove("we_1", T0)
         self.assertEqual(await self.run_jobs(), [{"outcome": "busy"}])
         self.assertEqual(self.receiver.received, [])
 
@@ -289,7 +289,7 @@ class BillingEvents(DeliveryTestBase):
         return d
 
     async def outbox(self):
-        return [(d.type, d.data) for d in await self.ledger.webhook_deliveries(endpoint_id="we_1")]
+        return [(d.type, d.data) for d in await self.ledger.webhooks.webhook_deliveries(endpoint_id="we_1")]
 
     async def test_paid_plan_invoice(self):
         await self.endpoint()
@@ -321,7 +321,7 @@ class BillingEvents(DeliveryTestBase):
         await run_task(self.tasks, "apply_payment", {"fields": note("op-h", inv2["label"], withdraw="10.00", unaccepted="true"),
                                         "source": "notification"})
         self.assertEqual([t for t, _ in await self.outbox()], ["invoice.underpaid", "payment.unmatched"])
-        result = await self.ledger.release_payment("op-h", T0)
+        result = await self.ledger.payments.release_payment("op-h", T0)
         await self.tasks.follow_up(result)
         self.assertEqual([t for t, _ in await self.outbox()], ["invoice.underpaid", "payment.unmatched", "invoice.paid"])
 
@@ -359,7 +359,7 @@ class BillingEvents(DeliveryTestBase):
     async def test_no_outbox_transaction_without_endpoints(self):
         inv = await run_task(self.tasks, "create_invoice", {"amount": "5.00"})
         await run_task(self.tasks, "apply_payment", {"fields": note("op-1", inv["label"], withdraw="5.00"), "source": "notification"})
-        self.assertEqual(await self.ledger.webhook_deliveries(), [])
+        self.assertEqual(await self.ledger.webhooks.webhook_deliveries(), [])
         count = await self.ledger.db.run(lambda txn: txn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
         self.assertEqual(count, 0)
 

@@ -17,7 +17,7 @@ from twisted.web.server import Site
 from tests.support.processes import TWISTD, Child, test_env
 from tests.support.redis_server import RedisServer
 from tests.test_billing_tasks import note
-from ymds.billing.ledger import open_ledger
+from ymds.billing.open import open_ledger
 from ymds.client import verify_webhook
 from ymds.config import load_config
 from ymds.queue.client import RedisJobQueue
@@ -110,14 +110,14 @@ days = 30
         return self.child.output().count("worker billing started") >= self.starts
 
     async def attempts(self):
-        return await self.ledger.webhook_attempts()
+        return await self.ledger.webhooks.webhook_attempts()
 
     async def test_kill_mid_retry_then_restart_delivers_everything_once_in_order(self):
         url = f"http://127.0.0.1:{self.port.getHost().port}/hook"
-        await self.ledger.webhook_endpoint_add("we_1", url, ["invoice.paid"], SECRET, reactor.seconds())
+        await self.ledger.webhooks.webhook_endpoint_add("we_1", url, ["invoice.paid"], SECRET, reactor.seconds())
         labels = []
         for chat in (1, 2, 3):
-            invoice = await self.ledger.create_invoice("subscription", Decimal("199.00"), reactor.seconds(), 86400,
+            invoice = await self.ledger.invoices.create_invoice("subscription", Decimal("199.00"), reactor.seconds(), 86400,
                                                        plan="month", days=30, chat_id=chat)
             labels.append(invoice.label)
         self.starts = 1
@@ -130,14 +130,14 @@ days = 30
             rows = await self.ledger.db.run(lambda txn: txn.execute(
                 "SELECT (SELECT COUNT(*) FROM webhook_attempts), lease_token FROM webhook_endpoints").fetchone(),
                 write=False)
-            return rows[0] >= 1 and rows[1] is None and len(await self.ledger.webhook_deliveries()) == 3
+            return rows[0] >= 1 and rows[1] is None and len(await self.ledger.webhooks.webhook_deliveries()) == 3
         await until(first_failed_and_released, what="a failed first attempt")
         self.assertEqual([status for _, status in self.receiver.attempts], [500])
         first = self.receiver.attempts[0][0]
         self.child.kill()  # kill -9 while the endpoint waits for its retry
         # the wake-up scheduled in Redis is lost too: only the ledger knows
         await self.queue.pool.execute("DEL", f"{self.prefix}:q:billing:delayed")
-        [pending] = [d for d in await self.ledger.webhook_deliveries(status="pending") if d.attempts]
+        [pending] = [d for d in await self.ledger.webhooks.webhook_deliveries(status="pending") if d.attempts]
         while reactor.seconds() < pending.next_attempt_at:  # let the retry fall due while nothing runs
             await task.deferLater(reactor, 0.2)
         self.receiver.healthy = True
@@ -146,12 +146,12 @@ days = 30
         await self.start_billing()
         await until(lambda: defer.succeed(len(self.receiver.delivered) >= 3), timeout=90, what="all deliveries")
         await task.deferLater(reactor, 1.0)  # anything extra would arrive now
-        order = [d.event_id for d in await self.ledger.webhook_deliveries(endpoint_id="we_1")]
+        order = [d.event_id for d in await self.ledger.webhooks.webhook_deliveries(endpoint_id="we_1")]
         self.assertEqual([e["id"] for e in self.receiver.delivered], order)  # in order, each once
         self.assertEqual(order[0], first)
         self.assertEqual([e["data"]["payment"]["operation_id"] for e in self.receiver.delivered], ["op-0", "op-1", "op-2"])
-        self.assertEqual(await self.ledger.webhook_deliveries(status="pending"), [])
+        self.assertEqual(await self.ledger.webhooks.webhook_deliveries(status="pending"), [])
         self.assertIn("'webhooks_woken': 1", self.child.output()[before:])  # the sweep found it
-        log = await self.ledger.webhook_attempts(endpoint_id="we_1")
+        log = await self.ledger.webhooks.webhook_attempts(endpoint_id="we_1")
         self.assertEqual([(a.event_id, a.outcome) for a in log],
                          [(first, "retry")] + [(event_id, "delivered") for event_id in order])

@@ -37,7 +37,7 @@ class LedgerHeartbeat(TimerService):
 
     async def beat(self) -> None:
         try:
-            await self._ledger.get_cursor("heartbeat")
+            await self._ledger.cursors.get_cursor("heartbeat")
             state = "ok"
         except Exception as e:  # noqa: BLE001 - any failure is "ledger down"
             state = f"down: {type(e).__name__}: {e}"[:200]

@@ -62,7 +62,7 @@ class BillingRole(SequentialMultiService):
             lambda f: fatal(self._reactor, f"ledger: {f.getErrorMessage()}"))
 
     async def _start(self) -> None:
-        from ymds.billing.ledger import open_ledger
+        from ymds.billing.open import open_ledger
         from ymds.billing.service import make_billing_service
         from ymds.heartbeat import LedgerHeartbeat
 

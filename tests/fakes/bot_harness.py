@@ -96,7 +96,7 @@ async def start_queue(testcase, config):
 
 async def start_billing(testcase, config, queue):
     """The real billing role (tasks + worker + timers) on a fresh SQLite ledger."""
-    from ymds.billing.ledger import open_ledger
+    from ymds.billing.open import open_ledger
     from ymds.billing.service import make_billing_service
     directory = tempfile.mkdtemp(prefix="ymds-bot-billing-")
     ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)

@@ -30,7 +30,7 @@ class ApiTasks:
         """The key id and scopes of an active key, else None."""
         if job.key_hash is None:
             return None
-        key = await self.ledger.api_key_lookup(job.key_hash)
+        key = await self.ledger.api_keys.api_key_lookup(job.key_hash)
         if key is None or key.revoked_at is not None:
             return None
         return ApiKeyAuth(key_id=key.id, scopes=tuple(key.scopes))
@@ -38,7 +38,7 @@ class ApiTasks:
     async def api_invoice(self, job: InvoiceQuery) -> ApiDocument | None:
         if job.label is None:
             return None
-        invoice = await self.ledger.get_invoice(job.label)
+        invoice = await self.ledger.invoices.get_invoice(job.label)
         if invoice is None:
             return None
         url = pay_url(self.config.server.public_url, self.config.links.secret, invoice.label, int(invoice.expires_at))
@@ -46,5 +46,5 @@ class ApiTasks:
 
     async def list_payments(self, job: ListPayments) -> PaymentPage:
         """A page of payments, oldest first, and the cursor of the next page."""
-        page = await self.ledger.list_payments(after_cursor=job.cursor, limit=job.limit, **job.filters())
+        page = await self.ledger.payments.list_payments(after_cursor=job.cursor, limit=job.limit, **job.filters())
         return PaymentPage(tuple(payment_data(p) for p in page.payments), page.next_cursor)

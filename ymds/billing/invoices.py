@@ -48,7 +48,7 @@ class InvoiceTasks:
         now = self.clock.seconds()
         offers = []
         for plan in self.config.plans:
-            inv = await self.ledger.create_invoice(
+            inv = await self.ledger.invoices.create_invoice(
                 "subscription", plan.price, now, self.config.links.ttl, plan=plan.id, days=plan.days,
                 chat_id=job.chat_id, user_id=job.user_id, description=plan.title, reuse_open=True)
             offers.append(InvoiceOffer(plan=plan.id, title=plan.title, amount=inv.amount, label=inv.label,
@@ -61,7 +61,7 @@ class InvoiceTasks:
             raise InvalidTaskArgs("donations are disabled")
         if not donations.min <= job.amount <= donations.max:
             raise InvalidTaskArgs(f"amount must be between {donations.min} and {donations.max}")
-        inv = await self.ledger.create_invoice("donation", job.amount, self.clock.seconds(), self.config.links.ttl,
+        inv = await self.ledger.invoices.create_invoice("donation", job.amount, self.clock.seconds(), self.config.links.ttl,
                                                description="donation",
                                                metadata={"name": job.name, "message": job.message})
         return CreatedDonation(label=inv.label, url=self.link(inv), expires_at=iso(inv.expires_at))
@@ -91,9 +91,9 @@ class InvoiceTasks:
         """create_invoice, or with an Idempotency-Key at most once per key: (Invoice, replayed)."""
         idem = job.idempotency
         if idem is None:
-            return await self.ledger.create_invoice(kind, amount, now, ttl, **options), False
+            return await self.ledger.invoices.create_invoice(kind, amount, now, ttl, **options), False
         try:
-            created: tuple[Invoice, bool] = await self.ledger.create_invoice_once(
+            created: tuple[Invoice, bool] = await self.ledger.api_keys.create_invoice_once(
                 idem.key_id, idem.key, idem.request_hash, now, kind, amount, ttl, **options)
             return created
         except IdempotencyConflict as e:
@@ -102,5 +102,5 @@ class InvoiceTasks:
     async def invoice_status(self, job: InvoiceQuery) -> InvoiceView | None:
         if job.label is None:
             return None  # not one of ours: no such invoice
-        inv = await self.ledger.get_invoice(job.label)
+        inv = await self.ledger.invoices.get_invoice(job.label)
         return None if inv is None else invoice_view(inv)

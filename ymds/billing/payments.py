@@ -64,7 +64,7 @@ class PaymentTasks:
             if verdict == "mismatch":
                 return await self._quarantine_mismatch(pf, "operation-details disagrees with the notification")
             held = verdict == "held"
-        result = await self.ledger.apply_payment(pf, job.source, self.clock.seconds(), held=held)
+        result = await self.ledger.payments.apply_payment(pf, job.source, self.clock.seconds(), held=held)
         await self.follow_up(result)
         log.info("payment applied {operation_id} {outcome} source={source}", operation_id=pf.operation_id,
                  outcome=result.outcome, source=job.source)
@@ -119,7 +119,7 @@ class PaymentTasks:
                 await self.bot.notify_admins(job)
             else:
                 await self.bot.grant_access(job)
-        await self.ledger.mark_notified(payment.operation_id)
+        await self.ledger.payments.mark_notified(payment.operation_id)
         return jobs
 
     async def bot_jobs(self, payment: Payment, invoice: Invoice | None, blocked: bool | None = None) -> list[BotJob]:
@@ -128,7 +128,7 @@ class PaymentTasks:
         status = payment.status
         chat = invoice.chat_id if invoice is not None else None
         if chat is not None and blocked is None:
-            blocked = await self.ledger.is_blocked(chat)
+            blocked = await self.ledger.subscriptions.is_blocked(chat)
         if chat is not None and blocked:
             chat = None  # the user blocked the bot: owner alerts only
         money = {"amount": payment.withdraw_amount, "received": payment.amount}

@@ -20,7 +20,7 @@ class QuarantineTasks:
     async def quarantine(self, job: Quarantine) -> QuarantineResult:
         """Store the body (the same body twice is one row) and alert the admins."""
         now = self.clock.seconds()
-        q = await self.ledger.quarantine_add(job.body, job.reason, job.remote, now)
+        q = await self.ledger.quarantine.quarantine_add(job.body, job.reason, job.remote, now)
         if q.action == "stored":
             key = f"admins:quarantine:{int(now // QUARANTINE_ALERT_EVERY)}"
             await self.bot.notify_admins(NotifyAdmins("quarantine", {

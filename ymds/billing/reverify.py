@@ -41,7 +41,7 @@ async def reverify(ledger, config, wallet_api=None, clock=None, tasks=None, batc
     counts = {"checked": 0, "applied": 0, "api_confirmed": 0, "still_quarantined": 0, "unparseable": 0}
     after = 0
     while True:
-        rows = await ledger.quarantine_list(unresolved_only=True, limit=batch, after_id=after)
+        rows = await ledger.quarantine.quarantine_list(unresolved_only=True, limit=batch, after_id=after)
         if not rows:
             break
         for q in rows:
@@ -66,10 +66,10 @@ async def reverify(ledger, config, wallet_api=None, clock=None, tasks=None, batc
                 counts["still_quarantined"] += 1
                 continue
             now = now_source.seconds()
-            applied = await ledger.apply_payment(pf, "notification", now, held=held)
+            applied = await ledger.payments.apply_payment(pf, "notification", now, held=held)
             if tasks is not None:
                 await tasks.follow_up(applied)
-            await ledger.quarantine_resolve(q.id, f"{how}:{applied.outcome}", now)
+            await ledger.quarantine.quarantine_resolve(q.id, f"{how}:{applied.outcome}", now)
             counts["api_confirmed" if how.startswith("api") else "applied"] += 1
             log.info("quarantined notification {id} applied ({how}): {outcome}", id=q.id, how=how,
                      outcome=applied.outcome)

@@ -15,7 +15,8 @@ from twisted.logger import Logger
 from ymds.billing import jobs
 from ymds.billing.invoices import InvoiceTasks, iso
 from ymds.billing.jobs import BillingStats, BlockedResult, ChatQuery, IdempotencyKeyReused, NoArgs, SubscriptionView
-from ymds.billing.ledger import ApplyResult, ILedger
+from ymds.billing.interfaces import ILedger
+from ymds.billing.ledger import ApplyResult
 from ymds.billing.payments import BotJob, PaymentTasks
 from ymds.billing.quarantine import QUARANTINE_ALERT_EVERY, QuarantineTasks
 from ymds.bot.jobs import BotClient
@@ -36,7 +37,7 @@ class BillingTasks:
 
     def __init__(self, config: Any, ledger: Any, queue: Any, clock: Any, wallet_api: Any = None,
                  webhooks: Any = None):
-        if not ILedger.providedBy(ledger):
+        if not isinstance(ledger, ILedger):
             raise TypeError("ledger must provide ILedger")
         self.config = config
         self.ledger = ledger
@@ -86,17 +87,17 @@ class BillingTasks:
         return await self.payments.follow_up(result)
 
     async def subscription_status(self, job: ChatQuery) -> SubscriptionView | None:
-        sub = await self.ledger.subscription(job.chat_id)
+        sub = await self.ledger.subscriptions.subscription(job.chat_id)
         if sub is None:
             return None
         return SubscriptionView(plan=sub.plan, ends_at=iso(sub.ends_at), active=sub.active(self.clock.seconds()))
 
     async def mark_blocked(self, job: ChatQuery) -> BlockedResult:
-        newly = await self.ledger.mark_blocked(job.chat_id, self.clock.seconds())
+        newly = await self.ledger.subscriptions.mark_blocked(job.chat_id, self.clock.seconds())
         return BlockedResult(blocked=True, new=newly)
 
     async def stats(self, job: NoArgs) -> BillingStats:
-        s = await self.ledger.stats(self.clock.seconds())
+        s = await self.ledger.audit.stats(self.clock.seconds())
         return BillingStats(payments_today=s.payments_today, sum_today=s.sum_today,
                             payments_month=s.payments_month, sum_month=s.sum_month,
                             active_subscribers=s.active_subscribers, quarantined=s.quarantined)

@@ -96,13 +96,13 @@ class BillingTimers(Service):
 
     async def tick(self) -> dict:
         now = self.clock.seconds()
-        report = {"expired_invoices": len(await self.ledger.expire_invoices(now))}
+        report = {"expired_invoices": len(await self.ledger.invoices.expire_invoices(now))}
         report["reminders"] = await self.send_reminders(now)
         report["expired_subscriptions"] = await self.expire_subscriptions(now)
         if now >= self._next_prune:
-            report["pruned"] = await self.ledger.prune_unpaid(now - self.prune_after)
+            report["pruned"] = await self.ledger.invoices.prune_unpaid(now - self.prune_after)
             if self.webhooks is not None:
-                report["idempotency_pruned"] = await self.ledger.prune_idempotency(now - IDEMPOTENCY_KEEP)
+                report["idempotency_pruned"] = await self.ledger.api_keys.prune_idempotency(now - IDEMPOTENCY_KEEP)
             self._next_prune = now + self.prune_interval
         if self.wallet_api is not None and now >= self._next_reconcile:
             report["reconciled"] = await self.reconcile(now)
@@ -117,10 +117,10 @@ class BillingTimers(Service):
         sent = 0
         for window in self.reminder_windows:
             while True:
-                due = await self.ledger.due_reminders(now, window, limit=self.batch)
+                due = await self.ledger.subscriptions.due_reminders(now, window, limit=self.batch)
                 if not due:
                     break
-                claimed = set(await self.ledger.mark_reminded([(s.chat_id, s.ends_at) for s in due], window, now))
+                claimed = set(await self.ledger.subscriptions.mark_reminded([(s.chat_id, s.ends_at) for s in due], window, now))
                 for sub in due:
                     if sub.chat_id not in claimed:
                         continue
@@ -130,7 +130,7 @@ class BillingTimers(Service):
                     try:
                         await BotClient(self.queue).notify(job)
                     except Exception:
-                        await self.ledger.unmark_reminded(sub.chat_id, sub.ends_at, window)
+                        await self.ledger.subscriptions.unmark_reminded(sub.chat_id, sub.ends_at, window)
                         raise
                     sent += 1
                 if len(due) < self.batch or not claimed:
@@ -141,10 +141,10 @@ class BillingTimers(Service):
         done = 0
         channel = self.config.telegram.channel_id
         while True:
-            ended = await self.ledger.expired_subscriptions(now, limit=self.batch)
+            ended = await self.ledger.subscriptions.expired_subscriptions(now, limit=self.batch)
             if not ended:
                 break
-            claimed = set(await self.ledger.mark_expired([(s.chat_id, s.ends_at) for s in ended], now))
+            claimed = set(await self.ledger.subscriptions.mark_expired([(s.chat_id, s.ends_at) for s in ended], now))
             for sub in ended:
                 if sub.chat_id not in claimed:
                     continue
@@ -153,7 +153,7 @@ class BillingTimers(Service):
                     if self.webhooks is not None:
                         from ymds.webhooks.events import expiry_event
                         await self.webhooks.emit([expiry_event(sub)])
-                    if not await self.ledger.is_blocked(sub.chat_id):
+                    if not await self.ledger.subscriptions.is_blocked(sub.chat_id):
                         key = f"expired:{sub.chat_id}:{end}"
                         await BotClient(self.queue).notify(Notify(
                             sub.chat_id, "expired", {"plan": sub.plan, "ends_at": iso(sub.ends_at)}, key))
@@ -161,7 +161,7 @@ class BillingTimers(Service):
                         key = f"revoke:{sub.chat_id}:{end}"
                         await BotClient(self.queue).revoke_access(RevokeAccess(sub.chat_id, key))
                 except Exception:
-                    await self.ledger.unmark_expired(sub.chat_id, sub.ends_at)
+                    await self.ledger.subscriptions.unmark_expired(sub.chat_id, sub.ends_at)
                     raise
                 done += 1
             if len(ended) < self.batch or not claimed:
@@ -174,7 +174,7 @@ class BillingTimers(Service):
         """Apply incoming operations the ledger lacks (their notifications never came) and
         release held payments the API now shows accepted."""
         counts = {"seen": 0, "applied": 0, "released": 0}
-        cursor = await self.ledger.get_cursor(HISTORY_CURSOR)
+        cursor = await self.ledger.cursors.get_cursor(HISTORY_CURSOR)
         since = datetime.fromtimestamp(now - self.lookback, timezone.utc)
         if cursor:
             try:
@@ -193,7 +193,7 @@ class BillingTimers(Service):
                          outcome=result.outcome)
         counts["released"] += await self._release_confirmed_held(now)
         if newest is not None:
-            await self.ledger.set_cursor(HISTORY_CURSOR, newest.astimezone(timezone.utc).isoformat())
+            await self.ledger.cursors.set_cursor(HISTORY_CURSOR, newest.astimezone(timezone.utc).isoformat())
         return counts
 
     async def reconcile_operation(self, op, now: float) -> tuple[str, object]:
@@ -204,11 +204,11 @@ class BillingTimers(Service):
         """
         if op.direction != "in" or op.status not in ("success", "in_progress"):
             return "skipped", None
-        known = await self.ledger.get_payment(op.operation_id)
+        known = await self.ledger.payments.get_payment(op.operation_id)
         if known is not None and not (known.held and op.status == "success"):
             return "known", None
         fields = await self.fields_from_operation(op)
-        result = await self.ledger.apply_payment(fields, "reconcile", now, held=op.status != "success")
+        result = await self.ledger.payments.apply_payment(fields, "reconcile", now, held=op.status != "success")
         await self.tasks.follow_up(result)
         if result.outcome == "duplicate":
             return "duplicate", result
@@ -218,7 +218,7 @@ class BillingTimers(Service):
         """Held payments older than the history window: ask operation-details one by one."""
         from ymds.yoomoney.wallet_api import WalletAPIError
         released = 0
-        page = await self.ledger.list_payments(status="held", limit=100)
+        page = await self.ledger.payments.list_payments(status="held", limit=100)
         for payment in page.payments:
             try:
                 op = await self.wallet_api.operation_details(payment.operation_id)
@@ -227,7 +227,7 @@ class BillingTimers(Service):
                          operation_id=payment.operation_id, code=e.code)
                 continue
             if op.status == "success" and op.amount == payment.amount:
-                result = await self.ledger.release_payment(payment.operation_id, now, source="reconcile")
+                result = await self.ledger.payments.release_payment(payment.operation_id, now, source="reconcile")
                 if result is not None and result.released:
                     released += 1
                     await self.tasks.follow_up(result)
@@ -242,7 +242,7 @@ class BillingTimers(Service):
             withdraw = op.amount + op.fee
         payment_type = "AC" if op.type == "deposition" else "PC"
         if withdraw is None and op.label:
-            invoice = await self.ledger.get_invoice(op.label)
+            invoice = await self.ledger.invoices.get_invoice(op.label)
             if invoice is not None and op.amount in (invoice.amount, *(credited_amount(invoice.amount, t, self.config.yoomoney) for t in ("AC", "PC"))):
                 withdraw = invoice.amount
         if withdraw is None:

@@ -23,7 +23,7 @@ async def cmd_api_key(ctx: Context) -> int:
     if a.api_key_command == "create":
         return await _create(ctx, ledger)
     if a.api_key_command == "list":
-        keys = await ledger.api_key_list()
+        keys = await ledger.api_keys.api_key_list()
         if a.json:
             ctx.say(json.dumps([{"id": k.id, "name": k.name, "scopes": list(k.scopes), "created_at": k.created_at,
                                  "revoked_at": k.revoked_at} for k in keys]))
@@ -33,7 +33,7 @@ async def cmd_api_key(ctx: Context) -> int:
                               ["ID", "NAME", "SCOPES", "CREATED", "REVOKED"]):
                 ctx.say(line)
         return EXIT_OK
-    if await ledger.api_key_revoke(a.key_id, ctx.now()):
+    if await ledger.api_keys.api_key_revoke(a.key_id, ctx.now()):
         ctx.say(f"revoked {a.key_id} (a web process may still accept it for up to 5 seconds: its cache)")
         return EXIT_OK
     raise CommandError(f"no active API key {a.key_id!r} (see ymds api-key list)", EXIT_ATTENTION)
@@ -48,7 +48,7 @@ async def _create(ctx: Context, ledger: Any) -> int:
         from ymds.billing.ledger import API_SCOPES
         raise usage(f"--scopes: {e}; choose from {', '.join(API_SCOPES)} (comma separated) or all") from None
     key, key_id = new_key(), new_key_id()
-    await ledger.api_key_create(key_id, key_hash(key), a.name or "", scopes, ctx.now())
+    await ledger.api_keys.api_key_create(key_id, key_hash(key), a.name or "", scopes, ctx.now())
     ctx.note(f"created API key {key_id} with scopes {' '.join(scopes)}; only its hash is stored, "
              "so copy the key now (it is the last line of the output):")
     ctx.say(key)

@@ -76,7 +76,8 @@ class Context:
 
 async def open_ledger_checked(reactor: Any, url: str) -> Any:
     """Open and migrate the ledger, turning driver failures into one clear line."""
-    from ymds.billing.ledger import LedgerError, SchemaTooNew, open_ledger
+    from ymds.billing.ledger import LedgerError, SchemaTooNew
+    from ymds.billing.open import open_ledger
     try:
         ledger = open_ledger(url, reactor)
     except LedgerError as e:

@@ -30,7 +30,7 @@ async def cmd_link(ctx: Context) -> int:
     if a.via_queue:
         return await _link_via_billing(ctx, plan)
     ledger = await ctx.ledger()
-    invoice = await ledger.create_invoice(
+    invoice = await ledger.invoices.create_invoice(
         "subscription", plan.price, ctx.now(), ctx.config.links.ttl, plan=plan.id, days=plan.days,
         chat_id=a.chat, description=plan.title, reuse_open=True)
     url = pay_url(ctx.config.server.public_url, ctx.config.links.secret, invoice.label, int(invoice.expires_at))

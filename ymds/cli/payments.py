@@ -57,7 +57,7 @@ async def iter_payments(ledger: Any, filters: dict[str, Any], page_size: int = P
     """Every matching payment in arrival order, one ledger page in memory at a time."""
     cursor = None
     while True:
-        page = await ledger.list_payments(after_cursor=cursor, limit=page_size, **filters)
+        page = await ledger.payments.list_payments(after_cursor=cursor, limit=page_size, **filters)
         for payment in page.payments:
             yield payment
         if page.next_cursor is None:

@@ -34,12 +34,12 @@ async def cmd_quarantine(ctx: Context) -> int:
     a = ctx.args
     if a.resolve is not None:
         how = "manual" + (f": {a.note[:180]}" if a.note else "")
-        if await ledger.quarantine_resolve(a.resolve, how, ctx.now()):
+        if await ledger.quarantine.quarantine_resolve(a.resolve, how, ctx.now()):
             ctx.say(f"quarantine #{a.resolve} resolved ({printable(how, 200)})")
             return EXIT_OK
         ctx.note(f"ymds: quarantine #{a.resolve} is unknown or already resolved (see: ymds quarantine --all)")
         return EXIT_ATTENTION
-    rows = await ledger.quarantine_list(unresolved_only=not a.all, limit=a.limit)
+    rows = await ledger.quarantine.quarantine_list(unresolved_only=not a.all, limit=a.limit)
     unresolved = sum(1 for q in rows if q.resolved_at is None)
     if a.json:
         ctx.say(dumps([{

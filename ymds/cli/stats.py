@@ -18,7 +18,7 @@ from ymds.cli.queue_admin import QUEUES
 
 async def cmd_stats(ctx: Context) -> int:
     ledger = await ctx.ledger()
-    stats = await ledger.stats(ctx.now())
+    stats = await ledger.audit.stats(ctx.now())
     queue = ctx.queue()
     queues: dict[str, Any] = {}
     for name in QUEUES:

@@ -70,7 +70,7 @@ async def _add(ctx: Context, ledger: Any) -> int:
     except ValueError as e:
         raise usage(f"--events: {e}; choose from {', '.join(EVENT_TYPES)} (comma separated) or all") from None
     endpoint_id, secret = "we_" + secrets.token_hex(6), new_secret()
-    await ledger.webhook_endpoint_add(endpoint_id, a.url, events, secret, ctx.now())
+    await ledger.webhooks.webhook_endpoint_add(endpoint_id, a.url, events, secret, ctx.now())
     if a.url.startswith("http://") and urlsplit(a.url).hostname not in ("localhost", "127.0.0.1", "::1"):
         ctx.note("warning: plain http: the events (amounts, your metadata) travel unencrypted")
     ctx.note("verify each delivery's Ymds-Signature header with this secret (ymds.client.verify_webhook):")
@@ -81,7 +81,7 @@ async def _add(ctx: Context, ledger: Any) -> int:
 
 async def _list(ctx: Context, ledger: Any) -> int:
     a = ctx.args
-    endpoints = await ledger.webhook_endpoints(include_removed=a.all)
+    endpoints = await ledger.webhooks.webhook_endpoints(include_removed=a.all)
     if a.json:
         ctx.say(json.dumps([{"id": e.id, "url": e.url, "events": list(e.events), "pending": e.pending,
                              "failed": e.failed, "created_at": e.created_at, "removed_at": e.removed_at}
@@ -96,7 +96,7 @@ async def _list(ctx: Context, ledger: Any) -> int:
 
 async def _remove(ctx: Context, ledger: Any) -> int:
     endpoint_id = ctx.args.endpoint_id
-    if await ledger.webhook_endpoint_remove(endpoint_id, ctx.now()):
+    if await ledger.webhooks.webhook_endpoint_remove(endpoint_id, ctx.now()):
         ctx.say(f"removed {endpoint_id}: nothing more is delivered to it")
         return EXIT_OK
     raise CommandError(f"no active endpoint {endpoint_id!r} (see ymds webhook list)", EXIT_ATTENTION)
@@ -109,12 +109,12 @@ async def _redeliver(ctx: Context, ledger: Any) -> int:
     if a.endpoint is not None and not a.since:
         raise usage("--endpoint needs --since (e.g. --since 2026-11-01 or --since 2d)")
     since = parse_when(a.since, ctx.now(), "--since") if a.since else None
-    endpoints = await ledger.webhook_redeliver(ctx.now(), event_id=a.event_id, endpoint_id=a.endpoint, since=since)
+    endpoints = await ledger.webhooks.webhook_redeliver(ctx.now(), event_id=a.event_id, endpoint_id=a.endpoint, since=since)
     if not endpoints:
         raise CommandError("nothing to redeliver: unknown event, or no active endpoint wants it", EXIT_ATTENTION)
     pending = 0
     for endpoint_id in endpoints:
-        pending += len(await ledger.webhook_deliveries(endpoint_id=endpoint_id, status="pending", limit=100000))
+        pending += len(await ledger.webhooks.webhook_deliveries(endpoint_id=endpoint_id, status="pending", limit=100000))
     ctx.say(f"queued again: {pending} pending deliveries to {', '.join(endpoints)}")
     await _wake(ctx, endpoints)
     return EXIT_OK
@@ -122,7 +122,7 @@ async def _redeliver(ctx: Context, ledger: Any) -> int:
 
 async def _log(ctx: Context, ledger: Any) -> int:
     a = ctx.args
-    attempts = await ledger.webhook_attempts(endpoint_id=a.endpoint, event_id=a.event, limit=a.limit)
+    attempts = await ledger.webhooks.webhook_attempts(endpoint_id=a.endpoint, event_id=a.event, limit=a.limit)
     if a.json:
         ctx.say(json.dumps([{"endpoint_id": t.endpoint_id, "event_id": t.event_id, "at": t.at,
                              "status_code": t.status_code, "error": t.error, "duration": round(t.duration, 3),

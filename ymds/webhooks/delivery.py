@@ -133,7 +133,7 @@ class WebhookDeliverer:
         if not events or not await self._have_endpoints():
             return []
         now = self.clock.seconds()
-        endpoints = await self.ledger.webhook_emit(events, now)
+        endpoints = await self.ledger.webhooks.webhook_emit(events, now)
         causes = "+".join(cause for _, cause, _ in events)
         for endpoint_id in endpoints:
             await self.wake(endpoint_id, key=f"webhook:{endpoint_id}:{causes}"[:190])
@@ -142,7 +142,7 @@ class WebhookDeliverer:
     async def _have_endpoints(self) -> bool:
         now = self.clock.seconds()
         if self._any_endpoints is None or now - self._any_endpoints[0] >= self.endpoints_ttl:
-            self._any_endpoints = (now, bool(await self.ledger.webhook_endpoints()))
+            self._any_endpoints = (now, bool(await self.ledger.webhooks.webhook_endpoints()))
         return self._any_endpoints[1]
 
     async def wake(self, endpoint_id: str, key: str | None = None, delay: float | None = None):
@@ -152,7 +152,7 @@ class WebhookDeliverer:
     async def sweep(self, now: float | None = None) -> int:
         """Wake every endpoint whose oldest pending event is due and that nobody holds."""
         now = self.clock.seconds() if now is None else now
-        due = await self.ledger.webhook_due(now)
+        due = await self.ledger.webhooks.webhook_due(now)
         for endpoint_id in due:
             await self.wake(endpoint_id, key=f"webhook:{endpoint_id}:sweep:{int(now)}")
         return len(due)
@@ -162,23 +162,23 @@ class WebhookDeliverer:
     async def deliver(self, job: WebhookDeliver) -> dict:
         endpoint_id = job.endpoint_id
         token = secrets.token_hex(8)
-        if not await self.ledger.webhook_claim(endpoint_id, token, self.clock.seconds(), self.lease):
+        if not await self.ledger.webhooks.webhook_claim(endpoint_id, token, self.clock.seconds(), self.lease):
             return {"outcome": "busy"}  # another deliverer has it (or the endpoint is gone)
         sent = 0
         started = self.reactor.seconds()
         try:
-            endpoint = await self.ledger.webhook_endpoint_get(endpoint_id)
+            endpoint = await self.ledger.webhooks.webhook_endpoint_get(endpoint_id)
             for _ in range(self.max_per_job):
                 if sent and self.reactor.seconds() - started > self.max_job_seconds:
                     break
-                delivery = await self.ledger.webhook_next(endpoint_id)
+                delivery = await self.ledger.webhooks.webhook_next(endpoint_id)
                 if delivery is None:
                     return {"outcome": "idle", "sent": sent}
                 now = self.clock.seconds()
                 if delivery.next_attempt_at > now:
                     await self._wake_at(endpoint_id, delivery, delivery.next_attempt_at, now)
                     return {"outcome": "waiting", "sent": sent}
-                if not await self.ledger.webhook_claim(endpoint_id, token, now, self.lease):
+                if not await self.ledger.webhooks.webhook_claim(endpoint_id, token, now, self.lease):
                     return {"outcome": "lost_lease", "sent": sent}
                 outcome, next_at = await self._attempt(endpoint, delivery)
                 if outcome == "retry":
@@ -190,7 +190,7 @@ class WebhookDeliverer:
             await self.wake(endpoint_id, key=f"webhook:{endpoint_id}:more:{token}")
             return {"outcome": "more", "sent": sent}
         finally:
-            await self.ledger.webhook_release(endpoint_id, token)
+            await self.ledger.webhooks.webhook_release(endpoint_id, token)
 
     async def _wake_at(self, endpoint_id: str, delivery, at: float, now: float) -> None:
         await self.wake(endpoint_id, key=f"webhook:{endpoint_id}:{delivery.event_seq}:{int(at * 1000)}",
@@ -213,7 +213,7 @@ class WebhookDeliverer:
         now = self.clock.seconds()
         host = urlsplit(endpoint.url).hostname or "?"
         if error is None:
-            await self.ledger.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, None, duration,
+            await self.ledger.webhooks.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, None, duration,
                                                      "delivered")
             log.info("webhook delivered {event_id} {event_type} to {endpoint_id} ({host}) status={status}",
                      event_id=delivery.event_id, event_type=delivery.type, endpoint_id=endpoint.id, host=host,
@@ -221,7 +221,7 @@ class WebhookDeliverer:
             return "delivered", None
         first = delivery.first_attempt_at if delivery.first_attempt_at is not None else now
         if now - first >= self.give_up_after:
-            await self.ledger.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, error, duration,
+            await self.ledger.webhooks.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, error, duration,
                                                      "failed")
             log.warn("webhook failed for good {event_id} {event_type} to {endpoint_id} ({host}) after "
                      "{attempts} attempts: {error}", event_id=delivery.event_id, event_type=delivery.type,
@@ -232,7 +232,7 @@ class WebhookDeliverer:
                 "event_type": delivery.type, "attempts": delivery.attempts + 1, "error": error[:200]}, key))
             return "failed", None
         next_at = min(now + self.backoff(delivery.attempts + 1), first + self.give_up_after)
-        await self.ledger.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, error, duration, "retry",
+        await self.ledger.webhooks.webhook_record_attempt(endpoint.id, delivery.event_seq, now, code, error, duration, "retry",
                                                  next_at)
         log.info("webhook attempt failed {event_id} to {endpoint_id} ({host}): {error}; retry in {delay}s",
                  event_id=delivery.event_id, endpoint_id=endpoint.id, host=host, error=error,
