@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from zope.interface import Interface
-
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -292,21 +290,3 @@ def _flag(raw: Mapping[str, str], name: str) -> bool:
         return False
     raise BadPaymentFields(f"{name} is {value[:10]!r}, expected true or false")
 
-
-# --- transitional names -----------------------------------------------------------------------
-
-
-class ILedgerMarker(Interface):
-    """Marks the built-in SQL ledger for callers still asking ``ILedger.providedBy`` (the
-    contract itself is ``ymds.billing.interfaces.ILedger``).  Transitional."""
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional, while callers move: open_ledger lives in ymds.billing.open, the
-    # interfaces in ymds.billing.interfaces.  Imported here on use, so no import cycle.
-    if name == "open_ledger":
-        from ymds.billing.open import open_ledger
-        return open_ledger
-    if name == "ILedger":
-        return ILedgerMarker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

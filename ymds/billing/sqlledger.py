@@ -6,20 +6,15 @@ store class (PostgreSQL applies payments with its own store).
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import Deferred
-from zope.interface import implementer
 
 from ymds.billing.database import Database
-from ymds.billing.ledger import ILedgerMarker
 from ymds.billing.stores import (
     ApiKeyStore, AuditStore, CursorStore, InvoiceStore, PaymentStore, QuarantineStore, SubscriptionStore,
-    STORES, WebhookStore,
+    WebhookStore,
 )
 
 
-@implementer(ILedgerMarker)
 class SQLLedger:
     """ILedger over one :class:`Database`: a store per domain, sharing its transactions.
 
@@ -52,15 +47,6 @@ class SQLLedger:
         """Finish the payments already handed in, then release connections (idempotent)."""
         return self.db.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # Transitional, while callers move to the stores: ``ledger.apply_payment`` is
-        # ``ledger.payments.apply_payment``.  Removed once no caller uses the flat names.
-        if not name.startswith("_") and name not in STORES:
-            for store_name in STORES:
-                store = self.__dict__.get(store_name)
-                if store is not None and hasattr(type(store), name):
-                    return getattr(store, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 __all__ = ["SQLLedger"]

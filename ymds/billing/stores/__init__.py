@@ -15,9 +15,11 @@ Adding a store (e.g. promo codes):
 2. column lists and row converters the engines share go in ``ymds/billing/sql.py``;
 3. ``ymds/billing/stores/<name>.py`` with ``class <Name>Store`` taking the Database;
 4. its Protocol ``I<Name>Store`` in ``ymds/billing/interfaces.py``, with a docstring per
-   method saying what it guarantees, and an attribute for it on ``ILedger``;
-5. construct it in ``SQLLedger.__init__`` and list it in ``STORES`` below;
-6. run it over both engines in the contract suite (``tests/test_ledger.py``).
+   method saying what it guarantees, an attribute for it on ``ILedger`` and an entry in
+   ``STORE_INTERFACES`` (which open_ledger's check and the metrics wrapper read);
+5. construct it in ``SQLLedger.__init__`` (``ymds/billing/sqlledger.py``);
+6. run it over both engines in the contract suite (``tests/test_ledger.py`` or a contract
+   mixin of its own like ``tests/test_webhook_ledger.py``).
 """
 
 from ymds.billing.stores.apikeys import ApiKeyStore
@@ -29,10 +31,7 @@ from ymds.billing.stores.quarantine import QuarantineStore
 from ymds.billing.stores.subscriptions import SubscriptionStore
 from ymds.billing.stores.webhooks import WebhookStore
 
-#: the ledger attribute of every store, in the order SQLLedger builds them
-STORES = ("invoices", "payments", "subscriptions", "quarantine", "audit", "cursors", "api_keys", "webhooks")
-
 __all__ = [
-    "STORES", "ApiKeyStore", "AuditStore", "CursorStore", "InvoiceStore", "PaymentStore", "QuarantineStore",
+    "ApiKeyStore", "AuditStore", "CursorStore", "InvoiceStore", "PaymentStore", "QuarantineStore",
     "SubscriptionStore", "WebhookStore",
 ]
