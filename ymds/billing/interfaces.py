@@ -237,14 +237,38 @@ class IWebhookStore(Protocol):
 class ILedger(Protocol):
     """Persistent billing state: the stores, plus the schema and the connections."""
 
-    invoices: IInvoiceStore
-    payments: IPaymentStore
-    subscriptions: ISubscriptionStore
-    quarantine: IQuarantineStore
-    audit: IAuditStore
-    cursors: ICursorStore
-    api_keys: IApiKeyStore
-    webhooks: IWebhookStore
+    @property
+    def invoices(self) -> IInvoiceStore:
+        """The invoices store."""
+
+    @property
+    def payments(self) -> IPaymentStore:
+        """The payments store."""
+
+    @property
+    def subscriptions(self) -> ISubscriptionStore:
+        """The subscriptions store."""
+
+    @property
+    def quarantine(self) -> IQuarantineStore:
+        """The quarantine store."""
+
+    @property
+    def audit(self) -> IAuditStore:
+        """The audit store."""
+
+    @property
+    def cursors(self) -> ICursorStore:
+        """The cursors store."""
+
+    @property
+    def api_keys(self) -> IApiKeyStore:
+        """The api keys store."""
+
+    @property
+    def webhooks(self) -> IWebhookStore:
+        """The webhooks store."""
+
 
     def migrate(self) -> Deferred[int]:
         """Create or upgrade the schema; fails with SchemaTooNew on a newer database.

@@ -42,10 +42,12 @@ class PostgresPaymentStore(PaymentStore):
         invoice = self.lock_invoice(txn, pf.label)
         outcome = classify(invoice, pf.withdraw_amount, held, now)
         changed, grant = plan_settlement(invoice, pf.operation_id, outcome, now)
+        granted = invoice if grant else None  # the invoice whose days extend the chat's subscription
         chat_id = invoice.chat_id if invoice else None
-        ctes, params = [], []
-        if grant:
-            days = float(invoice.days * DAY)
+        ctes: list[str] = []
+        params: list[Any] = []
+        if granted is not None:
+            days = float((granted.days or 0) * DAY)
             ctes.append(
                 f"sub AS (INSERT INTO subscriptions ({SUBSCRIPTION_COLS}) "
                 "SELECT %s::bigint, %s::text, %s::double precision, %s::double precision, NULL, 0 "
@@ -53,10 +55,10 @@ class PostgresPaymentStore(PaymentStore):
                 "ON CONFLICT (chat_id) DO UPDATE SET ends_at = GREATEST(subscriptions.ends_at, %s::double precision) + %s::double precision, "
                 "plan = excluded.plan, updated_at = excluded.updated_at, reminded_window = NULL, expired = 0 "
                 f"RETURNING {SUBSCRIPTION_COLS})")
-            params += [chat_id, invoice.plan, now + days, now, pf.operation_id, now, days]
+            params += [chat_id, granted.plan, now + days, now, pf.operation_id, now, days]
         ctes.append(
             f"ins AS (INSERT INTO payments ({PAYMENT_INSERT_COLS}) VALUES "
-            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {'(SELECT ends_at FROM sub)' if grant else 'NULL'}, 0, %s) "
+            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {'(SELECT ends_at FROM sub)' if granted is not None else 'NULL'}, 0, %s) "
             "ON CONFLICT (operation_id) DO NOTHING RETURNING seq)")
         params += [pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
                    pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome, source, now,
@@ -68,28 +70,28 @@ class PostgresPaymentStore(PaymentStore):
         pending: list[PendingEvent] = [
             ("payment_" + outcome, pf.label or None, chat_id, pf.operation_id,
              {"source": source, "amount": pf.amount, "withdraw_amount": pf.withdraw_amount, "held": held})]
-        if changed is not None:
+        if changed is not None and invoice is not None:
             pending.append(("invoice_" + outcome, invoice.label, chat_id, pf.operation_id, {"previous": invoice.status}))
         rows = []
         for kind, label, chat, op, data in pending:
             rows.append(_EVENT_ROW + " WHERE EXISTS (SELECT 1 FROM ins)")
             params += [now, kind, label, chat, op, json_text(data)]
-        if grant:
+        if granted is not None:
             rows.append("SELECT %s::double precision, 'subscription_extended', %s::text, %s::bigint, %s::text, "
                         "json_build_object('days', %s::int, 'ends_at', sub.ends_at, 'plan', %s::text)::text "
                         "FROM sub WHERE EXISTS (SELECT 1 FROM ins)")
-            params += [now, invoice.label, chat_id, pf.operation_id, invoice.days, invoice.plan]
+            params += [now, granted.label, chat_id, pf.operation_id, granted.days, granted.plan]
         ctes.append("ev AS (INSERT INTO events (at, kind, label, chat_id, operation_id, data) "
                     + " UNION ALL ".join(rows) + " RETURNING id, kind, data)")
         select = ("SELECT (SELECT seq FROM ins), (SELECT json_agg(json_build_array(id, kind, data) ORDER BY id) FROM ev), "
                   "EXISTS (SELECT 1 FROM blocked_chats WHERE chat_id = %s::bigint)")
         params.append(chat_id)
-        if grant:
+        if granted is not None:
             select += f", (SELECT json_build_array({SUBSCRIPTION_COLS}) FROM sub)"
         txn.execute("WITH " + ", ".join(ctes) + " " + select, params)
         row = txn.fetchone()
         seq, events_json, blocked = row[0], row[1], row[2]
-        sub_row = row[3] if grant else None
+        sub_row = row[3] if granted is not None else None
         if seq is None:
             if sub_row is not None:
                 # extended for an operation another transaction was recording: undo it all
@@ -97,7 +99,7 @@ class PostgresPaymentStore(PaymentStore):
             return self.again(txn, pf, source, now, held, invoice)
         events = tuple(Event(id_, now, kind, pending_label, pending_chat, pf.operation_id, json.loads(data))
                        for (id_, kind, data), (_, pending_label, pending_chat, _, _)
-                       in zip(events_json, pending + ([("", invoice.label, chat_id, "", {})] if grant else [])))
+                       in zip(events_json, pending + ([("", granted.label, chat_id, "", {})] if granted is not None else [])))
         subscription = subscription_from_row(sub_row) if sub_row is not None else None
         invoice = changed if changed is not None else invoice
         payment = Payment(

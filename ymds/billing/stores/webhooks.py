@@ -144,7 +144,8 @@ class WebhookStore:
             return fail(LedgerError("webhook_redeliver needs an event id or an endpoint id"))
 
         def q(txn: Any) -> Any:
-            where, params = [], []
+            where: list[str] = []
+            params: list[Any] = []
             if event_id is not None:
                 where.append("id = ?")
                 params.append(event_id)
@@ -175,7 +176,8 @@ class WebhookStore:
 
     def webhook_deliveries(self, endpoint_id: str | None = None, event_id: str | None = None, status: str | None = None,
                            limit: int = 100) -> Deferred[list[WebhookDelivery]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for clause, value in (("d.endpoint_id = ?", endpoint_id), ("e.id = ?", event_id), ("d.status = ?", status)):
             if value is not None:
                 where.append(clause)
@@ -189,7 +191,8 @@ class WebhookStore:
 
     def webhook_attempts(self, endpoint_id: str | None = None, event_id: str | None = None,
                          limit: int = 100) -> Deferred[list[WebhookAttempt]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for clause, value in (("a.endpoint_id = ?", endpoint_id), ("e.id = ?", event_id)):
             if value is not None:
                 where.append(clause)
