@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/ledger_bench.py [--payments 5000] [--subscriptions 100000] [--skip-postgres]
 
 - apply_payment payments/s: subscription invoices are created first (not timed), then every
-  one is paid through ILedger.apply_payment with up to 64 calls outstanding, as the billing
+  one is paid through ledger.payments.apply_payment with up to 64 calls outstanding, as the billing
   worker's concurrency would have them.  SQLite (one process; WAL, synchronous=FULL) and
   PostgreSQL (one process, and two processes each paying half at the same moment).
 - the apply_payment task (BillingTasks): the ledger call plus the blocked-chat check, the bot
@@ -94,6 +94,7 @@ async def bench_payments(reactor, url, n):
 
 async def bench_task_path(reactor, url, n):
     """The billing task (ledger, blocked check, bot jobs to an in-memory queue, notified mark)."""
+    from ymds.billing.jobs import ApplyPayment
     from ymds.billing.tasks import BillingTasks
     from ymds.config import load_config
     ledger = open_ledger(url, reactor)
@@ -109,8 +110,8 @@ async def bench_task_path(reactor, url, n):
 
     async def lane():
         for i, label in it:
-            result = await tasks.apply_payment({"fields": fields(f"op-{i}", label), "source": "notification"})
-            assert result["outcome"] == "paid", result
+            result = await tasks.payments.apply_payment(ApplyPayment(fields(f"op-{i}", label), "notification"))
+            assert result.outcome == "paid", result
 
     started = time.perf_counter()
     await defer.gatherResults([defer.Deferred.fromCoroutine(lane()) for _ in range(64)])
