@@ -85,10 +85,12 @@ class QueueDepthPoller(TimerService):
 
 
 class InstrumentedLedger:
-    """Wraps an ILedger: times every call and counts the payments apply_payment decided.
+    """Wraps an ILedger: times every call of its methods and of its stores' methods
+    (``ledger.payments.apply_payment``, labelled by the method's name) and counts the
+    payments apply_payment decided.
 
-    It provides whatever the wrapped ledger provides; attributes that are not methods pass
-    straight through.
+    It provides whatever the wrapped ledger provides; attributes that are neither stores
+    nor methods pass straight through.
     """
 
     def __init__(self, ledger, metrics: Registry, now=time.monotonic):
