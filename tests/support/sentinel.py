@@ -202,11 +202,26 @@ class SentinelGroup:
             return port
         return self._wait(promoted, timeout, f"a replica promoted after the master on {old_port} died")
 
-    def restart_as_replica(self, port: int) -> None:
-        """Start a killed server again; the sentinels turn it into a replica of the new master."""
+    def stall_replica(self) -> "_Process":
+        """Cut the master's link to its replica and freeze the replica (SIGSTOP): the master
+        goes on taking writes that no replica has, as in a network partition.  Writes the
+        replica had received stay with it (its own buffers are read once it resumes)."""
+        master = self.master_port()
+        replica = next(p for p in self.servers if p.port != master and p.alive())
+        replica.process.send_signal(signal.SIGSTOP)
+        command(master, "CLIENT", "KILL", "TYPE", "replica")
+        return replica
+
+    @staticmethod
+    def resume(process: "_Process") -> None:
+        process.process.send_signal(signal.SIGCONT)
+
+    def restart_as_replica(self, port: int, timeout: float = 60) -> None:
+        """Start a killed server again; the sentinels turn it into a replica of the new master
+        (they check a returning instance's role every few seconds: expect 10-20 s)."""
         old = self.server(port)
         old.start()
-        self._wait(lambda: self.role(port) == "slave", 30, f"the old master on {port} rejoining as a replica")
+        self._wait(lambda: self.role(port) == "slave", timeout, f"the old master on {port} rejoining as a replica")
 
     @staticmethod
     def _wait(predicate, timeout: float, what: str):

@@ -101,7 +101,9 @@ async def ask_sentinel(reactor: Any, host: str, port: int, service: str,
     """The master one sentinel names, or None (no answer within ``timeout``, unknown service)."""
     answer: defer.Deferred = defer.Deferred()
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-    connecting = endpoint.connect(Factory.forProtocol(lambda: _AskMaster(service, answer)))
+    factory = Factory.forProtocol(lambda: _AskMaster(service, answer))
+    factory.noisy = False  # one per connection attempt: no "Starting factory" lines
+    connecting = endpoint.connect(factory)
     protocol_box: list = []
     connecting.addCallbacks(protocol_box.append, lambda _: None if answer.called else answer.callback(None))
 
