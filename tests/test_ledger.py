@@ -106,7 +106,8 @@ class LedgerContract:
         def versions(txn):
             txn.execute("SELECT version FROM schema_version ORDER BY version")
             return [r[0] for r in txn.fetchall()]
-        self.assertEqual(await first.db.pool.runInteraction(versions), list(range(1, newest + 1)))
+        self.assertEqual(await first.db.pool.runInteraction(versions),
+                         [v for v, _ in known_migrations(first.db.dialect.name)])
         inv = await first.invoices.create_invoice("donation", Decimal("5.00"), T0, 60)
         self.assertEqual((await second.invoices.get_invoice(inv.label)).amount, Decimal("5.00"))
 

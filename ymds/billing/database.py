@@ -214,15 +214,15 @@ class Database:
             self.execute(txn, self.dialect.migration_lock)
         self.execute(txn, "CREATE TABLE IF NOT EXISTS schema_version ("
                           "version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-        row = self.one(txn, "SELECT MAX(version) FROM schema_version")
-        current = int(row[0]) if row and row[0] is not None else 0
+        applied = {int(r[0]) for r in self.all(txn, "SELECT version FROM schema_version")}
+        current = max(applied, default=0)
         newest = migrations[-1][0] if migrations else 0
         if current > newest:
             raise SchemaTooNew(
                 f"the ledger database has schema version {current} but this ymds knows only up to "
                 f"{newest}; upgrade ymds (or point ledger.url at the right database)")
         for version, path in migrations:
-            if version <= current:
+            if version in applied:
                 continue
             with open(path, encoding="utf-8") as f:
                 for statement in statements(f.read()):

@@ -126,8 +126,10 @@ def known_migrations(dialect_name: str) -> list[tuple[int, str]]:
             found.append((int(name[:3]), os.path.join(SCHEMA_DIR, name)))
     found.sort()
     versions = [v for v, _ in found]
-    if versions != list(range(1, len(versions) + 1)):
-        raise LedgerError(f"schema files for {dialect_name} are not numbered 001, 002, ...: {versions}")
+    # Gaps are allowed (features land in parallel, each with its own assigned number); the
+    # migrator applies every version not yet recorded, in order. Two files with one number are not.
+    if len(set(versions)) != len(versions) or (versions and versions[0] != 1):
+        raise LedgerError(f"schema files for {dialect_name} must be numbered uniquely from 001: {versions}")
     return found
 
 

@@ -8,6 +8,8 @@ through busy_timeout instead of failing with "database is locked".
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from typing import Any
 
 from twisted.enterprise import adbapi
@@ -43,7 +45,7 @@ class SQLiteLedger(SQLLedger):
 
         def on_connect(conn: Any) -> None:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enable_wal(conn, busy_timeout)
             if path != ":memory:" and mode.lower() != "wal":
                 raise LedgerError(f"{path}: SQLite refused WAL mode (journal_mode={mode})")
             # FULL: a commit survives power loss, which a payment ledger wants.
@@ -64,3 +66,20 @@ class SQLiteLedger(SQLLedger):
 
 
 __all__ = ["SQLiteLedger", "sqlite_path"]
+
+
+def _enable_wal(conn: Any, busy_timeout: float) -> str:
+    """Switch to WAL; returns the journal mode in force.
+
+    Turning WAL on takes an exclusive lock and SQLite does not always call the busy handler for
+    it, so two processes opening a new ledger at once can see "database is locked": retry for up
+    to busy_timeout. This runs in the pool's thread, where blocking is expected.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
