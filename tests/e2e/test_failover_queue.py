@@ -40,7 +40,7 @@ class MinReplicas(unittest.TestCase):
         self.addCleanup(self.group.cleanup)
         self.master, self.replica = self.group.servers
 
-    def queue(self, min_replicas: int, replica_timeout: float = 0.3) -> RedisJobQueue:
+    def queue(self, min_replicas: int, replica_timeout: float = 5.0) -> RedisJobQueue:
         cfg = RedisConfig(url=f"redis://127.0.0.1:{self.master.port}/0", prefix="t",
                           min_replicas=min_replicas, replica_timeout=replica_timeout)
         q = RedisJobQueue(reactor, cfg)

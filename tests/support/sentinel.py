@@ -65,14 +65,15 @@ class SentinelGroup:
     """``SentinelGroup().start()``; ``cleanup()`` kills everything and removes the dir."""
 
     def __init__(self, service: str = "ymds", down_after_ms: int = 1000, failover_timeout_ms: int = 3000,
-                 appendonly: bool = True, sentinels: int = 3):
+                 appendonly: bool = True, sentinels: int = 3, replicas: int = 1):
         self.service = service
-        self.sentinel_count = sentinels  # 0: just the master and its replica
+        self.sentinel_count = sentinels  # 0: just the master and its replica(s)
+        self.replica_count = replicas
         self.dir = tempfile.mkdtemp(prefix="ymds-sentinel-")
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.appendonly = appendonly
-        self.servers: list[_Process] = []  # [0] starts as master, [1] as its replica
+        self.servers: list[_Process] = []  # [0] starts as master, the others as its replicas
         self.sentinels: list[_Process] = []
 
     # --- start / stop -------------------------------------------------------------------
@@ -100,13 +101,16 @@ class SentinelGroup:
         return [_binary(), path, "--sentinel"]
 
     def start(self) -> "SentinelGroup":
-        master_port, replica_port = free_port(), free_port()
+        master_port = free_port()
         master = _Process("redis-a", master_port, self._server_argv("redis-a", master_port, None))
-        replica = _Process("redis-b", replica_port, self._server_argv("redis-b", replica_port, master_port))
         master.start()
-        replica.start()
-        self.servers = [master, replica]
-        self.wait_replicated(master_port, 1)
+        self.servers = [master]
+        for i in range(self.replica_count):
+            name, port = f"redis-{'bcd'[i]}", free_port()
+            replica = _Process(name, port, self._server_argv(name, port, master_port))
+            replica.start()
+            self.servers.append(replica)
+        self.wait_replicated(master_port, self.replica_count)
         for i in range(self.sentinel_count):
             port = free_port()
             sentinel = _Process(f"sentinel{i}", port, self._sentinel_argv(i, port, master_port))
@@ -114,7 +118,7 @@ class SentinelGroup:
             self.sentinels.append(sentinel)
         # every sentinel has found the replica and the other sentinels (through hello messages)
         others = str(self.sentinel_count - 1)
-        self._wait(lambda: all(self._sentinel_view(s).get("num-slaves") == "1" and
+        self._wait(lambda: all(self._sentinel_view(s).get("num-slaves") == str(self.replica_count) and
                                self._sentinel_view(s).get("num-other-sentinels") == others
                                for s in self.sentinels), 30, "sentinels discovering each other and the replica")
         return self
@@ -174,8 +178,18 @@ class SentinelGroup:
         return sum(1 for line in info.splitlines() if line.startswith("slave") and "state=online" in line)
 
     def wait_replicated(self, master_port: int, n: int, timeout: float = 30) -> None:
-        self._wait(lambda: self.role(master_port) == "master" and self.replicas_in_sync(master_port) >= n,
-                   timeout, f"{n} replica(s) online at port {master_port}")
+        """The master counts ``n`` replicas online and each of them says its link is up."""
+        def linked() -> bool:
+            ports = [p.port for p in self.servers if p.port != master_port and p.alive()]
+            up = 0
+            for port in ports:
+                try:
+                    up += "master_link_status:up" in command(port, "INFO", "replication")
+                except (OSError, RuntimeError):
+                    pass
+            return up >= n
+        self._wait(lambda: self.role(master_port) == "master" and self.replicas_in_sync(master_port) >= n
+                   and linked(), timeout, f"{n} replica(s) online at port {master_port}")
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -202,15 +216,16 @@ class SentinelGroup:
             return port
         return self._wait(promoted, timeout, f"a replica promoted after the master on {old_port} died")
 
-    def stall_replica(self) -> "_Process":
-        """Cut the master's link to its replica and freeze the replica (SIGSTOP): the master
-        goes on taking writes that no replica has, as in a network partition.  Writes the
-        replica had received stay with it (its own buffers are read once it resumes)."""
+    def stall_replicas(self) -> list["_Process"]:
+        """Cut the master's links to its replicas and freeze them (SIGSTOP): the master goes
+        on taking writes that no replica has, as in a network partition.  Writes a replica
+        had received stay with it (its own buffers are read once it resumes)."""
         master = self.master_port()
-        replica = next(p for p in self.servers if p.port != master and p.alive())
-        replica.process.send_signal(signal.SIGSTOP)
+        replicas = [p for p in self.servers if p.port != master and p.alive()]
+        for replica in replicas:
+            replica.process.send_signal(signal.SIGSTOP)
         command(master, "CLIENT", "KILL", "TYPE", "replica")
-        return replica
+        return replicas
 
     @staticmethod
     def resume(process: "_Process") -> None:
