@@ -19,7 +19,7 @@ from zope.interface import directlyProvides, providedBy
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from ymds.billing.interfaces import STORE_INTERFACES
+from ymds.billing.interfaces import STORE_INTERFACES, IPaymentStore
 from ymds.metrics import Registry, bucket_bound
 
 log = Logger()
@@ -93,6 +93,10 @@ class InstrumentedLedger:
     nor methods pass straight through.
     """
 
+    # The payment store's method whose results are counted (named from the interface, so a
+    # rename there cannot silently stop the count).
+    PAYMENT_METHOD = IPaymentStore.apply_payment.__name__
+
     def __init__(self, ledger, metrics: Registry, now=time.monotonic):
         self._ledger = ledger
         self._now = now
@@ -122,7 +126,7 @@ class InstrumentedLedger:
                 return result
 
             d.addBoth(observed)
-            if name == "apply_payment":
+            if name == self.PAYMENT_METHOD:
                 source = kwargs.get("source", args[1] if len(args) > 1 else "notification")
                 d.addCallback(self._count, str(source))
             return d

@@ -13,7 +13,7 @@ Wiring (one client per process, one Worker per consumed queue)::
     queue.setServiceParent(top)                            # IJobQueue: enqueue() / call()
 
     registry = TaskRegistry()
-    registry.register("apply_payment", apply_payment)      # async def handler(args) -> JSON-able
+    registry.register(TASK_NAME, handler)                 # async def handler(args) -> JSON-able
     Worker(reactor, config.redis, config.queue, "billing", registry,
            stats=stats, on_dead=alert_admins).setServiceParent(top)
 
