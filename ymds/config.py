@@ -104,6 +104,8 @@ class DonationsConfig:
     min: Decimal = Decimal("10.00")
     max: Decimal = Decimal("100000.00")
 
+    trial_days: int = 0  # 0: no trial (issue 19)
+    trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
 
 @dataclass(frozen=True)
 class Config:
@@ -405,9 +407,10 @@ def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
         for needed in ("id", "title", "price", "days"):
             if needed not in p:
                 raise ConfigError(f"{key}.{needed}", "is missing", "every plan needs id, title, price and days")
-        unknown = set(p) - {"id", "title", "price", "days"}
+        unknown = set(p) - {"id", "title", "price", "days", "trial_days", "trial_price"}
         if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "is not a known key", "a plan has only id, title, price and days")
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "is not a known key",
+                              "a plan has only id, title, price, days, trial_days and trial_price")
         pid = parse_text(f"{key}.id", p["id"])
         if not _PLAN_ID.fullmatch(pid):
             raise ConfigError(f"{key}.id", f"{pid!r} is not a plan id", "use 1-32 letters, digits, '-' or '_'")
@@ -416,7 +419,12 @@ def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
         title = parse_text(f"{key}.title", p["title"]).strip()
         if not title or len(title) > 100:
             raise ConfigError(f"{key}.title", "must be 1-100 characters", 'write a short title, e.g. "1 month"')
-        plans.append(Plan(pid, title, parse_money(f"{key}.price", p["price"]), parse_int(f"{key}.days", p["days"], 1, 3660)))
+        trial_days = parse_int(f"{key}.trial_days", p.get("trial_days", 0), 0, 3660)
+        trial_price = parse_money(f"{key}.trial_price", p["trial_price"]) if "trial_price" in p else None
+        if trial_price is not None and not trial_days:
+            raise ConfigError(f"{key}.trial_price", "is set without trial_days", "add trial_days = N or remove trial_price")
+        plans.append(Plan(pid, title, parse_money(f"{key}.price", p["price"]), parse_int(f"{key}.days", p["days"], 1, 3660),
+                          trial_days, trial_price))
     return tuple(plans)
 
 
