@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
 
+from ymds.billing.access_model import IAccessStore
 from ymds.billing.ledger import (
     ApiKey, ApplyResult, Event, Invoice, Payment, PaymentFields, PaymentPage, QuarantinedNotification,
     QuarantineResult, Stats, Subscription, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
@@ -269,6 +270,10 @@ class ILedger(Protocol):
     def webhooks(self) -> IWebhookStore:
         """The webhooks store."""
 
+    @property
+    def access(self) -> IAccessStore:
+        """The paid chats' access store (invite links, members seen, removals due)."""
+
 
     def migrate(self) -> Deferred[int]:
         """Create or upgrade the schema; fails with SchemaTooNew on a newer database.
@@ -285,7 +290,7 @@ class ILedger(Protocol):
 STORE_INTERFACES: dict[str, type] = {
     "invoices": IInvoiceStore, "payments": IPaymentStore, "subscriptions": ISubscriptionStore,
     "quarantine": IQuarantineStore, "audit": IAuditStore, "cursors": ICursorStore, "api_keys": IApiKeyStore,
-    "webhooks": IWebhookStore,
+    "webhooks": IWebhookStore, "access": IAccessStore,
 }
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from ymds.billing.database import Database
+from ymds.billing.stores.reports import ReportStore
 from ymds.billing.stores import (
-    ApiKeyStore, AuditStore, CursorStore, InvoiceStore, PaymentStore, QuarantineStore, SubscriptionStore,
+    AccessStore, ApiKeyStore, AuditStore, CursorStore, InvoiceStore, PaymentStore, QuarantineStore, SubscriptionStore,
     WebhookStore,
 )
+from ymds.billing.stores.signatures import SignatureStore
 
 
 class SQLLedger:
@@ -34,6 +36,9 @@ class SQLLedger:
         self.cursors = CursorStore(db)
         self.api_keys = ApiKeyStore(db, self.invoices)
         self.webhooks = WebhookStore(db)
+        self.reports = ReportStore(db)  # the dashboard's figures (kept by the payment stores)
+        self.signatures = SignatureStore(db)  # issue 14: the sign-seen flag per wallet
+        self.access = AccessStore(db)
 
     def migrate(self) -> Deferred[int]:
         """Create or upgrade the schema; fails with SchemaTooNew on a newer database."""

@@ -22,6 +22,7 @@ Adding a store (e.g. promo codes):
    mixin of its own like ``tests/test_webhook_ledger.py``).
 """
 
+from ymds.billing.stores.access import AccessStore
 from ymds.billing.stores.apikeys import ApiKeyStore
 from ymds.billing.stores.audit import AuditStore
 from ymds.billing.stores.cursors import CursorStore
@@ -32,6 +33,6 @@ from ymds.billing.stores.subscriptions import SubscriptionStore
 from ymds.billing.stores.webhooks import WebhookStore
 
 __all__ = [
-    "ApiKeyStore", "AuditStore", "CursorStore", "InvoiceStore", "PaymentStore", "QuarantineStore",
+    "AccessStore", "ApiKeyStore", "AuditStore", "CursorStore", "InvoiceStore", "PaymentStore", "QuarantineStore",
     "SubscriptionStore", "WebhookStore",
 ]
