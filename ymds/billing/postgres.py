@@ -17,6 +17,7 @@ from ymds.billing.ledger import ApplyResult, Event, LedgerError, Payment, Paymen
 from ymds.billing.sql import DAY, PAYMENT_INSERT_COLS, SUBSCRIPTION_COLS, PostgresDialect, json_text, subscription_from_row
 from ymds.billing.sqlledger import SQLLedger
 from ymds.billing.stores.payments import PaymentStore, classify, plan_settlement
+from ymds.billing.stores.reports import postgres_report_ctes, report_kind
 
 
 class ConcurrentLabelChange(LedgerError):
@@ -67,6 +68,11 @@ class PostgresPaymentStore(PaymentStore):
             ctes.append("inv AS (UPDATE invoices SET status = %s, paid_at = %s, operation_id = %s "
                         "WHERE label = %s AND EXISTS (SELECT 1 FROM ins) RETURNING label)")
             params += [changed.status, changed.paid_at, changed.operation_id, changed.label]
+        if not held:  # the dashboard's figures, in this same statement
+            report_ctes, report_params = postgres_report_ctes(
+                now, report_kind(invoice), pf.amount, chat_id if granted is not None else None, now)
+            ctes += report_ctes
+            params += report_params
         pending: list[PendingEvent] = [
             ("payment_" + outcome, pf.label or None, chat_id, pf.operation_id,
              {"source": source, "amount": pf.amount, "withdraw_amount": pf.withdraw_amount, "held": held})]

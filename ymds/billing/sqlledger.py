@@ -10,11 +10,14 @@ from twisted.internet.defer import Deferred
 
 from ymds.billing.database import Database
 from ymds.billing.stores.reports import ReportStore
+from ymds.billing.stores.broadcasts import BroadcastStore
+from ymds.billing.stores.subscribers import SubscriberStore
 from ymds.billing.stores import (
     AccessStore, ApiKeyStore, AuditStore, CursorStore, InvoiceStore, PaymentStore, QuarantineStore, SubscriptionStore,
     WebhookStore,
 )
 from ymds.billing.stores.signatures import SignatureStore
+from ymds.billing.stores.overlay import OverlayStore
 
 
 class SQLLedger:
@@ -36,9 +39,12 @@ class SQLLedger:
         self.cursors = CursorStore(db)
         self.api_keys = ApiKeyStore(db, self.invoices)
         self.webhooks = WebhookStore(db)
+        self.subscribers = SubscriberStore(db)
+        self.broadcasts = BroadcastStore(db)
         self.reports = ReportStore(db)  # the dashboard's figures (kept by the payment stores)
         self.signatures = SignatureStore(db)  # issue 14: the sign-seen flag per wallet
         self.access = AccessStore(db)
+        self.overlay = OverlayStore(db)  # issue 17: creators
 
     def migrate(self) -> Deferred[int]:
         """Create or upgrade the schema; fails with SchemaTooNew on a newer database."""

@@ -23,6 +23,7 @@ from ymds.billing.sql import (
     DAY, INVOICE_COLS, PAYMENT_COLS, PAYMENT_INSERT_COLS, SUBSCRIPTION_COLS, invoice_from_row, json_text,
     payment_from_row, subscription_from_row,
 )
+from ymds.billing.stores.reports import record_grant_in, record_payment_in, report_kind
 from ymds.links import is_our_label
 
 
@@ -95,6 +96,8 @@ class PaymentStore:
         pending: list[PendingEvent] = [
             ("payment_" + outcome, pf.label or None, invoice.chat_id if invoice else None, pf.operation_id,
              {"source": source, "amount": pf.amount, "withdraw_amount": pf.withdraw_amount, "held": held})]
+        if not held:
+            record_payment_in(db, txn, now, report_kind(invoice), pf.amount)
         invoice, subscription = self._settle(txn, invoice, pf.operation_id, outcome, now, pending)
         events = db.write_events(txn, now, pending)
         payment = Payment(
@@ -127,6 +130,7 @@ class PaymentStore:
                 f"RETURNING {SUBSCRIPTION_COLS}",
                 (invoice.chat_id, invoice.plan, now + invoice.days * DAY, now, now, float(invoice.days * DAY)))
             subscription = subscription_from_row(row)
+            record_grant_in(db, txn, subscription.chat_id, now)
             db.execute(txn, "UPDATE payments SET granted_until = ?, chat_id = ? WHERE operation_id = ?",
                        (subscription.ends_at, invoice.chat_id, operation_id))
             events.append(("subscription_extended", invoice.label, invoice.chat_id, operation_id,
@@ -164,6 +168,7 @@ class PaymentStore:
         outcome = classify(invoice, existing.withdraw_amount, False, existing.received_at)
         self._db.execute(txn, "UPDATE payments SET held = 0, status = ?, accepted_at = ?, notified = 0 "
                               "WHERE operation_id = ?", (outcome, now, existing.operation_id))
+        record_payment_in(self._db, txn, existing.received_at, report_kind(invoice), existing.amount)
         pending: list[PendingEvent] = [("payment_released", existing.label or None, existing.chat_id,
                                         existing.operation_id, {"source": source, "outcome": outcome})]
         invoice, subscription = self._settle(txn, invoice, existing.operation_id, outcome, now, pending)
