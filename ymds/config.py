@@ -20,6 +20,7 @@ from ymds.config_values import (
     ConfigError, check_endpoint, check_http_url, check_ledger_url, check_redis_url, is_loopback_url, parse_bool,
     parse_duration, parse_float, parse_int, parse_list, parse_money, parse_rate, parse_text,
 )
+from ymds.overlay.settings import OverlayConfig, donation_extras, overlay_config
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,13 @@ class DonationsConfig:
     enabled: bool = True
     min: Decimal = Decimal("10.00")
     max: Decimal = Decimal("100000.00")
+    # creators (issue 17; parsed by ymds.overlay.settings.donation_extras)
+    presets: tuple[Decimal, ...] = ()
+    goal: Decimal | None = None
+    goal_title: str = ""
+    goal_until: str = ""   # ISO date or ""
+    goal_since: str = ""   # ISO date or "": the goal counts donations paid from that day (UTC)
+    show_supporters: bool = False
 
     trial_days: int = 0  # 0: no trial (issue 19)
     trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
@@ -118,6 +126,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     plans: tuple[Plan, ...] = ()
     donations: DonationsConfig = field(default_factory=DonationsConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
 
     def plan(self, plan_id: str) -> Plan | None:
         for p in self.plans:
@@ -138,7 +147,7 @@ _SECRET_KEYS = {
     ("telegram", "token"),
 }
 
-_SECTIONS = ("server", "yoomoney", "links", "redis", "queue", "ledger", "telegram", "donations")
+_SECTIONS = ("server", "yoomoney", "links", "redis", "queue", "ledger", "telegram", "donations", "overlay")
 
 
 def _read_secret_file(key: str, path: str, base: str) -> str:
@@ -155,7 +164,7 @@ def _read_secret_file(key: str, path: str, base: str) -> str:
 def _known_keys(section: str) -> set[str]:
     cls = {
         "server": ServerConfig, "yoomoney": YooMoneyConfig, "links": LinksConfig, "redis": RedisConfig,
-        "queue": QueueConfig, "ledger": LedgerConfig, "telegram": TelegramConfig, "donations": DonationsConfig,
+        "queue": QueueConfig, "ledger": LedgerConfig, "telegram": TelegramConfig, "donations": DonationsConfig, "overlay": OverlayConfig,
     }[section]
     keys = {f.name for f in fields(cls)}
     keys |= {f"{k}_file" for (s, k) in _SECRET_KEYS if s == section}
@@ -229,6 +238,7 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
         telegram=_telegram(_section(doc, "telegram", base)),
         plans=_plans(doc),
         donations=_donations(_section(doc, "donations", base)),
+        overlay=overlay_config(_section(doc, "overlay", base), base),
     )
 
 
@@ -437,7 +447,7 @@ def _donations(dn: dict) -> DonationsConfig:
     )
     if donations.min > donations.max:
         raise ConfigError("donations.min", f"{donations.min} is above donations.max {donations.max}", "make min at most max")
-    return donations
+    return replace(donations, **donation_extras(dn, donations.min, donations.max))
 
 
 def require_secrets(config: Config, roles: set[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
 from twisted.internet.defer import Deferred
 
 from ymds.billing.access_model import IAccessStore
+from ymds.billing.overlay_model import IOverlayStore
 from ymds.billing.ledger import (
     ApiKey, ApplyResult, Event, Invoice, Payment, PaymentFields, PaymentPage, QuarantinedNotification,
     QuarantineResult, Stats, Subscription, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
@@ -274,6 +275,10 @@ class ILedger(Protocol):
     def access(self) -> IAccessStore:
         """The paid chats' access store (invite links, members seen, removals due)."""
 
+    @property
+    def overlay(self) -> IOverlayStore:
+        """The creators' store (overlay token, public donors, overlay outbox, goal sums)."""
+
 
     def migrate(self) -> Deferred[int]:
         """Create or upgrade the schema; fails with SchemaTooNew on a newer database.
@@ -290,7 +295,7 @@ class ILedger(Protocol):
 STORE_INTERFACES: dict[str, type] = {
     "invoices": IInvoiceStore, "payments": IPaymentStore, "subscriptions": ISubscriptionStore,
     "quarantine": IQuarantineStore, "audit": IAuditStore, "cursors": ICursorStore, "api_keys": IApiKeyStore,
-    "webhooks": IWebhookStore, "access": IAccessStore,
+    "webhooks": IWebhookStore, "access": IAccessStore, "overlay": IOverlayStore,
 }
 
 

@@ -39,6 +39,7 @@ class SQLLedger:
         self.cursors = CursorStore(db)
         self.api_keys = ApiKeyStore(db, self.invoices)
         self.webhooks = WebhookStore(db)
+        self.overlay = OverlayStore(db)  # issue 17: creators
         self.subscribers = SubscriberStore(db)
         self.broadcasts = BroadcastStore(db)
         self.reports = ReportStore(db)  # the dashboard's figures (kept by the payment stores)
