@@ -236,6 +236,54 @@ class IWebhookStore(Protocol):
 
 
 @runtime_checkable
+class ISubscriberStore(Protocol):
+    """The owner's subscriber list and hand-made changes, each with its audit event."""
+
+    def subscribers(self, now: float, status: str = "active", plan: str | None = None,
+                    expiring_within: float | None = None, limit: int = 100000) -> Deferred[list[Subscription]]:
+        """Subscriptions by ``status`` (active, expired, all) and ``plan``, soonest end first;
+        ``expiring_within`` seconds keeps the active ones ending within that time."""
+
+    def audience(self, now: float, status: str, plan: str | None = None) -> Deferred[list[int]]:
+        """Chat ids of a broadcast's audience (as ``subscribers``), without chats that blocked the bot."""
+
+    def grant(self, chat_id: int, days: int, now: float, plan: str | None = None, by: str = "",
+              only_existing: bool = False) -> Deferred[Any]:
+        """Add ``days`` to the subscription (from now if it has ended), creating it unless
+        ``only_existing`` (then None when there is none); a SubscriberChange."""
+
+    def revoke(self, chat_id: int, now: float, by: str = "") -> Deferred[Any]:
+        """End the subscription now (no expiry message follows); a SubscriberChange, or None
+        when the chat never had one."""
+
+
+@runtime_checkable
+class IBroadcastStore(Protocol):
+    """Broadcasts and their recipients: each recipient is pending until the bot answers once."""
+
+    def broadcast_start(self, broadcast_id: str, audience: str, plan: str | None, text_hash: str,
+                        chat_ids: Iterable[int], now: float) -> Deferred[Any]:
+        """(Broadcast, True) with its recipients, all pending; or (the existing Broadcast,
+        False) when the id was started before (its recipients stay as they were)."""
+
+    def broadcast_get(self, broadcast_id: str) -> Deferred[Any]:
+        """The Broadcast or None."""
+
+    def broadcast_pending(self, broadcast_id: str, limit: int = 100000) -> Deferred[list[int]]:
+        """Chat ids still pending, in order."""
+
+    def broadcast_record(self, broadcast_id: str, outcomes: Iterable[tuple[int, str]], now: float) -> Deferred[int]:
+        """Mark pending recipients sent, blocked or failed; fires with how many changed
+        (a recipient already marked stays as it was)."""
+
+    def broadcast_counts(self, broadcast_id: str) -> Deferred[dict[str, int]]:
+        """Recipients by status (pending, sent, blocked, failed)."""
+
+    def broadcast_finish(self, broadcast_id: str, now: float) -> Deferred[bool]:
+        """Record the end once (True the first time), with the counts in the audit log."""
+
+
+@runtime_checkable
 class ILedger(Protocol):
     """Persistent billing state: the stores, plus the schema and the connections."""
 
@@ -270,6 +318,14 @@ class ILedger(Protocol):
     @property
     def webhooks(self) -> IWebhookStore:
         """The webhooks store."""
+
+    @property
+    def subscribers(self) -> ISubscriberStore:
+        """The subscriber management store."""
+
+    @property
+    def broadcasts(self) -> IBroadcastStore:
+        """The broadcasts store."""
 
     @property
     def access(self) -> IAccessStore:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from ymds.billing.database import Database
+from ymds.billing.stores.codes import CodeStore
+from ymds.billing.stores.promo import PromoStore
+from ymds.billing.stores.trials import TrialStore
 from ymds.billing.stores.reports import ReportStore
 from ymds.billing.stores.broadcasts import BroadcastStore
 from ymds.billing.stores.subscribers import SubscriberStore
@@ -39,7 +42,9 @@ class SQLLedger:
         self.cursors = CursorStore(db)
         self.api_keys = ApiKeyStore(db, self.invoices)
         self.webhooks = WebhookStore(db)
-        self.overlay = OverlayStore(db)  # issue 17: creators
+        self.trials = TrialStore(db)  # issue 19: selling tools
+        self.promo = PromoStore(db)
+        self.codes = CodeStore(db)
         self.subscribers = SubscriberStore(db)
         self.broadcasts = BroadcastStore(db)
         self.reports = ReportStore(db)  # the dashboard's figures (kept by the payment stores)
