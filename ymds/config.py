@@ -89,6 +89,14 @@ class TelegramConfig:
     admins: tuple[int, ...] = ()
     language: str = "ru"
     poll_timeout: int = 50
+    sale_alerts: bool = False  # one owner message per paid sale (batched when many arrive at once)
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """What the buyer sees the shop called and how to reach its owner."""
+    name: str = ""      # shown by /start, /help, the landing and pay pages
+    contact: str = ""   # "@owner" or an e-mail, given when the buyer must get in touch
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,8 @@ class Plan:
     title: str
     price: Decimal
     days: int
+    trial_days: int = 0  # 0: no trial (issue 19)
+    trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,6 @@ class DonationsConfig:
     goal_since: str = ""   # ISO date or "": the goal counts donations paid from that day (UTC)
     show_supporters: bool = False
 
-    trial_days: int = 0  # 0: no trial (issue 19)
-    trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
 
 @dataclass(frozen=True)
 class Config:
@@ -126,6 +134,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     plans: tuple[Plan, ...] = ()
     donations: DonationsConfig = field(default_factory=DonationsConfig)
+    shop: ShopConfig = field(default_factory=ShopConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
 
     def plan(self, plan_id: str) -> Plan | None:
@@ -147,7 +156,7 @@ _SECRET_KEYS = {
     ("telegram", "token"),
 }
 
-_SECTIONS = ("server", "yoomoney", "links", "redis", "queue", "ledger", "telegram", "donations", "overlay")
+_SECTIONS = ("server", "yoomoney", "links", "redis", "queue", "ledger", "telegram", "donations", "shop", "overlay")
 
 
 def _read_secret_file(key: str, path: str, base: str) -> str:
@@ -164,7 +173,8 @@ def _read_secret_file(key: str, path: str, base: str) -> str:
 def _known_keys(section: str) -> set[str]:
     cls = {
         "server": ServerConfig, "yoomoney": YooMoneyConfig, "links": LinksConfig, "redis": RedisConfig,
-        "queue": QueueConfig, "ledger": LedgerConfig, "telegram": TelegramConfig, "donations": DonationsConfig, "overlay": OverlayConfig,
+        "queue": QueueConfig, "ledger": LedgerConfig, "telegram": TelegramConfig, "donations": DonationsConfig,
+        "shop": ShopConfig, "overlay": OverlayConfig,
     }[section]
     keys = {f.name for f in fields(cls)}
     keys |= {f"{k}_file" for (s, k) in _SECRET_KEYS if s == section}
@@ -216,9 +226,32 @@ def load_config(
     for section, values in _env_layer(env).items():
         doc.setdefault(section, {}).update(values)
     for dotted, value in (overrides or {}).items():
-        section, key = dotted.split(".", 1)
-        doc.setdefault(section, {})[key] = value
+        apply_override(doc, dotted, value)
     return build_config(doc, base)
+
+
+def apply_override(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` (or ``plans.N.key``, a list entry) in ``doc``; a ConfigError naming
+    the key when the path does not lead to a table."""
+    section, _, key = dotted.partition(".")
+    if section == "plans":
+        index, _, plan_key = key.partition(".")
+        plans = doc.get("plans")
+        if not index.isdigit() or not plan_key or not isinstance(plans, list) or int(index) >= len(plans) \
+                or not isinstance(plans[int(index)], dict):
+            count = len(plans) if isinstance(plans, list) else 0
+            raise ConfigError(dotted, f"is not a plan key (the file has {count} plan(s), counted from 0)",
+                              "write plans.N.key=value for an existing plan, e.g. --set plans.0.price=199, "
+                              "or add the plan to the file")
+        plans = list(plans)  # the caller's raw document stays as it was
+        plans[int(index)] = {**plans[int(index)], plan_key: value}
+        doc["plans"] = plans
+        return
+    table = doc.setdefault(section, {})
+    if not isinstance(table, dict) or not key:
+        raise ConfigError(dotted, "does not name a key of a table",
+                          "write section.key=value, e.g. --set redis.url=redis://10.0.0.5:6379/0")
+    table[key] = value
 
 
 def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
@@ -238,6 +271,7 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
         telegram=_telegram(_section(doc, "telegram", base)),
         plans=_plans(doc),
         donations=_donations(_section(doc, "donations", base)),
+        shop=_shop(_section(doc, "shop", base)),
         overlay=overlay_config(_section(doc, "overlay", base), base),
     )
 
@@ -318,11 +352,14 @@ def _yoomoney(y: dict, server: ServerConfig) -> YooMoneyConfig:
         raise ConfigError("yoomoney.sandbox", f"is true while server.public_url {server.public_url!r} is not a loopback address",
                           "set yoomoney.sandbox = false (and unset YMDS_YOOMONEY_SANDBOX) before going live")
     quickpay_url = check_http_url("yoomoney.quickpay_url", y.get("quickpay_url", dy.quickpay_url))
-    if sandbox and "quickpay_url" not in y:
-        quickpay_url = server.public_url + "/sandbox/quickpay/confirm"
     api_url = check_http_url("yoomoney.api_url", y.get("api_url", dy.api_url))
-    if sandbox and "api_url" not in y:
-        api_url = server.public_url + "/sandbox"
+    if sandbox:
+        # A dry run must never send a buyer or a token to the real YooMoney: a URL that is not
+        # on this machine (the example's yoomoney.ru ones) gives way to our own sandbox's.
+        if not is_loopback_url(quickpay_url):
+            quickpay_url = server.public_url + "/sandbox/quickpay/confirm"
+        if not is_loopback_url(api_url):
+            api_url = server.public_url + "/sandbox"
     yoomoney = YooMoneyConfig(
         wallet=wallet,
         notification_secret=parse_text("yoomoney.notification_secret", y.get("notification_secret", "")),
@@ -397,11 +434,31 @@ def _telegram(t: dict) -> TelegramConfig:
     return TelegramConfig(
         token=token,
         api_url=check_http_url("telegram.api_url", t.get("api_url", dt.api_url)),
-        channel_id=parse_int("telegram.channel_id", t.get("channel_id", 0)),
+        channel_id=_channel_id(t.get("channel_id", 0)),
         admins=tuple(parse_int("telegram.admins", a) for a in parse_list("telegram.admins", t.get("admins", []))),
         language=language,
         poll_timeout=parse_int("telegram.poll_timeout", t.get("poll_timeout", dt.poll_timeout), 0, 100),
+        sale_alerts=parse_bool("telegram.sale_alerts", t.get("sale_alerts", dt.sale_alerts)),
     )
+
+
+_CHANNEL_ID_FIX = ("write the channel's numeric id, a negative number like -1001234567890: forward a post "
+                   "from the channel to @getidsbot (or open the channel in web.telegram.org: the address "
+                   "ends in it), and write -100 before the digits if they are not there")
+
+
+def _channel_id(raw: Any) -> int:
+    """telegram.channel_id: 0 (no channel) or a chat id, which for a channel or group is negative."""
+    if isinstance(raw, str) and raw.strip().startswith("@"):
+        raise ConfigError("telegram.channel_id", f"{raw.strip()!r} is a username, not a chat id", _CHANNEL_ID_FIX)
+    try:
+        value = parse_int("telegram.channel_id", raw)
+    except ConfigError:
+        raise ConfigError("telegram.channel_id", f"{raw!r} is not a chat id", _CHANNEL_ID_FIX) from None
+    if value > 0:
+        raise ConfigError("telegram.channel_id", f"{value} is positive, the id of a person, not of a channel",
+                          _CHANNEL_ID_FIX)
+    return value
 
 
 def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
@@ -450,6 +507,18 @@ def _donations(dn: dict) -> DonationsConfig:
     return replace(donations, **donation_extras(dn, donations.min, donations.max))
 
 
+def _shop(sh: dict) -> ShopConfig:
+    """[shop]: the name buyers see and the contact they are given (both optional)."""
+    name = " ".join(parse_text("shop.name", sh.get("name", "")).split())
+    if len(name) > 64:
+        raise ConfigError("shop.name", f"is {len(name)} characters long", "keep it to 64 characters, e.g. \"Клуб Анны\"")
+    contact = parse_text("shop.contact", sh.get("contact", "")).strip()
+    if contact and not re.fullmatch(r"@[A-Za-z0-9_]{4,32}|[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+|https://t\.me/[A-Za-z0-9_]{4,32}", contact):
+        raise ConfigError("shop.contact", f"{contact[:64]!r} is neither a Telegram username nor an e-mail",
+                          'write "@yourname" or "you@example.org"')
+    return ShopConfig(name=name, contact=contact)
+
+
 def require_secrets(config: Config, roles: set[str]) -> None:
     """Secrets that the chosen roles cannot run without."""
     if "web" in roles and not config.yoomoney.notification_secret:
@@ -464,6 +533,6 @@ def require_secrets(config: Config, roles: set[str]) -> None:
 
 __all__ = [
     "Config", "ConfigError", "ServerConfig", "YooMoneyConfig", "LinksConfig", "RedisConfig", "QueueConfig",
-    "LedgerConfig", "TelegramConfig", "Plan", "DonationsConfig", "load_config", "build_config",
+    "LedgerConfig", "TelegramConfig", "ShopConfig", "Plan", "DonationsConfig", "load_config", "build_config",
     "parse_duration", "require_secrets", "replace",
 ]
