@@ -121,7 +121,7 @@ class ConfigurationAndReachability(CLITestCase):
 
     async def test_config_from_environment_variable(self):
         out, err, code = await self.ymds("payments", config=False, env=child_env(YMDS_CONFIG=self.config_path))
-        self.assertEqual((code, err), (0, ""))
+        self.assertEqual((code, err), (0, f"ymds: configuration {self.config_path} (from $YMDS_CONFIG)\n"))
         self.assertIn("0 payments", out)
 
     async def test_bad_value_is_one_line_naming_the_key(self):
@@ -815,7 +815,8 @@ class InProcess(unittest.TestCase):
         out, err, status = await self.run_ymds("stats")
         self.assertEqual(status, 1)
         self.assertEqual(err.splitlines(), ["ymds: no configuration: give --config /etc/ymds/ymds.toml or set "
-                                            "YMDS_CONFIG (an example: contrib/ymds.example.toml)"])
+                                            "YMDS_CONFIG (looked at $YMDS_CONFIG, /etc/ymds/ymds.toml, ./ymds.toml; "
+                                            "an example: contrib/ymds.example.toml)"])
         out, err, status = await self.run_ymds("payments", "-c", self.config_path, "--set",
                                                "ledger.url=sqlite:///no/such/dir/x.sqlite3")
         self.assertEqual(status, 2, err)

@@ -82,7 +82,7 @@ BAD_VALUES = [
     ("ledger", "url", "mysql://x/y", "not a ledger URL"),
     ("ledger", "url", "sqlite://", "no file path"),
     ("telegram", "api_url", "telegram", "telegram.api_url"),
-    ("telegram", "channel_id", "@mychannel", "whole number"),
+    ("telegram", "channel_id", "@mychannel", "-1001234567890"),
     ("telegram", "admins", ["bob"], "whole number"),
     ("telegram", "language", "de", 'use "ru" or "en"'),
     ("telegram", "token", "not-a-token", "@BotFather"),

@@ -113,6 +113,11 @@ def run_check(config: Config, roles: set[str], write) -> int:
     write(f"roles: {', '.join(sorted(roles))}")
     write(f"endpoint: {config.server.endpoint.split(':privateKey')[0]}  public_url: {config.server.public_url}")
     write(f"plans: {', '.join(f'{p.id} {p.price} RUB/{p.days}d' for p in config.plans) or 'none'}")
+    if config.yoomoney.sandbox:
+        write(f"SANDBOX: fake wallet, no real money; pay forms go to {config.yoomoney.quickpay_url}, "
+              f"the wallet API is {config.yoomoney.api_url}")
+    else:
+        write(f"yoomoney: LIVE wallet {config.yoomoney.wallet or '(not set)'}; pay forms go to {config.yoomoney.quickpay_url}")
     good, detail = check_redis(config.redis.url)
     ok &= good
     write(f"redis: {'ok' if good else 'FAILED'} ({detail})")

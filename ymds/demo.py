@@ -103,6 +103,57 @@ def demo_document(data_dir: str, port: int, redis_url: str, prefix: str) -> dict
     }
 
 
+CONFIG_NAME = "ymds.toml"
+
+
+def _toml_value(value: object) -> str:
+    """One TOML value of the demo document: text, a whole number, a boolean or a list of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value)
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+def toml_text(document: dict) -> str:
+    """The demo document as TOML (tables, then the [[plans]] array), loadable by load_config."""
+    lines = ["# Written by `twistd ymds --demo` at each start: the demo's effective configuration.",
+             "# Use it with the admin command, e.g.  ymds -c <this file> payments", ""]
+    for section, values in document.items():
+        if section == "plans":
+            continue
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    for plan in document.get("plans", []):
+        lines.append("[[plans]]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in plan.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_config_file(data_dir: str, document: dict, overrides: dict | None = None) -> str:
+    """Write ``<data_dir>/ymds.toml`` (0600: the private Redis's password is in its URL): the
+    demo document with the ``--set`` overrides; returns its path."""
+    from ymds.config import apply_override
+    effective = {k: (dict(v) if isinstance(v, dict) else v) for k, v in document.items()}
+    for dotted, value in (overrides or {}).items():
+        apply_override(effective, dotted, value)
+    path = os.path.join(data_dir, CONFIG_NAME)
+    _write_private(path, toml_text(effective).encode("utf-8"))
+    return path
+
+
+def admin_command(config_path: str) -> str:
+    """The admin command line an owner types to look at the demo's payments."""
+    shown = os.path.relpath(config_path) if not os.path.relpath(config_path).startswith("..") else config_path
+    return f"ymds -c {shown} payments"
+
+
 class RedisNotInstalled(Exception):
     def __str__(self):
         return ("no Redis answers at redis.url and no redis-server is installed: "

@@ -89,9 +89,8 @@ class BillingRole(SequentialMultiService):
 
 def _sandbox_tls_options(config: Config) -> dict:
     """The demo's sandbox API lives on our own self-signed TLS endpoint."""
-    if config.yoomoney.sandbox and config.yoomoney.api_url.startswith("https://localhost"):
-        return {"insecure_local_tls": True}
-    return {}
+    from ymds.sandbox.trust import local_tls_options
+    return local_tls_options(config, config.yoomoney.api_url)
 
 
 def build_service(reactor, config: Config, roles: set[str], private_redis=None, say=print, demo=False) -> MultiService:
@@ -139,7 +138,9 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         if config.yoomoney.sandbox:
             from ymds.sandbox.resource import SandboxResource
             local = config.server.public_url.startswith("https://localhost")
-            sandbox = SandboxResource(reactor, config, insecure_local_tls=local)
+            from ymds.sandbox.store import PersistentOperationStore, store_directory
+            operations = PersistentOperationStore(store_directory(config, os.getcwd()))
+            sandbox = SandboxResource(reactor, config, insecure_local_tls=local, operations=operations)
             log.warn("yoomoney.sandbox is on: /sandbox is a FAKE wallet for tests and demos; turn it off to go live")
         from ymds.api.resource import make_api_resource
         api = make_api_resource(reactor, config, queue, metrics)

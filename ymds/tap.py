@@ -110,6 +110,8 @@ def prepare(options, reactor, say=print):
         env = {k: v for k, v in os.environ.items() if k != "YMDS_REDIS_URL"}
         config = load_config(raw=document, env=env, overrides=options["set"])
         config_base = data_dir
+        config_path = demo.write_config_file(data_dir, document, options["set"])
+        say(f"demo: configuration written to {config_path}; admin command: {demo.admin_command(config_path)}")
     else:
         path = options["config"] or os.environ.get("YMDS_CONFIG")
         config = load_config(path=path, overrides=options["set"])

@@ -55,8 +55,18 @@ class Context:
     def wallet_api(self, required: bool) -> Any:
         """The wallet API client, or None without ``yoomoney.api_token`` (a usage error if ``required``)."""
         if self._wallet_api is None and self.config.yoomoney.api_token:
+            from ymds.sandbox.trust import local_tls_options
             from ymds.yoomoney.wallet_api import WalletAPI
-            self._wallet_api = WalletAPI(self.reactor, self.config.yoomoney.api_url, self.config.yoomoney.api_token)
+            # the demo's sandbox: its certificate is trusted like the billing role does;
+            # otherwise --cafile/--insecure where the command offers them
+            trust: dict[str, Any] = dict(local_tls_options(self.config, self.config.yoomoney.api_url))
+            cafile = getattr(self.args, "cafile", None)
+            if cafile:
+                trust["trust_pem"] = read_cafile(cafile)
+            if getattr(self.args, "insecure", False):
+                trust["insecure_local_tls"] = True
+            self._wallet_api = WalletAPI(self.reactor, self.config.yoomoney.api_url, self.config.yoomoney.api_token,
+                                         **trust)
         if self._wallet_api is None and required:
             raise usage("yoomoney.api_token is not set: this command needs the wallet API; put an OAuth token "
                         "with operation-history and operation-details in yoomoney.api_token_file "
@@ -72,6 +82,15 @@ class Context:
             await Deferred.fromCoroutine(self._queue.close())
         if self._ledger is not None:
             await self._ledger.close()
+
+
+def read_cafile(path: str) -> bytes:
+    """The PEM of ``--cafile``, or a usage error naming the file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise usage(f"--cafile: cannot read {path}: {e.strerror}") from None
 
 
 async def open_ledger_checked(reactor: Any, url: str) -> Any:

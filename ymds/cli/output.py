@@ -25,10 +25,22 @@ def iso(ts: float | None) -> str:
 
 
 def short_time(ts: float | None) -> str:
-    """``2026-11-01 12:00`` (UTC), or "-" for no time."""
+    """The one time format of the output (:func:`iso`), or "-" for no time in a table cell."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return iso(ts)
+
+
+def operation_time(datetime_raw: str) -> str:
+    """A notification's or operation's own ``datetime`` (when the buyer paid) in the one
+    format of :func:`iso`; "" when it does not parse."""
+    try:
+        moment = datetime.fromisoformat(datetime_raw.strip().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return iso(moment.timestamp())
 
 
 def printable(text: Any, limit: int = 60) -> str:

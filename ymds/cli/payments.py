@@ -19,24 +19,38 @@ from typing import IO, Any
 from ymds.cli.command import Command, positive
 from ymds.cli.context import Context
 from ymds.cli.errors import EXIT_OK, usage
-from ymds.cli.output import csv_safe, dumps, iso, money, parse_when, printable, short_time, table
+from ymds.cli.output import csv_safe, dumps, iso, money, operation_time, parse_when, printable, short_time, table
 
 PAGE_SIZE = 1000
 STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
 
 EXPORT_FIELDS = (
-    "operation_id", "received_at", "datetime", "status", "withdraw_amount", "amount", "label",
+    "operation_id", "paid_at", "received_at", "datetime", "purpose", "status", "withdraw_amount", "amount", "label",
     "invoice_label", "chat_id", "notification_type", "sender", "held", "source", "accepted_at",
     "granted_until", "notified",
 )
 
 
-def payment_record(p: Any) -> dict[str, Any]:
-    """What an export holds of a payment: no raw fields (they may carry personal data)."""
+def purpose(invoice: Any) -> str:
+    """What a payment was for: ``plan <id>``, ``donation``, or ``unmatched`` (no invoice of ours)."""
+    if invoice is None:
+        return "unmatched"
+    if invoice.kind == "subscription":
+        return f"plan {invoice.plan}" if invoice.plan else "subscription"
+    return str(invoice.kind)
+
+
+def payment_record(p: Any, invoice: Any = None) -> dict[str, Any]:
+    """What an export holds of a payment: no raw fields (they may carry personal data).
+
+    ``paid_at`` is the operation's own time (when the buyer paid, also for a payment found by
+    reconciliation later); ``received_at`` when ymds recorded it; ``chat_id`` the payer's chat."""
     return {
         "operation_id": p.operation_id,
+        "paid_at": operation_time(p.datetime_raw) or iso(p.received_at),
         "received_at": iso(p.received_at),
         "datetime": p.datetime_raw,
+        "purpose": purpose(invoice),
         "status": p.status,
         "withdraw_amount": money(p.withdraw_amount),
         "amount": money(p.amount),
@@ -63,6 +77,13 @@ async def iter_payments(ledger: Any, filters: dict[str, Any], page_size: int = P
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+async def with_invoices(ledger: Any, payments: AsyncIterator[Any]) -> AsyncIterator[tuple[Any, Any]]:
+    """Each payment with its invoice (None for a payment without one of ours)."""
+    async for payment in payments:
+        invoice = await ledger.invoices.get_invoice(payment.invoice_label) if payment.invoice_label else None
+        yield payment, invoice
 
 
 def _filters(ctx: Context) -> dict[str, Any]:
@@ -95,15 +116,18 @@ async def cmd_payments(ctx: Context) -> int:
             paid_sum += p.withdraw_amount
             credited_sum += p.amount
         kept.append(p)
+    invoices = {p.invoice_label: await ledger.invoices.get_invoice(p.invoice_label)
+                for p in kept if p.invoice_label}
     if a.json:
-        ctx.say(dumps([payment_record(p) for p in kept]))
+        ctx.say(dumps([payment_record(p, invoices.get(p.invoice_label)) for p in kept]))
         return EXIT_OK
-    rows = [[short_time(p.received_at), printable(p.operation_id, 40), p.status, money(p.withdraw_amount),
-             money(p.amount), printable(p.label or "-", 24), str(p.chat_id) if p.chat_id is not None else "-",
-             p.source] for p in kept]
+    rows = [[operation_time(p.datetime_raw) or short_time(p.received_at), printable(p.operation_id, 40), p.status,
+             money(p.withdraw_amount), money(p.amount), printable(purpose(invoices.get(p.invoice_label)), 24),
+             str(p.chat_id) if p.chat_id is not None else "-", printable(p.label or "-", 24), p.source]
+            for p in kept]
     if rows:
-        for line in table(rows, ["received (UTC)", "operation", "status", "paid", "credited", "label", "chat", "source"],
-                          right={3, 4}):
+        for line in table(rows, ["paid at (UTC)", "operation", "status", "paid", "credited", "purpose", "payer chat",
+                                 "label", "source"], right={3, 4}):
             ctx.say(line)
     shown = f"last {len(kept)} of " if len(kept) < total else ""
     ctx.say(f"{shown}{total} payment{'s' if total != 1 else ''}; paid {money(paid_sum)} RUB, "
@@ -111,24 +135,24 @@ async def cmd_payments(ctx: Context) -> int:
     return EXIT_OK
 
 
-async def _write_export(stream: IO[str], fmt: str, payments: AsyncIterator[Any], progress: Any) -> None:
+async def _write_export(stream: IO[str], fmt: str, payments: AsyncIterator[tuple[Any, Any]], progress: Any) -> None:
     """Write ``payments`` to ``stream`` one record at a time (a JSON array element by element)."""
     if fmt == "csv":
         writer = csv.writer(stream, lineterminator="\r\n")
         writer.writerow(EXPORT_FIELDS)
-        async for p in payments:
-            record = payment_record(p)
+        async for p, invoice in payments:
+            record = payment_record(p, invoice)
             writer.writerow([csv_safe(record[f]) for f in EXPORT_FIELDS])
             progress.add()
     elif fmt == "jsonl":
-        async for p in payments:
-            stream.write(dumps(payment_record(p)) + "\n")
+        async for p, invoice in payments:
+            stream.write(dumps(payment_record(p, invoice)) + "\n")
             progress.add()
     else:
         stream.write("[")
         first = True
-        async for p in payments:
-            stream.write(("\n" if first else ",\n") + dumps(payment_record(p)))
+        async for p, invoice in payments:
+            stream.write(("\n" if first else ",\n") + dumps(payment_record(p, invoice)))
             first = False
             progress.add()
         stream.write("\n]\n" if not first else "]\n")
@@ -149,7 +173,7 @@ async def cmd_export(ctx: Context) -> int:
     from ymds.progress import Progress
     a = ctx.args
     ledger = await ctx.ledger()
-    payments = iter_payments(ledger, _filters(ctx))
+    payments = with_invoices(ledger, iter_payments(ledger, _filters(ctx)))
     target = a.output
     partial: str | None = None
     stream = ctx.out

@@ -50,7 +50,9 @@ async def cmd_reconcile(ctx: Context) -> int:
     except (InvalidToken, InsufficientScope) as e:
         raise usage(f"wallet API: {e}; issue a new token with operation-history and operation-details") from None
     except WalletAPIError as e:
-        raise unreachable(f"wallet API unreachable or failing ({ctx.config.yoomoney.api_url}): {e}") from None
+        from ymds.sandbox.trust import TLS_HINT, is_tls_failure
+        hint = f"; {TLS_HINT}" if is_tls_failure(str(e)) else ""
+        raise unreachable(f"wallet API unreachable or failing ({ctx.config.yoomoney.api_url}): {e}{hint}") from None
     progress.done(", done")
     for op, outcome in applied:
         ctx.say(f"applied {printable(op.operation_id, 40)} {money(op.amount)} RUB label "
@@ -65,6 +67,9 @@ async def cmd_reconcile(ctx: Context) -> int:
 def _reconcile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", required=True, help="from this time: 2026-11-01, an ISO 8601 time, or 7d back")
     p.add_argument("--until", help="up to this time (default: now)")
+    p.add_argument("--cafile", help="trust this PEM certificate for yoomoney.api_url (a self-signed sandbox)")
+    p.add_argument("--insecure", action="store_true",
+                   help="do not check the certificate of a wallet API on localhost/127.0.0.1")
     p.add_argument("--progress-every", type=positive, default=100, metavar="N",
                    help="a progress line every N operations")
 

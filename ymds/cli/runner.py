@@ -18,12 +18,16 @@ from ymds.cli.errors import EXIT_INTERNAL, EXIT_OK, EXIT_UNREACHABLE, CommandErr
 from ymds.config import Config, ConfigError, load_config
 
 
-def load(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
-    """The configuration of ``--config`` (or $YMDS_CONFIG) with the ``--set`` overrides."""
-    path = args.config or env.get("YMDS_CONFIG")
+def load(args: argparse.Namespace, env: Mapping[str, str], err: IO[str] | None = None) -> Config:
+    """The configuration of ``--config`` (else $YMDS_CONFIG, /etc/ymds/ymds.toml, ./ymds.toml:
+    ymds/cli/config_search.py; which one is said on ``err``) with the ``--set`` overrides."""
+    from ymds.cli.config_search import find_config
+    path, source = find_config(args.config, env, os.getcwd())
     if not path:
-        raise usage("no configuration: give --config /etc/ymds/ymds.toml or set YMDS_CONFIG "
-                    "(an example: contrib/ymds.example.toml)")
+        raise usage(f"no configuration: give --config /etc/ymds/ymds.toml or set YMDS_CONFIG (looked at {source}; "
+                    "an example: contrib/ymds.example.toml)")
+    if err is not None and source != "--config":
+        err.write(f"ymds: configuration {path} (from {source})\n")
     try:
         overrides = common_options.parse_overrides(args.set)
     except ValueError as e:
@@ -102,7 +106,7 @@ async def run_parsed(reactor: Any, commands: Mapping[str, Command], args: argpar
                      env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     """Everything after parsing; never raises: a bug is a traceback on ``err`` and status 4."""
     try:
-        config = load(args, env)
+        config = load(args, env, err)
         command = commands[args.command]
         preflight(config, *command.dependencies(args))
         return await run_command(reactor, config, command, args, out, err)

@@ -24,21 +24,20 @@ async def cmd_test_notification(ctx: Context) -> int:
                                     "copy the secret from YooMoney's HTTP notifications page into "
                                     "yoomoney.notification_secret_file")))
     url = a.url or ctx.config.server.public_url.rstrip("/") + "/yoomoney/notify"
-    trust = None
-    if a.cafile:
-        try:
-            with open(a.cafile, "rb") as f:
-                trust = f.read()
-        except OSError as e:
-            raise usage(f"--cafile: cannot read {a.cafile}: {e.strerror}") from None
+    from ymds.cli.context import read_cafile
+    from ymds.sandbox.trust import TLS_HINT, is_tls_failure, local_tls_options
+    trust = read_cafile(a.cafile) if a.cafile else None
+    # our own demo/dry-run node: its self-signed certificate is trusted like the billing role does
+    insecure = a.insecure or bool(local_tls_options(ctx.config, url))
     scheme = SCHEME_FOR_POLICY[ctx.config.yoomoney.signature]
     try:
         status, body = await send_test_notification(ctx.reactor, url, secret, scheme, trust_pem=trust,
-                                                    insecure_local_tls=a.insecure, timeout=a.timeout)
+                                                    insecure_local_tls=insecure, timeout=a.timeout)
     except Exception as e:
         from twisted.internet.defer import TimeoutError as DeferredTimeout
         why = f"no answer within {a.timeout:g}s" if isinstance(e, DeferredTimeout) else printable(_reason(e), 200)
-        raise unreachable(f"test notification: cannot reach {url}: {why}") from None
+        hint = f"; {TLS_HINT}" if is_tls_failure(why) else ""
+        raise unreachable(f"test notification: cannot reach {url}: {why}{hint}") from None
     answer = printable(body.decode("utf-8", "replace").strip() or "(empty)", 80)
     ctx.say(f"POST {url}: HTTP {status} {answer}")
     if status == 200:

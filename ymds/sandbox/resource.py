@@ -142,7 +142,7 @@ class Sandbox:
     def __init__(self, reactor, config: Config, clock=None, http_client=None, notify_url: str | None = None,
                  signature_scheme: str = "both", datetime_style: str = "alternate", trust_pem: bytes | None = None,
                  insecure_local_tls: bool = False, max_operations: int = 10000, api_scopes=API_SCOPES,
-                 delivery_timeout: float = 15.0):
+                 delivery_timeout: float = 15.0, operations: OperationStore | None = None):
         if signature_scheme not in SCHEMES:
             raise ValueError(f"signature_scheme must be one of {SCHEMES}")
         if datetime_style not in ("alternate", "utc", "offset"):
@@ -153,7 +153,8 @@ class Sandbox:
         self.signature_scheme = signature_scheme
         self.datetime_style = datetime_style
         self.api_scopes = tuple(api_scopes)
-        self.store = OperationStore(max_operations)
+        # ``operations``: a PersistentOperationStore (ymds/sandbox/store.py) keeps them across restarts
+        self.store = operations if operations is not None else OperationStore(max_operations)
         self._pool = None
         if http_client is None:
             http_client, self._pool = make_http_client(reactor, trust_pem=trust_pem, insecure_local_tls=insecure_local_tls)
