@@ -11,7 +11,7 @@ import json
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, RequestNotSent, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
@@ -42,6 +42,7 @@ class BotAPI:
         self._reactor = reactor
         self._base = f"{api_url.rstrip('/')}/bot{token}/"
         self._timeout = timeout
+        self.retried_connections = 0  # requests sent again after a closed pooled connection
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = max_connections
         self.pool.cachedConnectionTimeout = 120
@@ -58,7 +59,7 @@ class BotAPI:
         """Call ``method`` with JSON ``params``; Telegram's ``result`` or a TelegramError."""
         body = {k: v for k, v in (params or {}).items() if v is not None}
         limit = self._timeout if timeout is None else timeout
-        d = Deferred.fromCoroutine(self._request(method, body))
+        d = Deferred.fromCoroutine(self._request_once_more(method, body))
         timer = self._reactor.callLater(limit, d.cancel)
         try:
             return await d
@@ -76,6 +77,20 @@ class BotAPI:
         finally:
             if timer.active():
                 timer.cancel()
+
+    async def _request_once_more(self, method: str, body: dict):
+        """``_request``, tried a second time on a fresh connection when the first failed before
+        any answer: Telegram closes idle keep-alive connections, and a request written to one it
+        has just closed fails this way although Telegram never saw it.  (Telegram may have seen
+        it if the connection died later; a duplicate is the accepted risk of ymds/bot/sender.py.)"""
+        try:
+            return await self._request(method, body)
+        except (ResponseNeverReceived, RequestNotSent) as e:
+            if any(reason.check(CancelledError) for reason in getattr(e, "reasons", ())):
+                raise  # our own timeout cancelled it: call() reports that
+            self.retried_connections += 1
+            log.info("bot: {method} met a closed pooled connection; trying once more", method=method)
+            return await self._request(method, body)
 
     async def _request(self, method: str, body: dict):
         response = await self._http.request(
