@@ -323,4 +323,5 @@ class OtherTaskTests(TasksTestBase):
         self.tasks.register(registry)
         self.assertEqual(registry.tasks(), sorted([
             "create_invoices", "create_donation", "create_invoice", "invoice_status", "apply_payment",
-            "quarantine", "subscription_status", "mark_blocked", "stats"]))
+            "quarantine", "subscription_status", "mark_blocked", "stats",
+            "overlay_token", "donation_board", "donation_public"]))

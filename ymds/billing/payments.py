@@ -44,6 +44,7 @@ class PaymentTasks:
         self.quarantine = quarantine
         self.webhooks = webhooks
         self.wallet_api = wallet_api
+        self.overlay: Any = None  # issue 17: the OverlayPublisher (set by make_billing_service)
 
     async def apply_payment(self, job: ApplyPayment) -> PaymentOutcome:
         fields = job.fields
@@ -111,6 +112,9 @@ class PaymentTasks:
         # outbox rows keyed by cause: re-deriving them after a crash adds nothing twice
         from ymds.webhooks.events import payment_events
         await self.webhooks.emit(payment_events(payment, result.invoice))
+        from ymds.billing.overlay import record_donation  # outbox row, published without holding us up
+        if await record_donation(self.ledger, payment, result.invoice, self.clock.seconds()) and self.overlay:
+            self.overlay.kick(payment.operation_id)
         jobs = await self.bot_jobs(payment, result.invoice, blocked=result.chat_blocked)
         for job in jobs:
             if isinstance(job, Notify):

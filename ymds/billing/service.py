@@ -48,6 +48,10 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     timers = BillingTimers(config, ledger, queue, clock, tasks, wallet_api=wallet_api, webhooks=webhooks,
                            **(timers_options or {}))
     timers.setServiceParent(top)
+    from ymds.billing.overlay import make_publisher
+    overlay = tasks.payments.overlay = make_publisher(reactor, config, ledger, queue, clock)
+    if overlay is not None:  # issue 17: the overlay outbox to Redis
+        overlay.setServiceParent(top)
     top.tasks = tasks
     top.timers = timers
     top.worker = worker

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from ymds.billing import jobs
 from ymds.billing.invoices import InvoiceTasks, iso
+from ymds.billing.overlay import OverlayTasks
 from ymds.billing.jobs import BillingStats, BlockedResult, ChatQuery, IdempotencyKeyReused, NoArgs, SubscriptionView
 from ymds.billing.interfaces import ILedger
 from ymds.billing.ledger import ApplyResult
@@ -54,6 +55,7 @@ class BillingTasks:
         self.invoices = InvoiceTasks(config, ledger, clock)
         self.quarantines = QuarantineTasks(ledger, bot, clock)
         self.payments = PaymentTasks(config, ledger, bot, clock, self.quarantines, webhooks, wallet_api)
+        self.overlay = OverlayTasks(config, ledger, clock)  # issue 17: overlay_token, donation_board, donation_public
 
     @property
     def wallet_api(self) -> Any:
@@ -76,6 +78,7 @@ class BillingTasks:
             jobs.SUBSCRIPTION_STATUS: (jobs.ChatQuery.from_wire, self.subscription_status),
             jobs.MARK_BLOCKED: (jobs.ChatQuery.from_wire, self.mark_blocked),
             jobs.STATS: (jobs.NoArgs.from_wire, self.stats),
+            **self.overlay.handlers(),
         }
 
     def register(self, registry: Any) -> None:
