@@ -39,6 +39,9 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     tasks.register(registry)
     webhooks.register(registry)
     ApiTasks(config, ledger, clock).register(registry)
+    from ymds.billing.admin import AdminTasks, RedisDeadLetters, ledger_reverify
+    AdminTasks(config, ledger, queue, clock, RedisDeadLetters(reactor, config.redis),  # issue 16: the dashboard
+               ledger_reverify(config, ledger, clock, tasks, wallet_api)).register(registry)
     CloseOnStop(ledger.close, name="ledger").setServiceParent(top)  # closed last: stops run in reverse
     if own_sender:
         CloseOnStop(sender.close, name="webhook-sender").setServiceParent(top)
