@@ -18,19 +18,19 @@ from ymds.jobwire import InvalidTaskArgs, JobQueue, result_from_wire, wire_int, 
 
 QUEUE = "billing"
 
-ADMIN_OVERVIEW = "admin_overview"
-ADMIN_MONEY = "admin_money"
-ADMIN_ACTIVE_SERIES = "admin_active_series"
-ADMIN_PAYMENTS = "admin_payments"
-ADMIN_SUBSCRIBERS = "admin_subscribers"
-ADMIN_EXTEND = "admin_extend"
-ADMIN_REVOKE = "admin_revoke"
-ADMIN_QUARANTINE = "admin_quarantine"
-ADMIN_REVERIFY = "admin_reverify"
-ADMIN_DEAD_LETTERS = "admin_dead_letters"
-ADMIN_REPLAY = "admin_replay"
-ADMIN_WEBHOOKS = "admin_webhooks"
-ADMIN_REDELIVER = "admin_redeliver"
+ADMIN_OVERVIEW = "dashboard_overview"
+ADMIN_MONEY = "dashboard_money"
+ADMIN_ACTIVE_SERIES = "dashboard_active_series"
+ADMIN_PAYMENTS = "dashboard_payments"
+ADMIN_SUBSCRIBERS = "dashboard_subscribers"
+ADMIN_EXTEND = "dashboard_extend"
+ADMIN_REVOKE = "dashboard_revoke"
+ADMIN_QUARANTINE = "dashboard_quarantine"
+ADMIN_REVERIFY = "dashboard_reverify"
+ADMIN_DEAD_LETTERS = "dashboard_dead_letters"
+ADMIN_REPLAY = "dashboard_replay"
+ADMIN_WEBHOOKS = "dashboard_webhooks"
+ADMIN_REDELIVER = "dashboard_redeliver"
 
 MAX_EDGES = 400  # a year of days plus room
 MAX_KEY = 100
