@@ -144,7 +144,10 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
             log.warn("yoomoney.sandbox is on: /sandbox is a FAKE wallet for tests and demos; turn it off to go live")
         from ymds.api.resource import make_api_resource
         api = make_api_resource(reactor, config, queue, metrics)
-        site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite, api=api)
+        from ymds.overlay.web import make_overlay_node
+        overlay = make_overlay_node(reactor, config, queue)  # issue 17: /overlay/<token>/...
+        site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite, api=api,
+                         overlay=overlay.resource)
 
         def listening(port):
             if demo:
@@ -156,6 +159,7 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
             CloseOnStop(sandbox.stop, name="sandbox").setServiceParent(web)
         top.web_listener = WebListener(reactor, config.server.endpoint, site, on_listening=listening)
         top.web_listener.setServiceParent(web)
+        overlay.setServiceParent(web)  # stops first: its endless streams end before the listener drains
         web.setServiceParent(top)
     if config.server.metrics_endpoint:
         from ymds.web.listener import TrackingSite, WebListener

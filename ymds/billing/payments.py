@@ -32,6 +32,15 @@ def payment_outcome(result: ApplyResult) -> PaymentOutcome:
         ends_at=iso(p.granted_until) if p else None, is_new=result.is_new, released=result.released)
 
 
+def is_renewal(payment: Payment, invoice: Invoice) -> bool:
+    """Whether this payment extended a subscription that was still running: it then ends
+    later than its own days counted from when it was accepted."""
+    accepted = payment.accepted_at if payment.accepted_at is not None else payment.received_at
+    if payment.granted_until is None or not invoice.days:
+        return False
+    return payment.granted_until > accepted + invoice.days * 86400 + 1
+
+
 class PaymentTasks:
     """``apply_payment`` and :meth:`follow_up` (also used by reconciliation and reverify)."""
 
@@ -156,20 +165,25 @@ class PaymentTasks:
         elif status in GRANTING and invoice is not None:
             if invoice.kind == "subscription":
                 ends_at = iso(payment.granted_until)
-                user("payment_confirmed", {**money, **plan_params, **about, "ends_at": ends_at}, f"notify:{op}")
-                if self.config.telegram.channel_id and chat is not None and payment.granted_until:
+                renewal = is_renewal(payment, invoice)
+                user("payment_confirmed", {**money, **plan_params, **about, "ends_at": ends_at, "renewal": renewal},
+                     f"notify:{op}")
+                # a renewal extends a member: no new invitation (/status still gives one)
+                if self.config.telegram.channel_id and chat is not None and payment.granted_until and not renewal:
                     jobs.append(GrantAccess(chat, ends_at, f"grant:{op}"))
+                if self.config.telegram.sale_alerts:
+                    admins("sale", {**money, **about, **plan_params, "chat_id": invoice.chat_id}, f"admins:{op}:sale")
             else:
                 meta = invoice.metadata or {}
                 admins("donation", {**money, **about, "name": str(meta.get("name", ""))[:MAX_NAME],
                                     "message": str(meta.get("message", ""))[:MAX_MESSAGE],
                                     "description": invoice.description}, f"admins:{op}")
             if status == "overpaid":
-                admins("overpaid", {**money, **about, "price": invoice.amount, "chat_id": invoice.chat_id},
+                admins("overpaid", {**money, **about, **plan_params, "price": invoice.amount, "chat_id": invoice.chat_id},
                        f"admins:{op}:overpaid")
         elif status == "underpaid" and invoice is not None:
             user("payment_underpaid", {**money, **plan_params, **about, "price": invoice.amount}, f"notify:{op}")
-            admins("underpaid", {**money, **about, "price": invoice.amount, "chat_id": invoice.chat_id},
+            admins("underpaid", {**money, **about, **plan_params, "price": invoice.amount, "chat_id": invoice.chat_id},
                    f"admins:{op}")
         elif status == "unmatched":
             admins("unmatched", {**money, **about}, f"admins:{op}")

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from ymds.billing.jobs import BillingClient, InvoiceOffers
 from ymds.bot import texts
+from ymds.bot.shop_texts import shop_heading
 from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.bot.sender import invoice_buttons
 from ymds.queue.keys import QueueKeys
@@ -128,7 +129,7 @@ class UpdateHandler:
         elif command == "status":
             await self.cmd_status(uid, chat_id, lang)
         elif command == "help":
-            text = texts.render(lang, "help") + (texts.render(lang, "help_admin") if admin else "")
+            text = shop_heading(self.config, lang) + texts.render(lang, "help") + (texts.render(lang, "help_admin") if admin else "")
             await self.reply(uid, chat_id, text)
         elif command == "lang":
             await self.cmd_lang(uid, chat_id, lang)
@@ -149,7 +150,7 @@ class UpdateHandler:
     async def cmd_start(self, uid: int, chat_id: int, lang: str, payload: str) -> None:
         plan = self.config.plan(payload) if payload and _PAYLOAD.match(payload) else None
         if plan is None:
-            await self.reply(uid, chat_id, texts.render(lang, "welcome"),
+            await self.reply(uid, chat_id, shop_heading(self.config, lang) + texts.render(lang, "welcome"),
                              [[{"text": texts.plain(lang, "subscribe_button"), "callback_data": "subscribe"}]])
             return
         result = await self.invoices(chat_id)

@@ -27,7 +27,8 @@ SEND = "send"
 UPDATE = "update"
 
 NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite")
-ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter", "webhook_failed")
+ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter", "webhook_failed",
+                  "sale")
 MAX_TEXT = 4096
 
 

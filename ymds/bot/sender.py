@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ymds.bot import texts
+from ymds.bot.shop_texts import contact_part
 from ymds.bot.errors import BadRequest, Forbidden, RetryAfter
 from ymds.billing.jobs import BillingClient, InvoiceOffers
 from ymds.bot import jobs
@@ -198,6 +199,8 @@ class BotTasks:
 
     def render_notification(self, lang: str, message: str, params: dict) -> str:
         p = dict(params)
+        if message == "payment_confirmed" and p.get("renewal") is True:
+            message = "payment_renewed"  # "extended until", not the first purchase's words
         amount = p.get("amount")
         expected = p.get("expected", p.get("price"))
         title = p.get("plan_title") if isinstance(p.get("plan_title"), str) and p.get("plan_title") else None
@@ -208,6 +211,7 @@ class BotTasks:
             "amount_html": texts.money(amount, lang),
             "amount_part_html": f" ({texts.money(amount, lang)})" if amount is not None else "",
             "expected_part_html": f" ({texts.money(expected, lang)})" if expected is not None else "",
+            "contact_part_html": contact_part(self.config, lang),
         }
         return texts.render(lang, message, **fields)
 

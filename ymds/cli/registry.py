@@ -10,6 +10,7 @@ from types import ModuleType
 
 from ymds.cli import (api_key, check, link, payments, quarantine, queue_admin, reconcile, stats, test_notification,
                       webhook)
+from ymds.cli import overlay
 from ymds.cli.command import Command
 
 GROUPS: tuple[ModuleType, ...] = (
@@ -23,6 +24,7 @@ GROUPS: tuple[ModuleType, ...] = (
     check,
     api_key,
     webhook,
+    overlay,             # overlay-url, overlay skip|replay (issue 17)
 )
 
 
