@@ -25,6 +25,7 @@ from ymds.config import load_config
 from ymds.sandbox import SandboxResource
 from ymds.sandbox.resource import FormError, QuickpayForm, parse_quickpay
 from ymds.yoomoney.notification import notification_from_fields, parse_notification
+from ymds.sandbox.secret import sandbox_secret
 from ymds.yoomoney.signature import verify
 from ymds.yoomoney.test_notification import send_test_notification
 from ymds.yoomoney.wallet_api import (
@@ -32,6 +33,7 @@ from ymds.yoomoney.wallet_api import (
 )
 
 SECRET = "sandbox-test-secret-0123456789"
+MINTED = sandbox_secret(SECRET)  # what the sandbox signs with (issue 14: never the real secret)
 TOKEN = "sandbox-api-token-4100117000000000.ABCDEF"
 WALLET = "4100117000000000"
 
@@ -219,7 +221,7 @@ class PayTests(SandboxTestCase):
         self.assertIsNotNone(note.sign)
         self.assertIsNotNone(note.sha1_hash)
         for policy, scheme in (("auto", "sign"), ("sign", "sign"), ("sha1", "sha1")):
-            self.assertEqual(verify(note, SECRET, policy).scheme, scheme)
+            self.assertEqual(verify(note, MINTED, policy).scheme, scheme)
         self.assertFalse(verify(note, "another secret", "auto"))
         self.assertEqual(len(self.sandbox.store), 1)
 
@@ -231,7 +233,7 @@ class PayTests(SandboxTestCase):
         self.assertEqual(note.notification_type, "p2p-incoming")
         self.assertEqual(note.amount, Decimal("100.00"))
         self.assertTrue(note.sender.startswith("41001"))
-        self.assertTrue(verify(note, SECRET, "sign"))
+        self.assertTrue(verify(note, MINTED, "sign"))
 
     @inline
     async def test_operation_ids_unique_and_both_datetime_forms(self):
@@ -242,7 +244,7 @@ class PayTests(SandboxTestCase):
             ids.add(note.operation_id)
             forms.add("Z" if note.datetime_raw.endswith("Z") else note.datetime_raw[-10:])
             self.assertEqual(note.datetime, datetime(1970, 1, 1, tzinfo=timezone.utc))
-            self.assertTrue(verify(note, SECRET, "auto"))
+            self.assertTrue(verify(note, MINTED, "auto"))
         self.assertEqual(len(ids), 4)
         self.assertEqual(forms, {"Z", ".000+03:00"})
 
@@ -277,11 +279,11 @@ class PayTests(SandboxTestCase):
         self.assertEqual(self.receiver.fields()["codepro"], "true")
         note = parse_notification(self.receiver.received[-1][1])
         self.assertTrue(note.held)
-        self.assertTrue(verify(note, SECRET, "sha1"))
+        self.assertTrue(verify(note, MINTED, "sha1"))
         await self.pay(test_notification=True)
         note = parse_notification(self.receiver.received[-1][1])
         self.assertTrue(note.is_test)
-        self.assertTrue(verify(note, SECRET, "sign"))
+        self.assertTrue(verify(note, MINTED, "sign"))
         self.assertEqual(len(self.sandbox.store), 2)  # a test notification is no operation
         history = await self.api.operation_history()
         self.assertEqual([op.status for op in history.operations], ["in_progress", "in_progress"])
@@ -300,13 +302,13 @@ class PayTests(SandboxTestCase):
         fields = self.receiver.fields()
         self.assertIn("sign", fields)
         self.assertNotIn("sha1_hash", fields)
-        self.assertTrue(verify(fields, SECRET, "sign"))
+        self.assertTrue(verify(fields, MINTED, "sign"))
         self.start_sandbox(signature_scheme="sha1")
         await self.pay()
         fields = self.receiver.fields()
         self.assertNotIn("sign", fields)
-        self.assertEqual(verify(fields, SECRET, "auto").scheme, "sha1")
-        self.assertFalse(verify(fields, SECRET, "sign"))
+        self.assertEqual(verify(fields, MINTED, "auto").scheme, "sha1")
+        self.assertFalse(verify(fields, MINTED, "sign"))
 
 
 class RetryTests(SandboxTestCase):
@@ -619,7 +621,7 @@ class TLSTests(SandboxTestCase):
         self.assertTrue(delivery.delivered)
         fields = self.receiver.fields()
         self.assertEqual(fields["email"], "")  # HTTPS endpoints get the personal fields
-        self.assertTrue(verify(fields, SECRET, "sign"))
+        self.assertTrue(verify(fields, MINTED, "sign"))
 
     @inline
     async def test_untrusted_certificate_fails(self):

@@ -83,7 +83,7 @@ def signed(operation_id, label, amount="150.00"):
     fields = {"notification_type": "p2p-incoming", "operation_id": operation_id, "amount": amount,
               "withdraw_amount": amount, "currency": "643", "datetime": "2026-11-26T21:00:00.000+03:00",
               "sender": "410011111111111", "codepro": "false", "label": label}
-    return encode_form(add_signatures(fields, SECRET, "sha1"))
+    return encode_form(add_signatures(fields, SECRET, "both"))  # sha1 alone would be held (issue 14)
 
 
 async def wait_for(predicate, timeout=10.0, step=0.05):

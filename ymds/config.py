@@ -18,7 +18,7 @@ from typing import Any, Mapping
 # ConfigError, parse_duration and is_loopback_url are re-exported: callers import them from here
 from ymds.config_values import (
     ConfigError, check_endpoint, check_http_url, check_ledger_url, check_redis_url, is_loopback_url, parse_bool,
-    parse_duration, parse_float, parse_int, parse_list, parse_money, parse_rate, parse_text,
+    parse_duration, parse_float, parse_int, parse_list, parse_money, parse_rate, parse_text, parse_timezone,
 )
 from ymds.overlay.settings import OverlayConfig, donation_extras, overlay_config
 
@@ -31,6 +31,7 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     metrics_endpoint: str = ""  # the /metrics listener; keep it on loopback, e.g. tcp:9464:interface=127.0.0.1
     metrics_public: bool = False  # also answer /metrics on server.endpoint (revenue figures: off by default)
+    timezone: str = "UTC"  # the owner's IANA zone: times shown by the dashboard, the pages, the bot and the CLI
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ def _server(s: dict) -> ServerConfig:
         metrics_endpoint=(check_endpoint("server.metrics_endpoint", s["metrics_endpoint"])
                           if str(s.get("metrics_endpoint", "")).strip() else ""),
         metrics_public=parse_bool("server.metrics_public", s.get("metrics_public", d.metrics_public)),
+        timezone=parse_timezone("server.timezone", s.get("timezone", d.timezone)),
     )
     if server.public_url.startswith("http://") and not is_loopback_url(server.public_url):
         # YooMoney would send notifications (and buyers their pay links) in clear text.

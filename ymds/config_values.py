@@ -121,6 +121,20 @@ def parse_list(key: str, raw: Any) -> list:
 _ENDPOINT_TYPES = {"tcp", "tcp6", "ssl", "tls", "unix", "systemd", "le", "lets"}
 
 
+def parse_timezone(key: str, raw: Any) -> str:
+    """An IANA time zone name ("Europe/Moscow", "UTC") that this system's zone database knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    name = parse_text(key, raw).strip()
+    try:
+        if not name or name != name.strip("/.") or ".." in name:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(key, f"{name!r} is not a known time zone",
+                          'use an IANA name such as "Europe/Moscow" or "UTC" (install tzdata if none is known)') from None
+    return name
+
+
 def check_endpoint(key: str, raw: Any) -> str:
     value = parse_text(key, raw).strip()
     kind = value.split(":", 1)[0].lower()

@@ -167,9 +167,16 @@ class InvoiceQuery:
 @dataclass(frozen=True)
 class ApplyPayment:
     """A payment notification's fields.  ``fields`` stay as received: billing checks them
-    itself and quarantines what it refuses, so nothing is lost to a bad shape."""
+    itself and quarantines what it refuses, so nothing is lost to a bad shape.
+
+    ``scheme`` is the signature the web node verified (``sign`` or ``sha1``).  It is absent
+    (None) in jobs from web nodes older than it, and then ``sign`` was NOT proven: billing
+    decides the scheme from the fields itself (ymds.billing.signatures).  Any other value
+    reads as absent.  The key is left off the wire when None, so old workers see the job
+    they know."""
     fields: Any
     source: str = "notification"
+    scheme: str | None = None
 
     @classmethod
     def from_wire(cls, args: object) -> ApplyPayment:
@@ -177,11 +184,15 @@ class ApplyPayment:
         source = a.get("source", "notification")
         if source not in SOURCES:
             raise InvalidTaskArgs(f"source must be one of {SOURCES}")
-        return cls(a.get("fields"), source)
+        scheme = a.get("scheme")
+        return cls(a.get("fields"), source, scheme if scheme in ("sign", "sha1") else None)
 
     def to_wire(self) -> dict[str, Any]:
         fields = dict(self.fields) if isinstance(self.fields, Mapping) else self.fields
-        return {"fields": fields, "source": self.source}
+        wire: dict[str, Any] = {"fields": fields, "source": self.source}
+        if self.scheme is not None:
+            wire["scheme"] = self.scheme
+        return wire
 
 
 @dataclass(frozen=True)
@@ -468,10 +479,11 @@ class BillingClient:
     # jobs
 
     def apply_payment(self, fields: Mapping[str, Any], source: str = "notification",
-                      key: str | None = None) -> Deferred[Enqueued]:
-        """Apply a payment notification (its fields as received); exactly once per ``key``
-        (the ledger also applies each operation_id once)."""
-        return self._enqueue(APPLY_PAYMENT, ApplyPayment(fields, source).to_wire(), key)
+                      key: str | None = None, scheme: str | None = None) -> Deferred[Enqueued]:
+        """Apply a payment notification (its fields as received, ``scheme`` the signature
+        that verified them); exactly once per ``key`` (the ledger also applies each
+        operation_id once)."""
+        return self._enqueue(APPLY_PAYMENT, ApplyPayment(fields, source, scheme).to_wire(), key)
 
     def quarantine(self, body: str, reason: str, remote: str, key: str | None = None) -> Deferred[Enqueued]:
         """Keep a refused notification for the owner (who is alerted at most every ten minutes)."""

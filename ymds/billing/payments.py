@@ -17,6 +17,7 @@ from ymds.billing.invoices import iso
 from ymds.billing.jobs import MAX_MESSAGE, MAX_NAME, ApplyPayment, PaymentOutcome, Quarantine
 from ymds.billing.ledger import GRANTING, ApplyResult, BadPaymentFields, Invoice, Payment, PaymentFields
 from ymds.billing.quarantine import QuarantineTasks
+from ymds.billing.signatures import DOWNGRADE_REASON, SignatureRules, job_scheme
 from ymds.bot.jobs import BotClient, GrantAccess, Notify, NotifyAdmins
 
 log = Logger()
@@ -53,6 +54,7 @@ class PaymentTasks:
         self.quarantine = quarantine
         self.webhooks = webhooks
         self.wallet_api = wallet_api
+        self.signatures = SignatureRules(config, ledger)
         self.overlay: Any = None  # issue 17: the OverlayPublisher (set by make_billing_service)
 
     async def apply_payment(self, job: ApplyPayment) -> PaymentOutcome:
@@ -69,13 +71,28 @@ class PaymentTasks:
             log.info("test notification acknowledged {operation_id}", operation_id=pf.operation_id)
             return PaymentOutcome("test", operation_id=pf.operation_id)
         held = None
-        if self.config.yoomoney.confirm_with_api and job.source == "notification" and self.wallet_api is not None:
+        alert = False
+        scheme = job_scheme(fields, job.source, job.scheme, self.config)
+        confirm = self.config.yoomoney.confirm_with_api and job.source == "notification"
+        if scheme == "sha1":  # only what sha1_hash covers counts (ymds.billing.signatures)
+            terms = await self.signatures.sha1_terms(pf, self.wallet_api is not None)
+            if terms.verdict == "downgrade":
+                return await self._quarantine_mismatch(pf, DOWNGRADE_REASON)
+            pf, held, alert = terms.fields, terms.held, terms.alert_owner
+            confirm = terms.verdict == "confirm"
+        if confirm and self.wallet_api is not None:
             verdict = await self._confirm(pf)
             if verdict == "mismatch":
                 return await self._quarantine_mismatch(pf, "operation-details disagrees with the notification")
             held = verdict == "held"
+        if scheme is not None:
+            await self.signatures.record(pf.operation_id, scheme, self.clock.seconds())
         result = await self.ledger.payments.apply_payment(pf, job.source, self.clock.seconds(), held=held)
         await self.follow_up(result)
+        if alert and result.payment is not None and result.payment.status == "held":
+            await self.bot.notify_admins(NotifyAdmins("unconfirmed", {
+                "amount": result.payment.amount, "operation_id": pf.operation_id, "label": pf.label[:64]},
+                f"admins:{pf.operation_id}:unconfirmed"))
         log.info("payment applied {operation_id} {outcome} source={source}", operation_id=pf.operation_id,
                  outcome=result.outcome, source=job.source)
         return payment_outcome(result)

@@ -20,6 +20,7 @@ from ymds.billing.stores import (
     WebhookStore,
 )
 from ymds.billing.stores.signatures import SignatureStore
+from ymds.billing.stores.signatures import SignatureStore
 from ymds.billing.stores.overlay import OverlayStore
 
 
@@ -42,6 +43,7 @@ class SQLLedger:
         self.cursors = CursorStore(db)
         self.api_keys = ApiKeyStore(db, self.invoices)
         self.webhooks = WebhookStore(db)
+        self.signatures = SignatureStore(db)  # issue 14: the sign-seen flag per wallet
         self.trials = TrialStore(db)  # issue 19: selling tools
         self.promo = PromoStore(db)
         self.codes = CodeStore(db)

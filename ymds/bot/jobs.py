@@ -28,7 +28,7 @@ UPDATE = "update"
 
 NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite")
 ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter", "webhook_failed",
-                  "sale")
+                  "sale", "unconfirmed")
 MAX_TEXT = 4096
 
 

@@ -60,6 +60,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin_quarantine": "🚫 A notification failed verification and was quarantined: {reason}. Check with <code>ymds quarantine</code>.",
         "admin_dead_letter": "☠️ A job failed for good: {queue}.{task}: {error}. See <code>ymds dead-letters</code>.",
         "admin_webhook_failed": "🔔 Webhook {event_type} {event_id} to endpoint {endpoint_id} ({host}) failed for 24 hours after {attempts} attempts: {error}. Later events go on; see <code>ymds webhook log</code> and <code>ymds webhook redeliver</code>.",
+        "admin_unconfirmed": "⏳ Payment {amount} (operation {operation_id}, invoice {label}) is proven only by sha1_hash, which does not cover acceptance: it is held. Check it in the wallet; set yoomoney.api_token_file so that ymds confirms and releases such payments itself.",
         "admin_other": "Owner alert: {message}",
     },
     "ru": {
@@ -108,6 +109,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin_quarantine": "🚫 Уведомление не прошло проверку и помещено в карантин: {reason}. Проверьте: <code>ymds quarantine</code>.",
         "admin_dead_letter": "☠️ Задача не выполнена окончательно: {queue}.{task}: {error}. См. <code>ymds dead-letters</code>.",
         "admin_webhook_failed": "🔔 Вебхук {event_type} {event_id} на endpoint {endpoint_id} ({host}) не доставлен за 24 часа, попыток: {attempts}: {error}. Следующие события идут дальше; см. <code>ymds webhook log</code> и <code>ymds webhook redeliver</code>.",
+        "admin_unconfirmed": "⏳ Платёж {amount} (операция {operation_id}, счёт {label}) подтверждён только подписью sha1_hash, которая не покрывает зачисление: он удержан. Проверьте его в кошельке; задайте yoomoney.api_token_file, чтобы ymds сам подтверждал и освобождал такие платежи.",
         "admin_other": "Сообщение владельцу: {message}",
     },
 }

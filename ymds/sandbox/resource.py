@@ -3,7 +3,7 @@
 - ``POST quickpay/confirm``: the quickpay form lands here and gets a TEST WALLET page
   (successURL must be on ``server.public_url``: the sandbox redirects nowhere else).
 - ``POST quickpay/pay``: needs the confirm page's CSRF token; Pay creates an operation, notifies the shop (signed with the
-  configured secret by ``sign``, ``sha1`` or ``both``; YooMoney's retry schedule on the
+  sandbox's own key derived from the configured secret, ymds.sandbox.secret, by ``sign``, ``sha1`` or ``both``; YooMoney's retry schedule on the
   injected clock) and redirects the browser (303) to successURL; Decline shows a page.
 - ``POST api/operation-history`` and ``api/operation-details``: the wallet API for the
   sandbox's own operations, behind the configured bearer token.
@@ -33,6 +33,7 @@ from ymds.sandbox.operations import OperationStore, SandboxOperation, notificati
 from ymds.yoomoney.http import make_http_client
 from ymds.yoomoney.notification import PERSONAL_FIELDS, encode_form, parse_datetime
 from ymds.yoomoney.quickpay import credited_amount
+from ymds.sandbox.secret import signing_secret
 from ymds.yoomoney.signature import SCHEMES, add_signatures
 from ymds.web.http import client_gone
 
@@ -210,7 +211,8 @@ class Sandbox:
             fields["test_notification"] = "true"
         if self.notify_url.startswith("https://"):
             fields.update({name: "" for name in PERSONAL_FIELDS})  # YooMoney adds these for HTTPS endpoints
-        signed = add_signatures(fields, self.config.yoomoney.notification_secret, self.signature_scheme)
+        # Its own derived key: what a sandbox mints never verifies on a live node.
+        signed = add_signatures(fields, signing_secret(self.config), self.signature_scheme)
         operation = SandboxOperation(
             operation_id=operation_id, created=now, datetime_raw=fields["datetime"], payment_type=form.payment_type,
             notification_type=fields["notification_type"], amount=credited, withdraw_amount=form.sum, sender=sender,

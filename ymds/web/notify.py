@@ -34,7 +34,8 @@ from twisted.web.server import NOT_DONE_YET
 from ymds.billing.jobs import BillingClient
 from ymds.web.http import client_gone, TEXT_TYPE, send
 from ymds.yoomoney.notification import NotificationError, TooLarge, parse_notification
-from ymds.yoomoney.signature import verify
+from ymds.sandbox.secret import accepted_secrets
+from ymds.yoomoney.signature import verify_any
 from ymds.util.http import retry_after_seconds
 
 log = Logger()
@@ -84,7 +85,8 @@ class NotifyResource(Resource):
         self._refusals = refusal_limiter          # per client address
         self._quarantine = quarantine_limiter     # overall, key "all"
         self._enqueue_timeout = enqueue_timeout
-        self._secret = config.yoomoney.notification_secret
+        # The sandbox's own key counts only in sandbox mode (ymds.sandbox.secret).
+        self._secrets = accepted_secrets(config)
         self._policy = config.yoomoney.signature
         self._max_body = config.server.max_body
         self._decisions = metrics.counter("ymds_web_notifications", "Notifications received, by decision", ("result",))
@@ -132,7 +134,7 @@ class NotifyResource(Resource):
         except NotificationError as e:
             self._refuse(request, remote, "malformed", 400, reason=e.code, field=e.field)
             return NOT_DONE_YET
-        checked = verify(notification, self._secret, self._policy)
+        checked = verify_any(notification, self._secrets, self._policy)
         if not checked.ok:
             Deferred.fromCoroutine(self._forged(request, remote, body, notification, checked.reason)).addErrback(
                 self._failed, request)
@@ -168,7 +170,7 @@ class NotifyResource(Resource):
     async def _accept(self, request, remote, notification, scheme):
         try:
             job = await self._billing.apply_payment(
-                notification.fields, "notification", key=idempotency_key(notification),
+                notification.fields, "notification", key=idempotency_key(notification), scheme=scheme,
             ).addTimeout(self._enqueue_timeout, self._clock)
         except Exception as e:
             self._decide(request, "unavailable", 503, b"Service Unavailable\n", {b"retry-after": b"60"},

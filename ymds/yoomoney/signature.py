@@ -23,7 +23,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping
+from typing import Mapping, Sequence
 from urllib.parse import quote
 
 from ymds.yoomoney.notification import Notification
@@ -101,6 +101,20 @@ def verify(notification_or_fields: Notification | Mapping[str, str], secret: str
             return VerifyResult(True, scheme="sha1")
         return VerifyResult(False, reason="sha1_mismatch")
     return VerifyResult(False, reason="missing_signature")
+
+
+def verify_any(notification_or_fields: Notification | Mapping[str, str], secrets: Sequence[str],
+               policy: str = "auto") -> VerifyResult:
+    """:func:`verify` under each secret in turn (e.g. the sandbox's own key, then the
+    configured one); the first that verifies wins, else the first refusal is returned."""
+    first: VerifyResult | None = None
+    for secret in secrets:
+        result = verify(notification_or_fields, secret, policy)
+        if result.ok:
+            return result
+        if first is None:
+            first = result
+    return first if first is not None else VerifyResult(False, reason="no_secret")
 
 
 # Fields sha1_hash covers (label too, after the secret); everything else is unsigned on
@@ -181,10 +195,10 @@ class SignatureRefused(ValueError):
         self.reason = reason
 
 
-def authenticate(notification: Notification, secret: str, policy: str = "auto") -> VerifiedNotification:
-    """Verify and return the view of ``notification`` its signature allows; raise
-    :class:`SignatureRefused` otherwise."""
-    checked = verify(notification, secret, policy)
+def authenticate(notification: Notification, secret: str | Sequence[str], policy: str = "auto") -> VerifiedNotification:
+    """Verify (under ``secret`` or any of a sequence of secrets) and return the view of
+    ``notification`` its signature allows; raise :class:`SignatureRefused` otherwise."""
+    checked = verify_any(notification, (secret,) if isinstance(secret, str) else secret, policy)
     if not checked.ok or checked.scheme is None:
         raise SignatureRefused(checked.reason or "unknown")
     return VerifiedNotification(notification, checked.scheme)
@@ -213,5 +227,5 @@ def add_signatures(fields: Mapping[str, str], secret: str, scheme: str = "both")
     return signed
 
 
-__all__ = ["sha1_hash", "sha1_string", "sign_hmac", "sign_string", "verify", "VerifyResult", "add_signatures", "POLICIES",
+__all__ = ["sha1_hash", "sha1_string", "sign_hmac", "sign_string", "verify", "verify_any", "VerifyResult", "add_signatures", "POLICIES",
            "SCHEMES", "SHA1_SIGNED_FIELDS", "VerifiedNotification", "SignatureRefused", "authenticate", "is_downgrade"]

@@ -1,0 +1,75 @@
+"""Issue 20, the buyer's and owner's messages through the fake Bot API: the shop's name in
+/start and /help, a renewal says "extended until" and sends no second invitation, the
+contact is given where the buyer must get in touch, owner alerts name the plan and payer
+chat, and telegram.sale_alerts tells the owner of each sale."""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+
+from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, make_config, wait_until
+from tests.test_bot_handlers import BotTestBase, payment_fields
+from ymds.links import verify_token
+
+
+class ShopWords(BotTestBase):
+    language = "ru"
+
+    def setUp(self):
+        original = make_config
+
+        def with_shop(*args, **kw):
+            return original(*args, shop={"name": "Клуб <Анны>", "contact": "@anna_owner"},
+                            telegram={"sale_alerts": True}, **kw)
+        import tests.test_bot_handlers as handlers_tests
+        self.patch(handlers_tests, "make_config", with_shop)
+        return super().setUp()
+
+    async def pay(self, chat: int, operation: str, amount: str = "199.00") -> dict:
+        reply = await self.say(chat, "/subscribe")
+        label = verify_token(LINK_SECRET.encode(), self.buttons(reply)[0]["url"].rsplit("/", 1)[1], reactor.seconds())
+        return await self.queue.call("billing", "apply_payment",
+                                     {"fields": payment_fields(operation, label, amount), "source": "notification"})
+
+    @as_deferred
+    async def test_start_and_help_name_the_shop(self):
+        for command in ("/start", "/help"):
+            reply = await self.say(200, command)
+            self.assertTrue(reply["visible"].startswith("Клуб <Анны>\n"), reply["visible"])
+            self.assertIn("<b>Клуб &lt;Анны&gt;</b>", reply["text"])
+
+    @as_deferred
+    async def test_renewal_says_extended_and_invites_once(self):
+        chat = 201
+        first = await self.pay(chat, "op-201a")
+        self.assertEqual(first["outcome"], "paid")
+        await wait_until(lambda: len(self.fake.messages_to(chat)) == 3, what="confirmation and invite")
+        self.assertEqual(len(self.fake.invite_links), 1)
+        self.assertTrue(any("Оплата получена" in m["visible"] and "действует до" in m["visible"]
+                            for m in self.fake.messages_to(chat)))
+        second = await self.pay(chat, "op-201b")
+        self.assertEqual(second["outcome"], "paid")
+        await wait_until(lambda: any("продлена до" in m["visible"] for m in self.fake.messages_to(chat)),
+                         what="renewal message")
+        renewal = [m for m in self.fake.messages_to(chat) if "продлена до" in m["visible"]][0]
+        self.assertIn("Подписка 1 month продлена до", renewal["visible"])
+        # one owner sale alert per sale, naming plan and payer chat
+        await wait_until(lambda: len([m for m in self.fake.messages_to(ADMIN) if "Продажа" in m["visible"]]) == 2,
+                         what="two sale alerts")
+        sale = [m for m in self.fake.messages_to(ADMIN) if "Продажа" in m["visible"]][0]
+        self.assertIn("1 month", sale["visible"])
+        self.assertIn(f"чат плательщика {chat}", sale["visible"])
+        await self.say(chat, "/status")  # the queue has drained what it had for this chat
+        self.assertEqual(len(self.fake.invite_links), 1)  # no second invitation to a member
+
+    @as_deferred
+    async def test_underpaid_gives_the_contact_and_the_owner_the_payer(self):
+        chat = 202
+        result = await self.pay(chat, "op-202", amount="50.00")
+        self.assertEqual(result["outcome"], "underpaid")
+        await wait_until(lambda: len(self.fake.messages_to(chat)) == 2
+                         and any("Недоплата" in m["visible"] for m in self.fake.messages_to(ADMIN)))
+        self.assertIn("Связь с владельцем: @anna_owner.", self.fake.messages_to(chat)[1]["visible"])
+        alert = [m for m in self.fake.messages_to(ADMIN) if "Недоплата" in m["visible"]][0]
+        self.assertIn(f"чат плательщика {chat}", alert["visible"])
+        self.assertIn("тариф 1 month", alert["visible"])
