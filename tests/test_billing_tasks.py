@@ -324,4 +324,6 @@ class OtherTaskTests(TasksTestBase):
         self.assertEqual(registry.tasks(), sorted([
             "create_invoices", "create_donation", "create_invoice", "invoice_status", "apply_payment",
             "quarantine", "subscription_status", "mark_blocked", "stats",
-            "overlay_token", "donation_board", "donation_public"]))
+            "overlay_token", "donation_board", "donation_public",
+            "apply_promo", "start_trial", "redeem_code", "gift_invoices", "promo_add", "promo_list", "promo_disable",
+            "codes_add"]))

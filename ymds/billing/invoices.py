@@ -13,6 +13,7 @@ from ymds.billing.jobs import (
     InvoiceOffer, InvoiceOffers, InvoiceQuery, InvoiceView,
 )
 from ymds.billing.ledger import IdempotencyConflict, Invoice
+from ymds.billing.selling import SellingTasks  # issue 19: trials and promo prices
 from ymds.jobwire import InvalidTaskArgs
 from ymds.links import pay_url
 
@@ -25,10 +26,13 @@ def iso(ts: float | None) -> str | None:
 
 
 def invoice_view(invoice: Invoice) -> InvoiceView:
+    meta = invoice.metadata or {}
+    promo, full = meta.get("promo"), meta.get("full_price")  # issue 19: a promo-discounted invoice
     return InvoiceView(
         label=invoice.label, kind=invoice.kind, plan=invoice.plan, chat_id=invoice.chat_id, amount=invoice.amount,
         status=invoice.status, description=invoice.description, expires_at=iso(invoice.expires_at),
-        paid_at=iso(invoice.paid_at))
+        paid_at=iso(invoice.paid_at), full_price=Decimal(full) if isinstance(full, str) else None,
+        promo=promo if isinstance(promo, str) else None)
 
 
 class InvoiceTasks:
@@ -45,6 +49,8 @@ class InvoiceTasks:
 
     async def create_invoices(self, job: CreateInvoices) -> InvoiceOffers:
         """One open invoice per plan (the same ones while open: ``reuse_open``)."""
+        if any(plan.trial_days for plan in self.config.plans) or await self.ledger.promo.applied(job.chat_id):
+            return await SellingTasks(self.config, self.ledger, self.clock, self.link).offers(job)
         now = self.clock.seconds()
         offers = []
         for plan in self.config.plans:

@@ -321,6 +321,13 @@ class InvoiceOffer:
     label: str = ""
     url: str = ""
     expires_at: str | None = None
+    # issue 19: the price before a promo code or a paid trial, the code, why a code was not
+    # applied (one word), and a trial this user may take (free: start it with start_trial)
+    full_price: Decimal | None = None
+    promo: str | None = None
+    promo_refused: str | None = None
+    trial_days: int | None = None
+    trial_free: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,7 +342,16 @@ class InvoiceOffers:
                          if o is not None))
 
     def to_wire(self) -> dict[str, Any]:
-        return {"invoices": [asdict(i) for i in self.invoices]}
+        return {"invoices": [_offer_wire(i) for i in self.invoices]}
+
+
+#: InvoiceOffer's issue-19 keys, sent only when set (the offer's wire form is otherwise as it was)
+_OFFER_EXTRAS = ("full_price", "promo", "promo_refused", "trial_days", "trial_free")
+
+
+def _offer_wire(offer: InvoiceOffer) -> dict[str, Any]:
+    wire = asdict(offer)
+    return {k: v for k, v in wire.items() if k not in _OFFER_EXTRAS or v not in (None, False)}
 
 
 @dataclass(frozen=True)
@@ -357,6 +373,8 @@ class InvoiceView:
     description: str = ""
     expires_at: str | None = None
     paid_at: str | None = None
+    full_price: Decimal | None = None  # issue 19: the price before a promo code (shown struck through)
+    promo: str | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class PaymentTasks:
         self.wallet_api = wallet_api
         self.signatures = SignatureRules(config, ledger)
         self.overlay: Any = None  # issue 17: the OverlayPublisher (set by make_billing_service)
+        self.selling: Any = None  # issue 19: SellingTasks (set by BillingTasks): gift codes
 
     async def apply_payment(self, job: ApplyPayment) -> PaymentOutcome:
         fields = job.fields
@@ -190,6 +191,10 @@ class PaymentTasks:
                     jobs.append(GrantAccess(chat, ends_at, f"grant:{op}"))
                 if self.config.telegram.sale_alerts:
                     admins("sale", {**money, **about, **plan_params, "chat_id": invoice.chat_id}, f"admins:{op}:sale")
+            elif self.selling is not None and self.selling.is_gift(invoice):  # issue 19: the payer gets a code
+                gift = await self.selling.gift_notice(invoice, chat, op)
+                if gift is not None:
+                    jobs.append(gift)
             else:
                 meta = invoice.metadata or {}
                 admins("donation", {**money, **about, "name": str(meta.get("name", ""))[:MAX_NAME],

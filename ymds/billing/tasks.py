@@ -19,6 +19,7 @@ from ymds.billing.jobs import BillingStats, BlockedResult, ChatQuery, Idempotenc
 from ymds.billing.interfaces import ILedger
 from ymds.billing.ledger import ApplyResult
 from ymds.billing.payments import BotJob, PaymentTasks
+from ymds.billing.selling import SellingTasks
 from ymds.billing.quarantine import QUARANTINE_ALERT_EVERY, QuarantineTasks
 from ymds.bot.jobs import BotClient
 from ymds.jobwire import InvalidTaskArgs, typed_handler
@@ -56,6 +57,8 @@ class BillingTasks:
         self.quarantines = QuarantineTasks(ledger, bot, clock)
         self.payments = PaymentTasks(config, ledger, bot, clock, self.quarantines, webhooks, wallet_api)
         self.overlay = OverlayTasks(config, ledger, clock)  # issue 17: overlay_token, donation_board, donation_public
+        self.selling = SellingTasks(config, ledger, clock, self.invoices.link)  # issue 19: trials, promo, codes
+        self.payments.selling = self.selling  # a paid gift invoice makes its code
 
     @property
     def wallet_api(self) -> Any:
@@ -79,6 +82,7 @@ class BillingTasks:
             jobs.MARK_BLOCKED: (jobs.ChatQuery.from_wire, self.mark_blocked),
             jobs.STATS: (jobs.NoArgs.from_wire, self.stats),
             **self.overlay.handlers(),
+            **self.selling.handlers(),
         }
 
     def register(self, registry: Any) -> None:

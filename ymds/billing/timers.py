@@ -97,6 +97,9 @@ class BillingTimers(Service):
     async def tick(self) -> dict:
         now = self.clock.seconds()
         report = {"expired_invoices": len(await self.ledger.invoices.expire_invoices(now))}
+        # issue 19: expired unpaid invoices give back their promo use and paid trial (a sweep)
+        report["promo_released"] = await self.ledger.promo.release_expired(now)
+        report["trials_released"] = await self.ledger.trials.release_expired(now)
         report["reminders"] = await self.send_reminders(now)
         report["expired_subscriptions"] = await self.expire_subscriptions(now)
         if now >= self._next_prune:
