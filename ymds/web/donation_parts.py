@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
-from typing import Sequence, cast
+from decimal import Decimal, InvalidOperation
+from typing import Any, Hashable, Sequence, cast
 
+from twisted.logger import Logger
 from twisted.web.iweb import ITemplateLoader
-from twisted.web.template import Element, XMLFile, renderer
+from twisted.web.template import Element, XMLFile, renderer, tags
 
 from ymds.overlay.events import rubles
 from ymds.web.render import TEMPLATES
+
+log = Logger()
 
 TEXTS: dict[str, dict[str, str]] = {
     "ru": {
@@ -204,3 +207,98 @@ class SupportersFeed(Element):
     def top(self, request, tag):
         for s in self.top_items:
             yield tag.clone().fillSlots(name=s.name or "", total=rubles(s.total))
+
+
+# --- wiring into the landing page and POST /donate (ymds.web.pages) --------------------------
+
+DONATE_CSS = "/static/donate.css"
+
+
+def board_progress(board: Any) -> GoalProgress | None:
+    """The goal bar's data from billing's DonationBoard (None without a goal)."""
+    if board is None or board.goal is None:
+        return None
+    return GoalProgress(Decimal(board.raised), Decimal(board.goal), board.goal_title, board.goal_until)
+
+
+def board_feed(board: Any) -> tuple[list[PublicDonation], list[TopSupporter]]:
+    """The supporters feed's data from billing's DonationBoard (public donors only)."""
+    if board is None:
+        return [], []
+    latest = [PublicDonation(d.get("name"), Decimal(str(d.get("amount") or "0")), d.get("message"),
+                             str(d.get("paid_at") or "")) for d in board.latest]
+    top = [TopSupporter(t.get("name"), Decimal(str(t.get("total") or "0"))) for t in board.top]
+    return latest, top
+
+
+class CreatorParts:
+    """The landing page's creator pieces for one web node: presets and the public choice from
+    the config; the goal bar and supporters feed from billing's ``donation_board`` (kept
+    ``ttl`` seconds, one fetch shared by concurrent pages; when billing does not answer
+    they are left out, the form still works)."""
+
+    def __init__(self, config: Any, queue: Any, clock: Any, ttl: float = 5.0):
+        from ymds.billing.overlay_jobs import OverlayClient
+        from ymds.web.cache import SharedLookup
+        self.config = config
+        self.client = OverlayClient(queue)
+        self._board: SharedLookup[Any] = SharedLookup(clock, self._fetch, ttl=ttl, max_entries=1)
+
+    async def _fetch(self, key: Hashable) -> Any:
+        return await self.client.donation_board()
+
+    @property
+    def live(self) -> bool:
+        """Whether the page shows something that changes with each donation."""
+        d = self.config.donations
+        return d.goal is not None or d.show_supporters
+
+    @property
+    def head(self) -> list[Any]:
+        return [tags.link(rel="stylesheet", href=DONATE_CSS)]
+
+    def static_parts(self, lang: str, public_checked: bool = False) -> dict[str, Element]:
+        """The pieces that depend on the config only."""
+        return {"presets": PresetButtons(lang, self.config.donations.presets),
+                "public": PublicChoice(lang, public_checked)}
+
+    async def parts(self, lang: str, public_checked: bool = False) -> dict[str, Element]:
+        """Every piece; the goal and the feed as billing last reported them."""
+        parts = self.static_parts(lang, public_checked)
+        if not self.live:
+            return parts
+        try:
+            board = await self._board.get("board")
+        except Exception as e:
+            log.warn("donation page: goal and supporters unavailable ({error})", error=type(e).__name__)
+            return parts
+        progress = board_progress(board)
+        if progress is not None:
+            parts["goal"] = GoalBar(lang, progress)
+        if self.config.donations.show_supporters:
+            parts["supporters"] = SupportersFeed(lang, *board_feed(board))
+        return parts
+
+    def apply_preset(self, form: dict[str, str]) -> dict[str, str] | None:
+        """The form with a preset button's amount as ``amount``; None when ``preset`` is not
+        one of the configured amounts (a forged form: the caller answers 400)."""
+        raw = form.get("preset")
+        if raw is None:
+            return form
+        try:
+            amount = Decimal(raw.strip()).quantize(Decimal("0.01"))
+        except (InvalidOperation, ValueError):
+            return None
+        if amount not in self.config.donations.presets:
+            return None
+        return {**form, "amount": str(amount)}
+
+    async def mark_public(self, label: str, name: str, form: dict[str, str]) -> None:
+        """Record "show my name publicly" for a new donation; a failure leaves it private."""
+        if form.get("public") != "1" or not name:
+            return
+        try:
+            await self.client.donation_public(label, name)
+        except Exception as e:
+            log.warn("donation {label}: public choice not recorded, stays private ({error})", label=label,
+                     error=type(e).__name__)

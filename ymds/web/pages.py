@@ -53,6 +53,8 @@ class WebContext:
         self.pages: TTLCache[bytes] = TTLCache(clock, ttl=max(status_ttl, 1.0) * 30, max_entries=1024)
         self.requests = metrics.counter("ymds_web_requests", "HTTP requests answered by the web role", ("route", "code"))
         self.donations = metrics.counter("ymds_web_donations", "Donation form submissions by result", ("result",))
+        from ymds.web.donation_parts import CreatorParts
+        self.creators = CreatorParts(config, queue, clock)  # issue 17: presets, public choice, goal, supporters
 
     async def _invoice_status(self, label: Hashable) -> InvoiceView | None:
         return await self.billing.invoice_status(str(label))
@@ -106,11 +108,19 @@ class LandingResource(Resource):
         if request.postpath not in ([], [b""]):
             self.ctx.message(request, "other", 404, lang)
             return NOT_DONE_YET
+        if self.ctx.creators.live:  # the goal and the feed move with each donation
+            return run(request, self.ctx, "landing", self._live(request, lang))
         body = self._rendered.get(lang)
         if body is None:
-            body = self._rendered[lang] = render.landing_page(lang, self.ctx.config)
+            body = self._rendered[lang] = render.landing_page(lang, self.ctx.config, parts=self.ctx.creators.static_parts(lang),
+                                                              head=self.ctx.creators.head)
         self.ctx.page(request, "landing", 200, body)
         return NOT_DONE_YET
+
+    async def _live(self, request, lang: str) -> None:
+        creators = self.ctx.creators
+        self.ctx.page(request, "landing", 200, render.landing_page(lang, self.ctx.config, parts=await creators.parts(lang),
+                                                                   head=creators.head))
 
 
 def _clean(text: str, keep_newlines: bool) -> str:
@@ -181,7 +191,8 @@ class DonateResource(Resource):
 
     async def _post(self, request):
         ctx = self.ctx
-        form = read_form(request, ctx.config.server.max_body) or {}
+        raw_form = read_form(request, ctx.config.server.max_body) or {}
+        form = ctx.creators.apply_preset(raw_form) or {**raw_form, "amount": ""}  # a forged preset: no amount
         chosen = form.get("lang")
         lang = chosen if chosen in ("ru", "en") and chosen is not None else ctx.language(request)
         if not ctx.config.donations.enabled:
@@ -201,7 +212,9 @@ class DonateResource(Resource):
             log.info("donation refused {result} fields={fields}", result="invalid", fields=",".join(sorted(errors)))
             shown = {"amount": values["amount_text"], "name": form.get("name", "")[:MAX_NAME * 2],
                      "message": form.get("message", "")[:MAX_MESSAGE * 2]}
-            ctx.page(request, "donate", 400, render.landing_page(lang, ctx.config, shown, errors))
+            ctx.page(request, "donate", 400, render.landing_page(lang, ctx.config, shown, errors,
+                                                                 await ctx.creators.parts(lang, form.get("public") == "1"),
+                                                                 ctx.creators.head))
             return
         try:
             created = await ctx.billing.create_donation(values["amount"], values["name"], values["message"])
@@ -211,6 +224,7 @@ class DonateResource(Resource):
             log.warn("donation not created {result}: {error}", result="unavailable", error=type(e).__name__)
             ctx.message(request, "donate", 503, lang, headers={b"retry-after": b"30"})
             return
+        await ctx.creators.mark_public(created.label, values["name"], form)
         ctx.donations.inc(result="created")
         log.info("donation created {label} {amount}", label=created.label, amount=str(values["amount"]))
         request.setHeader(b"location", location.encode("ascii"))

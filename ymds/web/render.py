@@ -115,11 +115,17 @@ class Landing(_Translated):
     loader = XMLFile(TEMPLATES.child("landing.xml"))
 
     def __init__(self, lang: str, config, values: Mapping[str, str] | None = None,
-                 errors: Mapping[str, str] | None = None):
+                 errors: Mapping[str, str] | None = None, parts: Mapping[str, Element] | None = None):
         super().__init__(lang)
         self.config = config
         self.values = dict(values or {})
         self.errors = dict(errors or {})
+        self.parts = dict(parts or {})
+
+    @renderer
+    def part(self, request, tag):
+        """A creator piece (issue 17, ymds.web.donation_parts) named by the tag's data-part, or nothing."""
+        return self.parts.get(tag.attributes.get("data-part", ""), "")
 
     @renderer
     def donations(self, request, tag):
@@ -184,8 +190,9 @@ class Landing(_Translated):
                                         plan_days=days.format(days=p.days))
 
 
-def landing_page(lang: str, config, values=None, errors=None) -> bytes:
-    return page(lang, "landing_title", Landing(lang, config, values, errors), "/")
+def landing_page(lang: str, config, values=None, errors=None, parts=None, head=()) -> bytes:
+    """``parts``/``head``: the creator pieces and their stylesheet (ymds.web.donation_parts.CreatorParts)."""
+    return page(lang, "landing_title", Landing(lang, config, values, errors, parts), "/", head)
 
 
 # --- the pay page ----------------------------------------------------------------------------
