@@ -116,7 +116,9 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         answer = await redis_execute("PING")
         return answer in ("PONG", b"PONG", True), "ok"
 
-    checks = {"redis": redis_check, "ledger": ledger_health_check(redis_execute, config.redis.prefix)}
+    from ymds.web.health import checks_for_roles
+    # the ledger heartbeat decides /healthz only where billing runs (issue 14)
+    checks = checks_for_roles(roles, {"redis": redis_check, "ledger": ledger_health_check(redis_execute, config.redis.prefix)})
     from ymds.observability import MetricsOnly, QueueDepthPoller, queue_collector
     metrics.add_collector(queue_collector(stats))
     QueueDepthPoller(queue, metrics, reactor).setServiceParent(top)

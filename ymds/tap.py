@@ -82,6 +82,21 @@ def _choose_roles(options, config: Config, say) -> set[str]:
     return roles
 
 
+def redacted_url(url: str) -> str:
+    """``url`` fit for a log line: any password in its userinfo replaced by ``***``
+    (``redis://:secret@host`` → ``redis://:***@host``)."""
+    from urllib.parse import urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def prepare(options, reactor, say=print):
     """Options -> (config, roles, extra services started first). Raises ConfigError."""
     from ymds import demo
@@ -99,13 +114,13 @@ def prepare(options, reactor, say=print):
                     f.write("ymds-demo-" + secrets.token_hex(4))
             with open(prefix_path) as f:
                 prefix = f.read().strip()
-            say(f"demo: using the Redis at {candidate} (keys under {prefix}:)")
+            say(f"demo: using the Redis at {redacted_url(candidate)} (keys under {prefix}:)")
         else:
             if demo.find_redis_server() is None:
                 raise demo.RedisNotInstalled()
             private_redis = demo.PrivateRedisService(reactor, data_dir)
             redis_url, prefix = private_redis.url, "ymds"
-            say(f"demo: no Redis at {candidate}; starting a private redis-server on {private_redis.socket_path}")
+            say(f"demo: no Redis at {redacted_url(candidate)}; starting a private redis-server on {private_redis.socket_path}")
         document = demo.demo_document(data_dir, int(options["port"]), redis_url, prefix)
         env = {k: v for k, v in os.environ.items() if k != "YMDS_REDIS_URL"}
         config = load_config(raw=document, env=env, overrides=options["set"])
