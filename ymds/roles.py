@@ -148,8 +148,10 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         api = make_api_resource(reactor, config, queue, metrics)
         from ymds.overlay.web import make_overlay_node
         overlay = make_overlay_node(reactor, config, queue)  # issue 17: /overlay/<token>/...
+        from ymds.admin.web import make_admin_resource
+        admin = make_admin_resource(reactor, config, queue)  # issue 16: /admin, the owner's dashboard
         site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite, api=api,
-                         overlay=overlay.resource)
+                         overlay=overlay.resource, admin=admin)
 
         def listening(port):
             if demo:

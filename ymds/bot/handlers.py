@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from ymds.billing.jobs import BillingClient, InvoiceOffers
 from ymds.bot import texts
 from ymds.bot.shop_texts import shop_heading
+from ymds.bot.commands_admin import AdminLinkCommand
 from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.bot.sender import invoice_buttons
 from ymds.queue.keys import QueueKeys
@@ -59,6 +60,7 @@ class UpdateHandler:
         self.billing = BillingClient(queue, timeout=call_timeout)
         self.bot = BotClient(queue)
         self.username: str | None = None
+        self.admin_link = AdminLinkCommand(config, store.redis)  # /admin (issue 16)
 
     async def handle(self, update) -> None:
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
@@ -118,6 +120,10 @@ class UpdateHandler:
         lang = await self.language(chat_id)
         user_id = _user_id(message)
         admin = user_id in self.config.telegram.admins or chat_id in self.config.telegram.admins
+        if command == "admin":  # the dashboard link: a listed admin's user id in private; anyone else gets nothing
+            if self.admin_link.allowed(user_id, kind):
+                await self.reply(uid, chat_id, await self.admin_link.text_for(user_id, lang))
+            return
         if kind != "private" and not (admin and command == "stats"):
             if command in ("start", "subscribe", "status", "help", "lang"):
                 await self.reply(uid, chat_id, texts.render(lang, "private_only"))

@@ -11,6 +11,7 @@ from types import ModuleType
 from ymds.cli import (api_key, check, link, payments, quarantine, queue_admin, reconcile, stats, test_notification,
                       webhook)
 from ymds.cli import overlay
+from ymds.cli import admin_link
 from ymds.cli.command import Command
 
 GROUPS: tuple[ModuleType, ...] = (
@@ -18,6 +19,7 @@ GROUPS: tuple[ModuleType, ...] = (
     quarantine,          # quarantine, reverify
     queue_admin,         # dead-letters, replay
     reconcile,
+    admin_link,          # the dashboard's sign-in link (issue 16)
     link,
     test_notification,
     stats,

@@ -137,7 +137,7 @@ class WebRoot(Resource):
 def make_web_root(reactor, config, queue, metrics, health_checks, sandbox=None, clock=None,
                   status_ttl: float = 1.0, donate_rate: tuple[float, float] = (0.2, 10),
                   refusal_rate: tuple[float, float] = (1.0, 30), quarantine_rate: tuple[float, float] = (5.0, 100),
-                  max_clients: int = 10000, api=None, overlay=None):
+                  max_clients: int = 10000, api=None, overlay=None, admin=None):
     """The web role's resource tree.
 
     ``queue`` provides IJobQueue; ``metrics`` is a ymds.metrics.Registry; ``health_checks``
@@ -175,6 +175,8 @@ def make_web_root(reactor, config, queue, metrics, health_checks, sandbox=None, 
         children[b"api"] = api
     if overlay is not None:  # issue 17: ymds.overlay.resource.OverlayResource
         children[b"overlay"] = overlay
+    if admin is not None:  # issue 16: the owner's dashboard (ymds.admin.web.make_admin_resource)
+        children[b"admin"] = admin
     return SecureHeaders(WebRoot(ctx, children), content_security_policy(config.yoomoney.quickpay_url), client_address)
 
 
