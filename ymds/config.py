@@ -91,6 +91,7 @@ class TelegramConfig:
     language: str = "ru"
     poll_timeout: int = 50
     sale_alerts: bool = False  # one owner message per paid sale (batched when many arrive at once)
+    bot_username: str = ""  # the bot's @username: the thanks page links back to https://t.me/<it>
 
 
 @dataclass(frozen=True)
@@ -441,12 +442,24 @@ def _telegram(t: dict) -> TelegramConfig:
         language=language,
         poll_timeout=parse_int("telegram.poll_timeout", t.get("poll_timeout", dt.poll_timeout), 0, 100),
         sale_alerts=parse_bool("telegram.sale_alerts", t.get("sale_alerts", dt.sale_alerts)),
+        bot_username=_bot_username(t.get("bot_username", "")),
     )
 
 
 _CHANNEL_ID_FIX = ("write the channel's numeric id, a negative number like -1001234567890: forward a post "
                    "from the channel to @getidsbot (or open the channel in web.telegram.org: the address "
                    "ends in it), and write -100 before the digits if they are not there")
+
+
+def _bot_username(raw: Any) -> str:
+    """telegram.bot_username: "" or the bot's username without the @ (Telegram's bot names end in "bot")."""
+    name = parse_text("telegram.bot_username", raw).strip().lstrip("@")
+    if name.startswith("https://t.me/"):
+        name = name[len("https://t.me/"):]
+    if name and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{1,30}[Bb][Oo][Tt]", name):
+        raise ConfigError("telegram.bot_username", f"{name[:40]!r} is not a bot's username",
+                          'write the name @BotFather gave it, e.g. "my_shop_bot"')
+    return name
 
 
 def _channel_id(raw: Any) -> int:

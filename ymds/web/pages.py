@@ -74,7 +74,7 @@ class WebContext:
     def message(self, request, route: str, code: int, lang: str | None = None, headers: dict | None = None) -> None:
         lang = lang or self.language(request)
         path = request.path.decode("latin-1") if request.path else "/"
-        self.page(request, route, code, render.message_page(lang, code, path), headers)
+        self.page(request, route, code, render.message_page(lang, code, path, self.config), headers)
 
     def json(self, request, route: str, code: int, value) -> None:
         self.requests.inc(route=route, code=str(code))
@@ -375,5 +375,5 @@ class ThanksResource(Resource):
             return
         status = invoice.status
         body = render.thanks_page(lang, status, f"/pay/{token}/status", f"/pay/{token}",
-                                  f"/thanks?{urlencode({'t': token})}")
+                                  f"/thanks?{urlencode({'t': token})}", ctx.config, invoice.chat_id is not None)
         ctx.page(request, "thanks", 200, body)

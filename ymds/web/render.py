@@ -8,6 +8,7 @@ Rendering here is synchronous (no Deferreds inside), so pages can be cached as b
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable, Mapping
 from urllib.parse import quote
@@ -43,11 +44,30 @@ class _Translated(Element):
         return tag.fillSlots(lang=self.lang, **_text_slots(self.lang))
 
 
+@dataclass(frozen=True)
+class SiteLook:
+    """What every payer page shows of the configuration: the shop's name ([shop] name, else
+    the generic title), the SANDBOX banner (yoomoney.sandbox) and the bot's t.me link."""
+    shop_name: str = ""
+    sandbox: bool = False
+    bot_url: str = ""
+
+
+def site_look(config) -> SiteLook:
+    """The :class:`SiteLook` of ``config`` (a default one for None)."""
+    if config is None:
+        return SiteLook()
+    bot = config.telegram.bot_username
+    return SiteLook(config.shop.name, config.yoomoney.sandbox, f"https://t.me/{bot}" if bot else "")
+
+
 class Layout(Element):
     loader = XMLFile(TEMPLATES.child("layout.xml"))
 
-    def __init__(self, lang: str, title: str, content: Element, switch_href: str, head: Iterable = ()):
+    def __init__(self, lang: str, title: str, content: Element, switch_href: str, head: Iterable = (),
+                 look: SiteLook | None = None):
         super().__init__()
+        self.look = look or SiteLook()
         self.lang = lang
         self.title = title
         self.body = content
@@ -57,8 +77,13 @@ class Layout(Element):
     @renderer
     def page(self, request, tag):
         t = texts(self.lang)
-        return tag.fillSlots(lang=self.lang, title=f"{self.title} · {t['site_title']}",
+        name = self.look.shop_name or t["site_title"]
+        return tag.fillSlots(lang=self.lang, title=f"{self.title} · {name}", site_name=name,
                              switch_href=self.switch_href, **_text_slots(self.lang))
+
+    @renderer
+    def sandbox_banner(self, request, tag):
+        return tag(texts(self.lang)["sandbox_banner"]) if self.look.sandbox else ""
 
     @renderer
     def head_extra(self, request, tag):
@@ -101,8 +126,9 @@ def switch_href(path: str, lang: str) -> str:
     return f"{path}{separator}lang={other}"
 
 
-def page(lang: str, title_key: str, content: Element, path: str, head: Iterable = ()) -> bytes:
-    return flatten(Layout(lang, texts(lang)[title_key], content, switch_href(path, lang), head))
+def page(lang: str, title_key: str, content: Element, path: str, head: Iterable = (),
+         look: SiteLook | None = None) -> bytes:
+    return flatten(Layout(lang, texts(lang)[title_key], content, switch_href(path, lang), head, look))
 
 
 def format_money(amount) -> str:
@@ -192,7 +218,7 @@ class Landing(_Translated):
 
 def landing_page(lang: str, config, values=None, errors=None, parts=None, head=()) -> bytes:
     """``parts``/``head``: the creator pieces and their stylesheet (ymds.web.donation_parts.CreatorParts)."""
-    return page(lang, "landing_title", Landing(lang, config, values, errors, parts), "/", head)
+    return page(lang, "landing_title", Landing(lang, config, values, errors, parts), "/", head, look=site_look(config))
 
 
 # --- the pay page ----------------------------------------------------------------------------
@@ -268,7 +294,7 @@ class PayPage(_Translated):
 
 
 def pay_page(lang: str, config, invoice: Mapping, page_url: str, path: str, forms) -> bytes:
-    return page(lang, "pay_title", PayPage(lang, config, invoice, page_url, forms), path)
+    return page(lang, "pay_title", PayPage(lang, config, invoice, page_url, forms), path, look=site_look(config))
 
 
 # --- /thanks ---------------------------------------------------------------------------------
@@ -276,8 +302,9 @@ def pay_page(lang: str, config, invoice: Mapping, page_url: str, path: str, form
 class Thanks(_Translated):
     loader = XMLFile(TEMPLATES.child("thanks.xml"))
 
-    def __init__(self, lang: str, status: str, status_url: str, pay_href: str):
+    def __init__(self, lang: str, status: str, status_url: str, pay_href: str, bot_url: str = ""):
         super().__init__(lang)
+        self.bot_url = bot_url  # the invoice came from the bot: a way back to it
         self.status = status
         self.status_url = status_url
         self.pay_href = pay_href
@@ -289,16 +316,24 @@ class Thanks(_Translated):
             text = texts(self.lang)["thanks_waiting"]
         return tag.fillSlots(lang=self.lang, state=self.status, state_word=state_word(self.lang, self.status),
                              state_text=text, status_url=self.status_url, pay_href=self.pay_href,
-                             **_text_slots(self.lang))
+                             bot_url=self.bot_url, **_text_slots(self.lang))
+
+    @renderer
+    def bot_link(self, request, tag):
+        return tag if self.bot_url else ""
 
 
-def thanks_page(lang: str, status: str, status_url: str, pay_href: str, path: str) -> bytes:
+def thanks_page(lang: str, status: str, status_url: str, pay_href: str, path: str, config=None,
+                from_telegram: bool = False) -> bytes:
+    """``from_telegram``: the invoice has a chat, so the page links back to the bot (telegram.bot_username)."""
+    look = site_look(config)
     head = []
     if status not in FINAL_STATES:
         # Without JavaScript the page reloads itself; with it, thanks.js polls the status.
         head = [tags.noscript(tags.meta(**{"http-equiv": "refresh", "content": "3"})),
                 tags.script(src="/static/thanks.js", defer="defer")]
-    return page(lang, "thanks_title", Thanks(lang, status, status_url, pay_href), path, head)
+    bot_url = look.bot_url if from_telegram else ""
+    return page(lang, "thanks_title", Thanks(lang, status, status_url, pay_href, bot_url), path, head, look)
 
 
 # --- messages (errors) -------------------------------------------------------------------------
@@ -316,7 +351,7 @@ class Message(_Translated):
         return tag.fillSlots(lang=self.lang, heading=self.heading, text=self.text, **_text_slots(self.lang))
 
 
-def message_page(lang: str, code: int, path: str = "/") -> bytes:
+def message_page(lang: str, code: int, path: str = "/", config=None) -> bytes:
     t = texts(lang)
     heading, text = t.get(f"err{code}_title", t["err404_title"]), t.get(f"err{code}_text", t["err404_text"])
-    return flatten(Layout(lang, heading, Message(lang, heading, text), switch_href(path, lang)))
+    return flatten(Layout(lang, heading, Message(lang, heading, text), switch_href(path, lang), look=site_look(config)))
