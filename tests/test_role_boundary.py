@@ -19,6 +19,7 @@ from ymds.billing import jobs as billing_jobs
 from ymds.billing import overlay_jobs
 from ymds.billing import admin_jobs
 from ymds.billing import selling_jobs
+from ymds.billing import subscribers_jobs
 from ymds.billing.jobs import (
     ApplyPayment, BillingClient, ChatQuery, CreateDonation, CreateInvoice, CreateInvoices, IdempotencyKey,
     IdempotencyKeyReused, InvoiceOffers, ListPayments, Quarantine, WebhookDeliver,
@@ -97,7 +98,7 @@ class JobDataclassTests(unittest.TestCase):
         self.assertNotIsInstance(other, InvalidTaskArgs)
 
 
-TASK_NAMES = {value for module in (billing_jobs, bot_jobs, overlay_jobs, admin_jobs, selling_jobs) for name, value in vars(module).items()
+TASK_NAMES = {value for module in (billing_jobs, bot_jobs, overlay_jobs, admin_jobs, selling_jobs, subscribers_jobs) for name, value in vars(module).items()
               if name.isupper() and isinstance(value, str) and name not in ("QUEUE",)
               and value.isidentifier() and value.islower()}
 # Task names that are also ordinary words ("quarantine", "stats", "send", ...) are flagged
@@ -109,7 +110,7 @@ SAME_WORD = {
     "ymds/bot/handlers.py": {"stats"},  # the /stats command
 }
 HOMES = {"ymds/billing/jobs.py", "ymds/bot/jobs.py", "ymds/billing/overlay_jobs.py", "ymds/billing/admin_jobs.py",
-         "ymds/billing/selling_jobs.py"}
+         "ymds/billing/selling_jobs.py", "ymds/billing/subscribers_jobs.py"}
 QUEUE_METHODS = {"enqueue", "call", "register", "lookup"}
 
 

@@ -29,6 +29,7 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     top = SequentialMultiService()  # timers and worker finish before the ledger closes
     top.setName("billing")
     from ymds.api.tasks import ApiTasks
+    from ymds.billing.subscribers import SubscriberTasks
     from ymds.webhooks.delivery import TreqSender, WebhookDeliverer
 
     own_sender = webhook_sender is None
@@ -42,6 +43,7 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     from ymds.billing.admin import AdminTasks, RedisDeadLetters, ledger_reverify
     AdminTasks(config, ledger, queue, clock, RedisDeadLetters(reactor, config.redis),  # issue 16: the dashboard
                ledger_reverify(config, ledger, clock, tasks, wallet_api)).register(registry)
+    SubscriberTasks(config, ledger, queue, clock).register(registry)
     CloseOnStop(ledger.close, name="ledger").setServiceParent(top)  # closed last: stops run in reverse
     if own_sender:
         CloseOnStop(sender.close, name="webhook-sender").setServiceParent(top)

@@ -238,6 +238,12 @@ class BotClient:
         """Send raw Telegram HTML to a chat."""
         return self._enqueue(SEND, job.to_wire(), job.key)
 
+    def send_and_wait(self, job: SendMessage, timeout: float = 60.0) -> Deferred[SendOutcome]:
+        """Send raw Telegram HTML and fire with the outcome (a call: on JobTimeout it may
+        still be sent; asking again with the same ``key`` never sends it twice)."""
+        d = self.queue.call(QUEUE, SEND, job.to_wire(), timeout=timeout)
+        return d.addCallback(lambda wire: SendOutcome(str(wire.get("outcome", "")) if isinstance(wire, dict) else ""))
+
     def update(self, update: Mapping[str, Any], key: str) -> Deferred[Enqueued]:
         """Handle an incoming update; ``key`` (bot id and update id) makes a re-fetched
         update a no-op."""

@@ -10,6 +10,7 @@ from types import ModuleType
 
 from ymds.cli import (api_key, check, link, payments, quarantine, queue_admin, reconcile, stats, test_notification,
                       webhook)
+from ymds.cli import broadcast, subscribers
 from ymds.cli import overlay
 from ymds.cli import admin_link
 from ymds.cli.command import Command
@@ -27,6 +28,8 @@ GROUPS: tuple[ModuleType, ...] = (
     api_key,
     webhook,
     overlay,             # overlay-url, overlay skip|replay (issue 17)
+    subscribers,
+    broadcast,
 )
 
 
