@@ -324,6 +324,7 @@ class OtherTaskTests(TasksTestBase):
         self.assertEqual(registry.tasks(), sorted([
             "create_invoices", "create_donation", "create_invoice", "invoice_status", "apply_payment",
             "quarantine", "subscription_status", "mark_blocked", "stats",
+            "access_covers", "access_live_invite", "access_swap_invite", "access_member_seen",
             "overlay_token", "donation_board", "donation_public",
             "apply_promo", "start_trial", "redeem_code", "gift_invoices", "promo_add", "promo_list", "promo_disable",
             "codes_add"]))

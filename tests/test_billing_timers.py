@@ -18,6 +18,7 @@ from ymds.billing.timers import BillingTimers
 
 T0 = 1_780_000_000.0
 DAY = 86400.0
+CHANNEL = make_config().telegram.channel_id
 
 
 class TimersTestBase(unittest.TestCase):
@@ -78,8 +79,10 @@ class SweepTests(TimersTestBase):
         await self.timers.tick()
         jobs = self.queue.take()
         self.assertEqual([(t, a.get("message"), k) for _, t, a, k in jobs],
-                         [("notify", "expired", f"expired:42:{int(ends)}"), ("revoke_access", None, f"revoke:42:{int(ends)}")])
-        self.assertEqual(jobs[1][2], {"chat_id": 42, "key": f"revoke:42:{int(ends)}"})
+                         [("notify", "expired", f"expired:42:{int(ends)}"),
+                          ("access_remove", None, f"access_remove:42:{CHANNEL}:{int(ends)}")])
+        self.assertEqual(jobs[1][2], {"chat_id": CHANNEL, "user_id": 42, "reason": "expired",
+                                      "key": f"access_remove:42:{CHANNEL}:{int(ends)}"})
         await self.timers.tick()
         self.assertEqual(self.queue.take(), [])
 
@@ -118,7 +121,7 @@ class SweepTests(TimersTestBase):
         self.assertEqual(self.queue.take(), [])
         self.at(ends + 1)
         await self.timers.tick()
-        self.assertEqual([t for _, t, _, _ in self.queue.take()], ["revoke_access"])
+        self.assertEqual([t for _, t, _, _ in self.queue.take()], ["access_remove"])
 
     async def test_failed_enqueue_is_retried_next_tick(self):
         ends = await self.subscribe(42)

@@ -210,7 +210,8 @@ class SubscriptionPathTests(BotTestBase):
         self.assertIn(ends_at.strftime("%Y-%m-%d"), confirmation["visible"])
         self.assertIn("1 month", confirmation["visible"])
         link = self.fake.invite_links[0]
-        self.assertEqual(link["member_limit"], 1)
+        # issue 15: a join-request link, one per subscriber and chat, for nobody else
+        self.assertEqual((link["creates_join_request"], link.get("member_limit")), (True, None))
         self.assertEqual(self.buttons(invite)[0]["url"], link["invite_link"])
         # A redelivered billing job (same payment) changes nothing.
         again = await self.queue.call("billing", "apply_payment",
@@ -219,13 +220,27 @@ class SubscriptionPathTests(BotTestBase):
         status = await self.say(chat, "/status")
         self.assertIn("active until", status["visible"])
         self.assertIn({"text": "Get an invitation link", "callback_data": "invite"}, self.buttons(status))
-        # The invite lapsed unused: the button makes a fresh one.
-        await self.click(chat, "invite")
-        await wait_until(lambda: len(self.fake.invite_links) == 2)
-        # Time passes beyond the end: billing's timer expires it; the bot says so and removes.
-        await self.billing.timers.expire_subscriptions(ends_at.timestamp() + 1)
-        await wait_until(lambda: len(self.fake.bans) == 2, what="ban and unban")
-        self.assertEqual(self.fake.bans, [("banChatMember", CHANNEL, chat), ("unbanChatMember", CHANNEL, chat)])
+        # Pressing the button again gives the same live link, not a new one.
+        again_invite = await self.click(chat, "invite")
+        self.assertEqual(self.buttons(again_invite)[0]["url"], link["invite_link"])
+        self.assertEqual(len(self.fake.invite_links), 1)
+        # The link, shared: the subscriber is let in, the stranger is not.
+        self.assertEqual(self.fake.user_joins_by_link(chat, link["invite_link"]), "requested")
+        self.assertEqual(self.fake.user_joins_by_link(555, link["invite_link"]), "requested")
+        await wait_until(lambda: chat in self.fake.members(CHANNEL) and not self.fake.chat_model.chat(CHANNEL).requests,
+                         what="join requests decided")
+        # The subscription ends (moved into the past in the ledger): billing's sweep has the
+        # bot remove the member (ban, then unban so that they may pay and come back).
+        ledger = self.billing.timers.ledger
+        past = reactor.seconds() - 1
+        await ledger.db.run(lambda txn: txn.execute("UPDATE subscriptions SET ends_at = ? WHERE chat_id = ?",
+                                                    (past, chat)))
+        await self.billing.timers.tick()
+        self.assertNotIn(555, self.fake.members(CHANNEL))
+        await wait_until(lambda: len([b for b in self.fake.bans if b[2] == chat]) == 2 and
+                         chat not in self.fake.members(CHANNEL), what="removal after expiry")
+        self.assertEqual([b for b in self.fake.bans if b[2] == chat],
+                         [("banChatMember", CHANNEL, chat), ("unbanChatMember", CHANNEL, chat)])
         await wait_until(lambda: any("has ended" in m["visible"] for m in self.fake.messages_to(chat)))
         expired = [m for m in self.fake.messages_to(chat) if "has ended" in m["visible"]][0]
         self.assertTrue(all(b["url"].startswith("https://pay.example.org/pay/") for b in self.buttons(expired)))

@@ -257,15 +257,23 @@ class NotifyTests(SenderTestBase):
 
 
 class ChannelTests(SenderTestBase):
+    async def subscribe(self, chat_id: int, ends_at: float = 1_893_456_000.0) -> None:
+        """A subscription in billing's ledger (grant_access links only chats it covers)."""
+        ledger = self.billing.timers.ledger
+        await ledger.db.run(lambda txn: txn.execute(
+            "INSERT INTO subscriptions (chat_id, plan, ends_at, updated_at) VALUES (?, NULL, ?, ?)",
+            (chat_id, ends_at, reactor.seconds())))
+
     @as_deferred
     async def test_grant_access_sends_a_one_person_link_once(self):
         await self.bot()
+        await self.subscribe(700)
         args = {"chat_id": 700, "ends_at": "2030-01-01T00:00:00+00:00"}
         result = await run_task(self.tasks, "grant_access", args)
         self.assertEqual(result, {"granted": True, "outcome": "sent"})
         link = self.fake.invite_links[0]
         self.assertEqual(link["chat_id"], CHANNEL)
-        self.assertEqual(link["member_limit"], 1)
+        self.assertEqual(link["creates_join_request"], True)  # issue 15: only the subscriber is let in
         now = reactor.seconds()
         self.assertTrue(now < link["expire_date"] <= now + 2 * 86400 + 5)
         message = self.fake.messages_to(700)[0]
@@ -279,6 +287,7 @@ class ChannelTests(SenderTestBase):
     async def test_invite_expires_with_the_subscription_when_that_is_sooner(self):
         await self.bot()
         soon = reactor.seconds() + 3600
+        await self.subscribe(701, soon)
         from datetime import datetime, timezone
         await run_task(self.tasks, "grant_access", {"chat_id": 701, "ends_at": datetime.fromtimestamp(soon, timezone.utc).isoformat()})
         self.assertEqual(self.fake.invite_links[0]["expire_date"], int(soon))
@@ -286,6 +295,7 @@ class ChannelTests(SenderTestBase):
     @as_deferred
     async def test_link_survives_a_crash_between_link_and_message(self):
         await self.bot()
+        await self.subscribe(702)
         self.fake.fail_next("sendMessage", 500)
         args = {"chat_id": 702, "ends_at": "2030-01-01T00:00:00+00:00"}
         with self.assertRaises(Exception):
@@ -312,6 +322,7 @@ class ChannelTests(SenderTestBase):
         with self.assertRaises(PermanentJobError) as caught:
             await run_task(self.tasks, "revoke_access", {"chat_id": 705})
         self.assertIn("administrator", str(caught.exception))
+        await self.subscribe(706)
         self.fake.channels.clear()
         with self.assertRaises(PermanentJobError):
             await run_task(self.tasks, "grant_access", {"chat_id": 706, "ends_at": "2030-01-01T00:00:00Z"})

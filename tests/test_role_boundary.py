@@ -15,11 +15,11 @@ from twisted.trial import unittest
 
 from tests.test_billing_service import BotRecorder, redis_server
 from tests.test_billing_tasks import note
+from ymds.billing import access_jobs
 from ymds.billing import jobs as billing_jobs
 from ymds.billing import overlay_jobs
 from ymds.billing import admin_jobs
 from ymds.billing import selling_jobs
-from ymds.billing import subscribers_jobs
 from ymds.billing.jobs import (
     ApplyPayment, BillingClient, ChatQuery, CreateDonation, CreateInvoice, CreateInvoices, IdempotencyKey,
     IdempotencyKeyReused, InvoiceOffers, ListPayments, Quarantine, WebhookDeliver,
@@ -27,6 +27,8 @@ from ymds.billing.jobs import (
 from ymds.billing.open import open_ledger
 from ymds.billing.service import make_billing_service
 from ymds.bot import jobs as bot_jobs
+from ymds.bot.access import jobs as bot_access_jobs
+from ymds.billing import subscribers_jobs
 from ymds.bot.jobs import GrantAccess, Notify, NotifyAdmins, RevokeAccess, SendMessage
 from ymds.config import load_config
 from ymds.queue.client import RedisJobQueue
@@ -98,7 +100,7 @@ class JobDataclassTests(unittest.TestCase):
         self.assertNotIsInstance(other, InvalidTaskArgs)
 
 
-TASK_NAMES = {value for module in (billing_jobs, bot_jobs, overlay_jobs, admin_jobs, selling_jobs, subscribers_jobs) for name, value in vars(module).items()
+TASK_NAMES = {value for module in (billing_jobs, bot_jobs, access_jobs, bot_access_jobs, overlay_jobs, subscribers_jobs, admin_jobs, selling_jobs) for name, value in vars(module).items()
               if name.isupper() and isinstance(value, str) and name not in ("QUEUE",)
               and value.isidentifier() and value.islower()}
 # Task names that are also ordinary words ("quarantine", "stats", "send", ...) are flagged
@@ -109,8 +111,9 @@ SAME_WORD = {
     "ymds/observability.py": {"apply_payment"},  # the ledger's method of that name
     "ymds/bot/handlers.py": {"stats"},  # the /stats command
 }
-HOMES = {"ymds/billing/jobs.py", "ymds/bot/jobs.py", "ymds/billing/overlay_jobs.py", "ymds/billing/admin_jobs.py",
-         "ymds/billing/selling_jobs.py", "ymds/billing/subscribers_jobs.py"}
+HOMES = {"ymds/billing/jobs.py", "ymds/bot/jobs.py", "ymds/billing/access_jobs.py", "ymds/bot/access/jobs.py", "ymds/billing/overlay_jobs.py",
+         "ymds/billing/subscribers_jobs.py", "ymds/billing/admin_jobs.py",
+         "ymds/billing/selling_jobs.py"}
 QUEUE_METHODS = {"enqueue", "call", "register", "lookup"}
 
 

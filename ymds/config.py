@@ -20,6 +20,7 @@ from ymds.config_values import (
     ConfigError, check_endpoint, check_http_url, check_ledger_url, check_redis_url, is_loopback_url, parse_bool,
     parse_duration, parse_float, parse_int, parse_list, parse_money, parse_rate, parse_text, parse_timezone,
 )
+from ymds.billing.access_config import parse_chat_ids, parse_grace
 from ymds.overlay.settings import OverlayConfig, donation_extras, overlay_config
 
 
@@ -88,6 +89,7 @@ class TelegramConfig:
     api_url: str = "https://api.telegram.org"
     channel_id: int = 0
     admins: tuple[int, ...] = ()
+    grace: int = 0  # seconds a member stays in paid chats after the subscription ends (issue 15)
     language: str = "ru"
     poll_timeout: int = 50
     sale_alerts: bool = False  # one owner message per paid sale (batched when many arrive at once)
@@ -110,6 +112,7 @@ class Plan:
     trial_days: int = 0  # 0: no trial (issue 19)
     trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
 
+    chats: tuple[int, ...] = ()  # paid chats it opens; () = telegram.channel_id (issue 15)
 
 @dataclass(frozen=True)
 class DonationsConfig:
@@ -448,6 +451,7 @@ def _telegram(t: dict) -> TelegramConfig:
 
 _CHANNEL_ID_FIX = ("write the channel's numeric id, a negative number like -1001234567890: forward a post "
                    "from the channel to @getidsbot (or open the channel in web.telegram.org: the address "
+        grace=parse_grace(t.get("grace", 0)),
                    "ends in it), and write -100 before the digits if they are not there")
 
 
@@ -489,10 +493,10 @@ def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
         for needed in ("id", "title", "price", "days"):
             if needed not in p:
                 raise ConfigError(f"{key}.{needed}", "is missing", "every plan needs id, title, price and days")
-        unknown = set(p) - {"id", "title", "price", "days", "trial_days", "trial_price"}
+        unknown = set(p) - {"id", "title", "price", "days", "trial_days", "trial_price", "chats"}
         if unknown:
             raise ConfigError(f"{key}.{sorted(unknown)[0]}", "is not a known key",
-                              "a plan has only id, title, price, days, trial_days and trial_price")
+                              "a plan has only id, title, price, days, trial_days, trial_price and chats")
         pid = parse_text(f"{key}.id", p["id"])
         if not _PLAN_ID.fullmatch(pid):
             raise ConfigError(f"{key}.id", f"{pid!r} is not a plan id", "use 1-32 letters, digits, '-' or '_'")
@@ -506,7 +510,7 @@ def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
         if trial_price is not None and not trial_days:
             raise ConfigError(f"{key}.trial_price", "is set without trial_days", "add trial_days = N or remove trial_price")
         plans.append(Plan(pid, title, parse_money(f"{key}.price", p["price"]), parse_int(f"{key}.days", p["days"], 1, 3660),
-                          trial_days, trial_price))
+                          trial_days, trial_price, parse_chat_ids(f"{key}.chats", p.get("chats", []))))
     return tuple(plans)
 
 

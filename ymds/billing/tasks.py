@@ -13,8 +13,9 @@ from typing import Any, Awaitable, Callable
 from twisted.logger import Logger
 
 from ymds.billing import jobs
-from ymds.billing.invoices import InvoiceTasks, iso
+from ymds.billing.access import AccessTasks
 from ymds.billing.overlay import OverlayTasks
+from ymds.billing.invoices import InvoiceTasks, iso
 from ymds.billing.jobs import BillingStats, BlockedResult, ChatQuery, IdempotencyKeyReused, NoArgs, SubscriptionView
 from ymds.billing.interfaces import ILedger
 from ymds.billing.ledger import ApplyResult
@@ -56,6 +57,7 @@ class BillingTasks:
         self.invoices = InvoiceTasks(config, ledger, clock)
         self.quarantines = QuarantineTasks(ledger, bot, clock)
         self.payments = PaymentTasks(config, ledger, bot, clock, self.quarantines, webhooks, wallet_api)
+        self.access = AccessTasks(config, ledger, clock)  # issue 15: access_* (covers, invite links, members)
         self.overlay = OverlayTasks(config, ledger, clock)  # issue 17: overlay_token, donation_board, donation_public
         self.selling = SellingTasks(config, ledger, clock, self.invoices.link)  # issue 19: trials, promo, codes
         self.payments.selling = self.selling  # a paid gift invoice makes its code
@@ -81,6 +83,7 @@ class BillingTasks:
             jobs.SUBSCRIPTION_STATUS: (jobs.ChatQuery.from_wire, self.subscription_status),
             jobs.MARK_BLOCKED: (jobs.ChatQuery.from_wire, self.mark_blocked),
             jobs.STATS: (jobs.NoArgs.from_wire, self.stats),
+            **self.access.handlers(),
             **self.overlay.handlers(),
             **self.selling.handlers(),
         }

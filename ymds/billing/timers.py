@@ -16,8 +16,9 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from ymds.billing.access import AccessExpiry
 from ymds.billing.tasks import iso
-from ymds.bot.jobs import BotClient, Notify, RevokeAccess
+from ymds.bot.jobs import BotClient, Notify
 from ymds.yoomoney.quickpay import credited_amount, sum_for_credited
 
 log = Logger()
@@ -62,6 +63,7 @@ class BillingTimers(Service):
         self._running: Deferred | None = None
         self._next_prune = 0.0
         self._next_reconcile = 0.0
+        self.access = AccessExpiry(lambda: self.config, ledger, queue, batch)  # removals from paid chats after grace
 
     # --- service ----------------------------------------------------------------------
 
@@ -102,6 +104,7 @@ class BillingTimers(Service):
         report["trials_released"] = await self.ledger.trials.release_expired(now)
         report["reminders"] = await self.send_reminders(now)
         report["expired_subscriptions"] = await self.expire_subscriptions(now)
+        report["access_removals"] = await self.access.sweep(now)
         if now >= self._next_prune:
             report["pruned"] = await self.ledger.invoices.prune_unpaid(now - self.prune_after)
             if self.webhooks is not None:
@@ -142,7 +145,6 @@ class BillingTimers(Service):
 
     async def expire_subscriptions(self, now: float) -> int:
         done = 0
-        channel = self.config.telegram.channel_id
         while True:
             ended = await self.ledger.subscriptions.expired_subscriptions(now, limit=self.batch)
             if not ended:
@@ -160,9 +162,8 @@ class BillingTimers(Service):
                         key = f"expired:{sub.chat_id}:{end}"
                         await BotClient(self.queue).notify(Notify(
                             sub.chat_id, "expired", {"plan": sub.plan, "ends_at": iso(sub.ends_at)}, key))
-                    if channel:
-                        key = f"revoke:{sub.chat_id}:{end}"
-                        await BotClient(self.queue).revoke_access(RevokeAccess(sub.chat_id, key))
+                    # removed from every chat of the plan when the grace ends (AccessExpiry.sweep)
+                    await self.access.schedule(sub.chat_id, sub.plan, sub.ends_at)
                 except Exception:
                     await self.ledger.subscriptions.unmark_expired(sub.chat_id, sub.ends_at)
                     raise

@@ -19,9 +19,16 @@ from twisted.logger import Logger
 from ymds.billing.jobs import BillingClient, InvoiceOffers
 from ymds.bot import texts
 from ymds.bot.shop_texts import shop_heading
+from ymds.bot.access.doorkeeper import ALLOWED_UPDATES
+from ymds.bot.access.invites import PressTooSoon
+from ymds.bot.access.texts import say as access_say
 from ymds.bot.commands_admin import AdminLinkCommand
 from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.bot.sender import invoice_buttons
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ymds.bot.access.wiring import AccessService
 from ymds.queue.keys import QueueKeys
 
 log = Logger()
@@ -63,6 +70,7 @@ class UpdateHandler:
         self.admin_link = AdminLinkCommand(config, store.redis)  # /admin (issue 16)
 
     async def handle(self, update) -> None:
+        self.access: AccessService | None = None  # ymds.bot.access.wiring.AccessService when paid chats are guarded (issue 15)
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
             log.warn("bot: ignored a malformed update")
             return
@@ -73,6 +81,8 @@ class UpdateHandler:
             await self.on_callback(uid, update["callback_query"])
         # other update kinds are not asked for (allowed_updates) and are ignored
 
+        elif self.access is not None and any(isinstance(update.get(k), dict) for k in ALLOWED_UPDATES):
+            await self.access.handle_update(update)  # raises on a passing failure: the job is tried again
     # --- helpers ------------------------------------------------------------------------
 
     async def language(self, chat_id: int) -> str:
@@ -209,7 +219,7 @@ class UpdateHandler:
             text = texts.render(lang, "status_active", plan=title, ends_at=ends_at)
             if buttons:
                 text += "\n" + texts.render(lang, "renew")
-            if self.config.telegram.channel_id:
+            if self.config.telegram.channel_id or self.access is not None:
                 buttons = buttons + [[{"text": texts.plain(lang, "invite_button"), "callback_data": "invite"}]]
         else:
             text = texts.render(lang, "status_expired", plan=title, ends_at=ends_at)
@@ -272,7 +282,13 @@ class UpdateHandler:
                 log.info("bot: answerCallbackQuery failed: {error}", error=str(e) or type(e).__name__)
 
     async def resend_invite(self, uid: int, chat_id: int, lang: str) -> None:
-        if not self.config.telegram.channel_id:
+        if self.access is not None:
+            try:
+                self.access.presses.check(chat_id)
+            except PressTooSoon as e:
+                await self.reply(uid, chat_id, access_say(lang, "press_too_soon", seconds=int(e.retry_after) + 1))
+                return
+        elif not self.config.telegram.channel_id:
             await self.reply(uid, chat_id, texts.render(lang, "no_channel"))
             return
         try:

@@ -42,6 +42,12 @@ from ymds.bot.jobs import (
     SendMessage, SendOutcome, Update, content_key,
 )
 from ymds.jobwire import typed_handler
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ymds.bot.access.wiring import AccessService
+from ymds.bot.access.jobs import ACCESS_REMOVE, RemoveMember
+from ymds.bot.access.texts import grace_text
 from ymds.queue.errors import PermanentJobError
 
 log = Logger()
@@ -178,6 +184,7 @@ class BotTasks:
         self.clock = clock
         self.limiter = limiter
         self.handlers = handlers
+        self.access: AccessService | None = None  # ymds.bot.access.wiring.AccessService when paid chats are guarded (issue 15)
 
     def register(self, registry) -> None:
         registry.register(jobs.NOTIFY, typed_handler(Notify.from_wire, self.notify))
@@ -187,6 +194,8 @@ class BotTasks:
         registry.register(jobs.SEND, typed_handler(SendMessage.from_wire, self.send))
         if self.handlers is not None:
             registry.register(jobs.UPDATE, typed_handler(Update.from_wire, self.update))
+        if self.access is not None:
+            registry.register(ACCESS_REMOVE, typed_handler(RemoveMember.from_wire, self.access.remove_member))
 
     async def language(self, chat_id: int) -> str:
         return await self.store.get_language(chat_id) or self.config.telegram.language
@@ -236,6 +245,8 @@ class BotTasks:
             buttons = await self.renew_buttons(job.chat_id, lang)
         text = self.render_notification(lang, job.message, dict(job.params))
         return SendOutcome(await self.sender.send(key, job.chat_id, text, buttons))
+        if job.message in ("reminder", "expired") and self.access is not None:
+            text += "\n\n" + grace_text(lang, self.config.telegram.grace) if self.config.telegram.grace else ""
 
     async def notify_admins(self, job: NotifyAdmins) -> AdminOutcomes:
         base = job.dedup_key()
@@ -258,6 +269,8 @@ class BotTasks:
     async def grant_access(self, job: GrantAccess) -> AccessOutcome:
         chat_id = job.chat_id
         channel = self.config.telegram.channel_id
+        if self.access is not None:
+            return await self.grant_join_links(job)
         if not channel:
             return AccessOutcome(granted=False, reason="no channel configured")
         key = job.dedup_key()
@@ -271,6 +284,26 @@ class BotTasks:
         return AccessOutcome(granted=True, outcome=await self.sender.send(key, chat_id, text, buttons))
 
     async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
+    async def grant_join_links(self, job: GrantAccess) -> AccessOutcome:
+        """Issue 15: the subscriber's one live join-request link to each chat their plan
+        opens (the same links again while they stay valid), in one message."""
+        assert self.access is not None
+        key = job.dedup_key()
+        if await self.store.was_sent(key):
+            return AccessOutcome(granted=True, outcome="duplicate")
+        try:
+            links, expires = await self.channel_call(self.access.invites, job.chat_id, _timestamp(job.ends_at))
+        except (BadRequest, Forbidden) as e:
+            raise PermanentJobError(
+                f"cannot create an invite link to a paid chat: {e.description}; make the bot an administrator "
+                "there with the right to invite users (twistd ymds --check says which)") from None
+        if not links:
+            return AccessOutcome(granted=False, reason="no paid chat is covered")
+        lang = await self.language(job.chat_id)
+        text = self.access.expiry_text(lang, expires)
+        return AccessOutcome(granted=True, outcome=await self.sender.send(key, job.chat_id, text,
+                                                                          self.access.buttons(lang, links)))
+
         """A one-person link, the same one for every delivery of the same job."""
         now = self.clock.seconds()
         expires = int(now + INVITE_VALIDITY)

@@ -18,6 +18,8 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from ymds.billing.access_config import paid_chats
+from ymds.bot.access.wiring import POLLED_UPDATES, AccessService
 from ymds.bot.api import BotAPI
 from ymds.bot.handlers import UpdateHandler
 from ymds.bot.jobs import NOTIFY_ADMINS, BotClient, NotifyAdmins
@@ -113,11 +115,18 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     sender = Sender(api, limiter, store, queue, reactor, pacer=pacer, metrics=metrics)
     handlers = UpdateHandler(config, queue, sender, store, api)
     tasks = BotTasks(config, sender, api, store, queue, reactor, limiter, handlers)
+    access = None
+    chats = paid_chats(config)
+    if chats:  # issue 15: join requests bound to the payer, intruders removed
+        access = AccessService(config, api, queue, reactor, chats, metrics=metrics)
+        handlers.access = tasks.access = access
     if registry is None:
         from ymds.queue.registry import TaskRegistry
         registry = TaskRegistry()
     tasks.register(registry)
     top = BotService(limiter, api, redis, own_redis)
+    if access is not None:
+        access.setServiceParent(top)  # started first, stopped last
 
     consumer = None
     if worker:
@@ -140,7 +149,9 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
             await BotClient(queue).update(update, key=f"update:{bot_id}:{update['update_id']}")
 
         lease = RedisLease(redis, reactor, store.lease_key, ttl=lease_ttl)
-        polling = PollingService(reactor, api, store, lease, dispatch, poll_timeout=telegram.poll_timeout)
+        updates = POLLED_UPDATES if access is not None else ("message", "callback_query")
+        polling = PollingService(reactor, api, store, lease, dispatch, poll_timeout=telegram.poll_timeout,
+                                 allowed_updates=updates)
         polling.setServiceParent(top)
 
     if metrics is not None:
@@ -149,5 +160,6 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
         metrics.gauge("ymds_bot_waiting_for_slot", "Messages of this process waiting for a rate-limit slot"
                       ).set_function(lambda: float(limiter.waiting()))
     top.parts = BotParts(api=api, limiter=limiter, pacer=pacer, store=store, sender=sender, tasks=tasks, handlers=handlers,
-                         polling=polling, lease=lease, worker=consumer, registry=registry, redis=redis)
+                         polling=polling, lease=lease, worker=consumer, registry=registry, redis=redis,
+                         access=access)
     return top

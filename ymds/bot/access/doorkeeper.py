@@ -1,7 +1,7 @@
 """The door of every paid chat: join requests decided by subscription, intruders removed.
 
-``chat_join_request``: approved when the user's active subscription covers the chat;
-otherwise the user is told in private how to subscribe (while Telegram still lets the bot
+``chat_join_request``: approved when the user's active subscription covers the chat (or
+the user is one of ``telegram.admins``: an owner testing their own link gets in); otherwise the user is told in private how to subscribe (while Telegram still lets the bot
 write to them: before the request is answered) and the request is declined.
 
 ``chat_member``: whoever becomes a member of a paid chat without a subscription covering
@@ -138,7 +138,8 @@ class DoorKeeper:
         user_id = _int(user.get("id"))
         if chat_id is None or user_id is None:
             return "ignored"
-        if await self._policy.covers(user_id, chat_id):
+        # telegram.admins are let in too: an owner testing their own link should get in.
+        if await self._policy.is_admin(user_id) or await self._policy.covers(user_id, chat_id):
             await self._answer(self._api.approveChatJoinRequest, chat_id, user_id)
             log.info("access: join request to {chat_id} approved", chat_id=chat_id)
             return "approved"
@@ -177,6 +178,13 @@ class DoorKeeper:
         user_id = _int(user.get("id"))
         if user_id is None:
             return "ignored"
+        return await self.remove_uncovered(chat_id, title, user_id, removal_reason(change))
+
+    async def remove_uncovered(self, chat_id: int, title: str, user_id: int, reason: str) -> str:
+        """Remove ``user_id`` from ``chat_id`` unless they may be there (the bot,
+        ``telegram.admins``, a chat administrator, a covering subscription): "removed",
+        "kept", "gone" (not a member now) or "failed".  Used for chat_member updates, when a
+        subscription's grace ends ("expired") and by ``ymds members --fix`` ("audit")."""
         if user_id == await self.bot_id() or await self._policy.is_admin(user_id):
             return "kept"
         if await self._policy.covers(user_id, chat_id):
@@ -188,7 +196,7 @@ class DoorKeeper:
             return "gone"
         if _dict(now).get("status") in ("creator", "administrator"):
             return "kept"
-        return await self.remove(chat_id, title, user_id, removal_reason(change))
+        return await self.remove(chat_id, title, user_id, reason)
 
     async def remove(self, chat_id: int, title: str, user_id: int, reason: str) -> str:
         """Ban then unban (so that they may come back after paying); "removed", "kept"

@@ -124,6 +124,23 @@ class InviteIssuer:
             await self._revoke(chat_id, new.invite_link)  # lost the race: keep the other one
         raise RuntimeError("the invite record kept changing; try again")
 
+    async def forget(self, user_id: int, chat_id: int) -> bool:
+        """Revoke and drop the user's live link to the chat (their access ended: a renewal
+        then gets a new link); False when there was none."""
+        key = (user_id, chat_id)
+        lock = self._locks.setdefault(key, DeferredLock())
+        await lock.acquire()
+        try:
+            current = await self._store.live_invite(user_id, chat_id)
+            if current is None:
+                return False
+            await self._revoke(chat_id, current.invite_link)
+            return await self._store.swap_invite(user_id, chat_id, current.invite_link, None)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(key, None)
+
     async def _revoke(self, chat_id: int, invite_link: str) -> None:
         try:
             await self._api.revokeChatInviteLink(chat_id, invite_link)

@@ -17,6 +17,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason_expired": "подписка закончилась",
         "reason_other": "иначе",
         "press_too_soon": "Слишком часто. Попробуйте снова через {seconds} с.",
+        "invite": "Ваше личное приглашение: по ссылке впустят только вас (заявки других людей отклоняются). "
+                  "Действует до {expires_at}.",
+        "invite_button_one": "Вступить",
+        "invite_button": "Вступить: чат {n}",
+        "grace": "После окончания подписки вы останетесь в чатах ещё {grace}; продлите её до этого, "
+                 "чтобы не выходить.",
+        "grace_day": "{n} дн.",
+        "grace_hour": "{n} ч",
+        "grace_minute": "{n} мин",
     },
     "en": {
         "declined": "Only subscribers may join “{chat}”. Subscribe with the button below or /subscribe, "
@@ -31,6 +40,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason_expired": "subscription ended",
         "reason_other": "other",
         "press_too_soon": "Too often. Try again in {seconds} s.",
+        "invite": "Your personal invitation: the link lets in only you (other people's requests are declined). "
+                  "Valid until {expires_at}.",
+        "invite_button_one": "Join",
+        "invite_button": "Join: chat {n}",
+        "grace": "After the subscription ends you stay in the chats for {grace} more; renew before then "
+                 "to keep your place.",
+        "grace_day": "{n} d",
+        "grace_hour": "{n} h",
+        "grace_minute": "{n} min",
     },
 }
 
@@ -42,3 +60,14 @@ def say(language: str, name: str, /, **params: object) -> str:
     values = {k[:-5] if k.endswith("_html") else k: (v if k.endswith("_html") else escape(v))
               for k, v in params.items()}
     return texts[name].format_map(values)
+
+
+def grace_text(language: str, seconds: int) -> str:
+    """One sentence about the grace period (``telegram.grace``), or "" when there is none."""
+    if seconds <= 0:
+        return ""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0 or unit == "minute":
+            amount = say(language, "grace_" + unit, n=max(1, round(seconds / size)))
+            return say(language, "grace", grace=amount)
+    return ""
