@@ -648,7 +648,7 @@ class ExampleConfig(unittest.TestCase):
         section = None
         documented = []
         for line in doc.splitlines():
-            heading = re.match(r"^## \[(\w+)\]", line)
+            heading = re.match(r"^## (\[\w+\]|\[\[\w+\]\])$", line)  # [section] or [[plans]]
             if heading:
                 section = heading.group(1)
             row = re.match(r"^\| `(\w+)`(?: / `(\w+)`)?", line)
@@ -658,7 +658,7 @@ class ExampleConfig(unittest.TestCase):
         for section, key in documented:
             if key == "_file":
                 continue
-            body = example.split(f"[{section}]", 1)[1].split("\n[", 1)[0]
+            body = example.split(f"\n{section}\n", 1)[1].split("\n[", 1)[0]
             self.assertRegex(body, rf"(?m)^#? ?{key}(_file)? =", f"{section}.{key} is missing from the example")
 
     def test_example_loads(self):

@@ -450,7 +450,7 @@ def _telegram(t: dict) -> TelegramConfig:
 
 
 _CHANNEL_ID_FIX = ("write the channel's numeric id, a negative number like -1001234567890: forward a post "
-                   "from the channel to @getidsbot (or open the channel in web.telegram.org: the address "
+                   "from the channel to @userinfobot (or open the channel in web.telegram.org: the address "
         grace=parse_grace(t.get("grace", 0)),
                    "ends in it), and write -100 before the digits if they are not there")
 
