@@ -443,6 +443,7 @@ def _telegram(t: dict) -> TelegramConfig:
         channel_id=_channel_id(t.get("channel_id", 0)),
         admins=tuple(parse_int("telegram.admins", a) for a in parse_list("telegram.admins", t.get("admins", []))),
         language=language,
+        grace=parse_grace(t.get("grace", 0)),
         poll_timeout=parse_int("telegram.poll_timeout", t.get("poll_timeout", dt.poll_timeout), 0, 100),
         sale_alerts=parse_bool("telegram.sale_alerts", t.get("sale_alerts", dt.sale_alerts)),
         bot_username=_bot_username(t.get("bot_username", "")),
@@ -451,7 +452,6 @@ def _telegram(t: dict) -> TelegramConfig:
 
 _CHANNEL_ID_FIX = ("write the channel's numeric id, a negative number like -1001234567890: forward a post "
                    "from the channel to @userinfobot (or open the channel in web.telegram.org: the address "
-        grace=parse_grace(t.get("grace", 0)),
                    "ends in it), and write -100 before the digits if they are not there")
 
 
