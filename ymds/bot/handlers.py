@@ -23,6 +23,7 @@ from ymds.bot.access.doorkeeper import ALLOWED_UPDATES
 from ymds.bot.access.invites import PressTooSoon
 from ymds.bot.access.texts import say as access_say
 from ymds.bot.commands_admin import AdminLinkCommand
+from ymds.bot.commands_selling import COMMANDS as SELLING_COMMANDS, SellingCommands, offer_notes, trial_buttons
 from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.bot.sender import invoice_buttons
 from typing import TYPE_CHECKING
@@ -67,6 +68,7 @@ class UpdateHandler:
         self.billing = BillingClient(queue, timeout=call_timeout)
         self.bot = BotClient(queue)
         self.username: str | None = None
+        self.selling = SellingCommands(self)  # issue 19: /promo, /redeem, /gift, trials, deep links
         self.admin_link = AdminLinkCommand(config, store.redis)  # /admin (issue 16)
 
     async def handle(self, update) -> None:
@@ -135,9 +137,11 @@ class UpdateHandler:
                 await self.reply(uid, chat_id, await self.admin_link.text_for(user_id, lang))
             return
         if kind != "private" and not (admin and command == "stats"):
-            if command in ("start", "subscribe", "status", "help", "lang"):
+            if command in ("start", "subscribe", "status", "help", "lang", *SELLING_COMMANDS):
                 await self.reply(uid, chat_id, texts.render(lang, "private_only"))
             return
+        if await self.selling.handle(uid, chat_id, user_id, lang, command, rest):
+            return  # issue 19: a selling command or deep link
         if command == "start":
             await self.cmd_start(uid, chat_id, lang, rest)
         elif command == "subscribe":
@@ -194,7 +198,8 @@ class UpdateHandler:
         for plan in self.config.plans:
             lines.append(texts.render(lang, "plan_line", title=plan.title, amount_html=texts.money(plan.price, lang),
                                       days=plan.days))
-        await self.reply(uid, chat_id, "\n".join(lines), buttons, n=n)
+        lines += offer_notes(result, lang)  # issue 19: trials and promo prices
+        await self.reply(uid, chat_id, "\n".join(lines), trial_buttons(result, lang) + buttons, n=n)
 
     async def cmd_status(self, uid: int, chat_id: int, lang: str) -> None:
         try:
@@ -275,6 +280,8 @@ class UpdateHandler:
                 await self.cmd_subscribe(uid, chat_id, await self.language(chat_id))
             elif data == "invite":
                 await self.resend_invite(uid, chat_id, await self.language(chat_id))
+            else:
+                await self.selling.on_button(uid, chat_id, user_id, data)  # issue 19: the free-trial button
         finally:
             try:
                 await self.api.answerCallbackQuery(query_id, answer_text)

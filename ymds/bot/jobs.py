@@ -26,7 +26,8 @@ REVOKE_ACCESS = "revoke_access"
 SEND = "send"
 UPDATE = "update"
 
-NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite")
+NOTIFY_MESSAGES = ("payment_confirmed", "payment_underpaid", "payment_held", "reminder", "expired", "invite",
+                   "gift_code")
 ADMIN_MESSAGES = ("donation", "underpaid", "overpaid", "unmatched", "quarantine", "dead_letter", "webhook_failed",
                   "sale", "unconfirmed")
 MAX_TEXT = 4096

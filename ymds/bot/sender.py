@@ -221,6 +221,7 @@ class BotTasks:
             "amount_part_html": f" ({texts.money(amount, lang)})" if amount is not None else "",
             "expected_part_html": f" ({texts.money(expected, lang)})" if expected is not None else "",
             "contact_part_html": contact_part(self.config, lang),
+            "code": p.get("code"),  # gift_code (issue 19)
         }
         return texts.render(lang, message, **fields)
 
@@ -244,9 +245,9 @@ class BotTasks:
         elif job.message in ("reminder", "expired"):
             buttons = await self.renew_buttons(job.chat_id, lang)
         text = self.render_notification(lang, job.message, dict(job.params))
+        return SendOutcome(await self.sender.send(key, job.chat_id, text, buttons))
         if job.message in ("reminder", "expired") and self.access is not None:
             text += "\n\n" + grace_text(lang, self.config.telegram.grace) if self.config.telegram.grace else ""
-        return SendOutcome(await self.sender.send(key, job.chat_id, text, buttons))
 
     async def notify_admins(self, job: NotifyAdmins) -> AdminOutcomes:
         base = job.dedup_key()
@@ -268,9 +269,9 @@ class BotTasks:
 
     async def grant_access(self, job: GrantAccess) -> AccessOutcome:
         chat_id = job.chat_id
+        channel = self.config.telegram.channel_id
         if self.access is not None:
             return await self.grant_join_links(job)
-        channel = self.config.telegram.channel_id
         if not channel:
             return AccessOutcome(granted=False, reason="no channel configured")
         key = job.dedup_key()
@@ -283,6 +284,7 @@ class BotTasks:
         buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
         return AccessOutcome(granted=True, outcome=await self.sender.send(key, chat_id, text, buttons))
 
+    async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
     async def grant_join_links(self, job: GrantAccess) -> AccessOutcome:
         """Issue 15: the subscriber's one live join-request link to each chat their plan
         opens (the same links again while they stay valid), in one message."""
@@ -303,7 +305,6 @@ class BotTasks:
         return AccessOutcome(granted=True, outcome=await self.sender.send(key, job.chat_id, text,
                                                                           self.access.buttons(lang, links)))
 
-    async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
         """A one-person link, the same one for every delivery of the same job."""
         now = self.clock.seconds()
         expires = int(now + INVITE_VALIDITY)

@@ -11,6 +11,8 @@ import html
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
+from ymds.bot.texts_selling import SELLING_TEXTS
+
 LANGUAGES = ("ru", "en")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -113,6 +115,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin_other": "Сообщение владельцу: {message}",
     },
 }
+
+# issue 19: trials, promo codes, gift and access codes
+for _language, _extra in SELLING_TEXTS.items():
+    TEXTS[_language].update(_extra)
 
 MAX_PARAM_CHARS = 500  # a donor's message is shown, but never a wall of text
 
