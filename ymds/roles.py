@@ -133,7 +133,7 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         top.bot.setServiceParent(top)
 
     if "web" in roles:
-        from ymds.web.listener import TrackingSite, WebListener
+        from ymds.web.listener import ConnectionGuard, TrackingSite, WebListener
         from ymds.web.site import make_site
 
         sandbox = None
@@ -152,6 +152,7 @@ def build_service(reactor, config: Config, roles: set[str], private_redis=None, 
         admin = make_admin_resource(reactor, config, queue)  # issue 16: /admin, the owner's dashboard
         site = make_site(reactor, config, queue, metrics, checks, sandbox=sandbox, site_class=TrackingSite, api=api,
                          overlay=overlay.resource, admin=admin)
+        site.guard = ConnectionGuard(trusted=config.server.trusted_proxies)  # deadline + per-address cap (issue 14)
 
         def listening(port):
             if demo:

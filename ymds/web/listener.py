@@ -6,9 +6,10 @@ bounded time, closes idle keep-alive connections, and aborts whatever is left.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -25,15 +26,99 @@ from ymds.util.clock import Deadline, sleep
 log = Logger()
 
 
+class ConnectionGuard:
+    """Per-connection deadline and per-address cap (issue 14: a client sending one byte
+    every 20 s held a connection for 100 s+, and one address could hold any number).
+
+    - A connection must deliver a whole request within ``request_deadline`` seconds of
+      opening, and the next one within the same time after each answer; slower ones are
+      aborted.  A request being answered (a long poll, a stream) is not limited by it.
+    - At most ``per_address`` connections per client address; more are closed at once.
+      Loopback and ``trusted`` proxies (server.trusted_proxies) are exempt: every client
+      behind a reverse proxy shares its address.
+    """
+
+    def __init__(self, request_deadline: float = 30.0, per_address: int = 64, trusted: Iterable[str] = (),
+                 exempt_loopback: bool = True):
+        self.request_deadline = request_deadline
+        self.per_address = per_address
+        self.exempt_loopback = exempt_loopback
+        self._trusted = [ipaddress.ip_network(t.strip(), strict=False) for t in trusted if t.strip()]
+        self.open: dict[str, int] = {}
+
+    def exempt(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return True  # a unix socket or similar: not a network client
+        return (address.is_loopback and self.exempt_loopback) or any(address in network for network in self._trusted)
+
+    def admit(self, host: str) -> bool:
+        """Count a new connection from ``host``; False when it is over the cap (not counted)."""
+        if self.exempt(host):
+            return True
+        if self.open.get(host, 0) >= self.per_address:
+            return False
+        self.open[host] = self.open.get(host, 0) + 1
+        return True
+
+    def release(self, host: str) -> None:
+        if host in self.open:
+            self.open[host] -= 1
+            if self.open[host] <= 0:
+                del self.open[host]
+
+
 class TrackedHTTPChannel(HTTPChannel):
-    """An HTTP/1.1 channel that registers itself with its TrackingSite while connected."""
+    """An HTTP/1.1 channel that registers itself with its TrackingSite while connected and
+    obeys the site's :class:`ConnectionGuard`."""
+
+    _peer_host: str | None = None
+    _deadline_call: Any = None
 
     def connectionMade(self) -> None:
         self.factory.channels.add(self)
+        guard: ConnectionGuard = self.factory.guard
+        host = getattr(self.transport.getPeer(), "host", "")
+        if not guard.admit(host):
+            log.info("connection refused: more than {cap} open from one address", cap=guard.per_address)
+            super().connectionMade()
+            self.transport.abortConnection()
+            return
+        self._peer_host = host
         super().connectionMade()
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        self._disarm_deadline()
+        self._deadline_call = self.callLater(self.factory.guard.request_deadline, self._too_slow)
+
+    def _disarm_deadline(self) -> None:
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_call = None
+
+    def _too_slow(self) -> None:
+        self._deadline_call = None
+        log.info("connection aborted: no whole request within {seconds} s", seconds=self.factory.guard.request_deadline)
+        self.transport.abortConnection()
+
+    def allContentReceived(self) -> None:
+        self._disarm_deadline()  # the request is in: answering it has no deadline here
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        if self.persistent and not self.requests and self.transport is not None \
+                and not getattr(self.transport, "disconnecting", False):
+            self._arm_deadline()  # the next request must come whole within the deadline too
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm_deadline()
         self.factory.channels.discard(self)
+        if self._peer_host is not None:
+            self.factory.guard.release(self._peer_host)
+            self._peer_host = None
         super().connectionLost(reason)
 
     def in_flight(self) -> bool:
@@ -42,7 +127,8 @@ class TrackedHTTPChannel(HTTPChannel):
 
 
 class TrackingSite(Site):
-    """A Site that remembers its open HTTP channels, so stopping can drain them.
+    """A Site that remembers its open HTTP channels, so stopping can drain them, and guards
+    them (``guard``: deadline and per-address cap, replaceable before listening).
 
     It speaks HTTP/1.1 through Twisted's public HTTPChannel (ymds offers no HTTP/2).
     """
@@ -54,6 +140,7 @@ class TrackingSite(Site):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.channels: set[TrackedHTTPChannel] = set()
+        self.guard = ConnectionGuard()
 
 
 class WebListener(Service):
