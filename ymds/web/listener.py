@@ -79,11 +79,11 @@ class TrackedHTTPChannel(HTTPChannel):
     def connectionMade(self) -> None:
         self.factory.channels.add(self)
         guard: ConnectionGuard = self.factory.guard
-        host = getattr(self.transport.getPeer(), "host", "")
+        host = getattr(_transport(self).getPeer(), "host", "")
         if not guard.admit(host):
             log.info("connection refused: more than {cap} open from one address", cap=guard.per_address)
             super().connectionMade()
-            self.transport.abortConnection()
+            _transport(self).abortConnection()
             return
         self._peer_host = host
         super().connectionMade()
@@ -101,7 +101,7 @@ class TrackedHTTPChannel(HTTPChannel):
     def _too_slow(self) -> None:
         self._deadline_call = None
         log.info("connection aborted: no whole request within {seconds} s", seconds=self.factory.guard.request_deadline)
-        self.transport.abortConnection()
+        _transport(self).abortConnection()
 
     def allContentReceived(self) -> None:
         self._disarm_deadline()  # the request is in: answering it has no deadline here
