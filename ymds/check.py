@@ -128,5 +128,11 @@ def run_check(config: Config, roles: set[str], write) -> int:
         good, detail = check_ledger(config.ledger.url)
         ok &= good
         write(f"ledger: {'ok' if good else 'FAILED'} ({detail})")
+    if "bot" in roles:  # issue 15: the bot's rights in every paid chat, one line per problem
+        from ymds.bot.access.probe import probe_rights
+        good, lines = probe_rights(config)
+        ok &= good
+        for line in lines:
+            write(f"telegram: {line}")
     write("check: ok" if ok else "check: FAILED")
     return 0 if ok else 1

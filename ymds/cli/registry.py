@@ -14,6 +14,7 @@ from ymds.cli import broadcast, subscribers
 from ymds.cli import overlay
 from ymds.cli import admin_link
 from ymds.cli.command import Command
+from ymds.cli import members
 
 GROUPS: tuple[ModuleType, ...] = (
     payments,            # payments, export
@@ -30,6 +31,7 @@ GROUPS: tuple[ModuleType, ...] = (
     overlay,             # overlay-url, overlay skip|replay (issue 17)
     subscribers,
     broadcast,
+    members,             # members [--audit [--fix]] (issue 15)
 )
 
 
