@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 
-from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, make_config, wait_until
+from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, make_config, pause, wait_until
 from tests.test_bot_handlers import BotTestBase, payment_fields
 from ymds.links import verify_token
 
@@ -73,3 +73,41 @@ class ShopWords(BotTestBase):
         alert = [m for m in self.fake.messages_to(ADMIN) if "Недоплата" in m["visible"]][0]
         self.assertIn(f"чат плательщика {chat}", alert["visible"])
         self.assertIn("тариф 1 month", alert["visible"])
+
+
+class InvitationDelayed(BotTestBase):
+    """The bot lacks "invite users" in the channel: the buyer hears at once that the invitation
+    comes later, the owner hears which right is missing where, and after the fix a replay of
+    the dead letter brings the invitation."""
+
+    @as_deferred
+    async def test_buyer_and_owner_are_told_and_the_replay_delivers(self):
+        from tests.fakes.bot_harness import CHANNEL
+        from ymds.queue.admin import list_dead, replay
+        self.fake.add_chat(CHANNEL, bot_rights=["can_restrict_members"])
+        chat = 210
+        reply = await self.say(chat, "/subscribe")
+        label = verify_token(LINK_SECRET.encode(), self.buttons(reply)[0]["url"].rsplit("/", 1)[1], reactor.seconds())
+        result = await self.queue.call("billing", "apply_payment",
+                                       {"fields": payment_fields("op-210", label, "199.00"), "source": "notification"})
+        self.assertEqual(result["outcome"], "paid")
+        await wait_until(lambda: any("a little later" in m["visible"] for m in self.fake.messages_to(chat)),
+                         what="the buyer's notice")
+        await wait_until(lambda: any("could not issue an invitation" in m["visible"]
+                                     for m in self.fake.messages_to(ADMIN)), what="the owner's alert")
+        alert = [m for m in self.fake.messages_to(ADMIN) if "could not issue an invitation" in m["visible"]][0]
+        self.assertIn(f"Chat {CHANNEL}: give the bot the right “Invite users via link” (can_invite_users)",
+                      alert["visible"])
+        self.assertIn(f"(chat {chat})", alert["visible"])
+        self.assertIn("ymds replay --queue bot --all", alert["visible"])
+        self.assertEqual(self.fake.invite_links, [])
+        for _ in range(2000):  # the job's permanent failure reaches the dead stream
+            if await list_dead(reactor, self.config.redis, "bot"):
+                break
+            await pause(0.01)
+        # the owner gives the right and replays: the invitation arrives, nobody is told twice
+        self.fake.add_chat(CHANNEL)
+        self.assertEqual(await replay(reactor, self.config.redis, "bot"), 1)
+        await wait_until(lambda: len(self.fake.invite_links) == 1, what="the invitation")
+        notices = [m for m in self.fake.messages_to(chat) if "a little later" in m["visible"]]
+        self.assertEqual(len(notices), 1)

@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ymds.bot import texts
+from ymds.bot.access_notice import noticed
 from ymds.bot.shop_texts import contact_part
 from ymds.bot.errors import BadRequest, Forbidden, RetryAfter
 from ymds.billing.jobs import BillingClient, InvoiceOffers
@@ -189,7 +190,8 @@ class BotTasks:
     def register(self, registry) -> None:
         registry.register(jobs.NOTIFY, typed_handler(Notify.from_wire, self.notify))
         registry.register(jobs.NOTIFY_ADMINS, typed_handler(NotifyAdmins.from_wire, self.notify_admins))
-        registry.register(jobs.GRANT_ACCESS, typed_handler(GrantAccess.from_wire, self.grant_access))
+        # a failed invitation tells the buyer and the owner at once (ymds/bot/access_notice.py)
+        registry.register(jobs.GRANT_ACCESS, typed_handler(GrantAccess.from_wire, noticed(self, self.grant_access)))
         registry.register(jobs.REVOKE_ACCESS, typed_handler(RevokeAccess.from_wire, self.revoke_access))
         registry.register(jobs.SEND, typed_handler(SendMessage.from_wire, self.send))
         if self.handlers is not None:
@@ -245,9 +247,9 @@ class BotTasks:
         elif job.message in ("reminder", "expired"):
             buttons = await self.renew_buttons(job.chat_id, lang)
         text = self.render_notification(lang, job.message, dict(job.params))
-        return SendOutcome(await self.sender.send(key, job.chat_id, text, buttons))
         if job.message in ("reminder", "expired") and self.access is not None:
             text += "\n\n" + grace_text(lang, self.config.telegram.grace) if self.config.telegram.grace else ""
+        return SendOutcome(await self.sender.send(key, job.chat_id, text, buttons))
 
     async def notify_admins(self, job: NotifyAdmins) -> AdminOutcomes:
         base = job.dedup_key()
@@ -269,9 +271,9 @@ class BotTasks:
 
     async def grant_access(self, job: GrantAccess) -> AccessOutcome:
         chat_id = job.chat_id
-        channel = self.config.telegram.channel_id
         if self.access is not None:
             return await self.grant_join_links(job)
+        channel = self.config.telegram.channel_id
         if not channel:
             return AccessOutcome(granted=False, reason="no channel configured")
         key = job.dedup_key()
@@ -284,7 +286,6 @@ class BotTasks:
         buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
         return AccessOutcome(granted=True, outcome=await self.sender.send(key, chat_id, text, buttons))
 
-    async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
     async def grant_join_links(self, job: GrantAccess) -> AccessOutcome:
         """Issue 15: the subscriber's one live join-request link to each chat their plan
         opens (the same links again while they stay valid), in one message."""
@@ -305,6 +306,7 @@ class BotTasks:
         return AccessOutcome(granted=True, outcome=await self.sender.send(key, job.chat_id, text,
                                                                           self.access.buttons(lang, links)))
 
+    async def invite_link(self, key: str, chat_id: int, ends_at: float | None) -> tuple[str, int]:
         """A one-person link, the same one for every delivery of the same job."""
         now = self.clock.seconds()
         expires = int(now + INVITE_VALIDITY)
