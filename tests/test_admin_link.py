@@ -94,3 +94,16 @@ class TimezoneConfigTests(unittest.TestCase):
             with self.assertRaises(ConfigError) as caught:
                 load_config(raw={"server": {"timezone": bad}}, env={})
             self.assertIn("server.timezone", str(caught.exception))
+
+
+class CommandTimesTests(unittest.TestCase):
+    def test_tables_show_the_owners_time_and_json_stays_utc(self) -> None:
+        from ymds.cli.output import iso, operation_timestamp, short_time, show_times_in
+        self.addCleanup(show_times_in, "UTC")
+        show_times_in("Europe/Moscow")
+        self.assertEqual(short_time(1_780_000_000), "2026-05-28T23:26:40+03:00")
+        self.assertEqual(iso(1_780_000_000), "2026-05-28T20:26:40Z")
+        self.assertEqual(short_time(operation_timestamp("2026-05-28T10:00:00.000+03:00")), "2026-05-28T10:00:00+03:00")
+        show_times_in("UTC")
+        self.assertEqual(short_time(1_780_000_000), "2026-05-28T20:26:40Z")
+        self.assertEqual(short_time(None), "-")

@@ -105,6 +105,14 @@ class ReportsContract:
         kept = await self.ledger.reports.money(since, until)
         recounted = await self.ledger.reports.recount(bucket_of(since) * BUCKET, (bucket_of(until) + 1) * BUCKET)
         self.assertEqual(kept, recounted)  # type: ignore[attr-defined]
+        # the database's sums between (local-midnight-like) edges agree with the recount too
+        edges = [T0 - DAY + 10_800 + n * DAY - (n // 3 % 3) * 1800 + 0.5 * (n % 2) for n in range(0, 62, 3)]
+        expected = [{"subscription": Decimal("0.00"), "donation": Decimal("0.00")} for _ in edges[1:]]
+        for b in recounted:
+            for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
+                if lo <= b.bucket * BUCKET < hi:
+                    expected[i][b.kind] += b.amount
+        self.assertEqual(await self.ledger.reports.money_between(edges), expected)  # type: ignore[attr-defined]
 
     async def test_figures_equal_a_recount_after_any_sequence(self) -> None:
         for n, steps in enumerate(examples(SEQUENCE, 25)):

@@ -6,9 +6,7 @@ Registered by the billing role next to the other billing tasks
 """
 from __future__ import annotations
 
-import bisect
-from decimal import Decimal
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 from urllib.parse import parse_qs
 
 from twisted.logger import Logger
@@ -20,7 +18,6 @@ from ymds.billing.admin_jobs import (
 )
 from ymds.billing.admin_store import AdminStore
 from ymds.billing.jobs import BillingClient, NoArgs
-from ymds.billing.stores.reports import BUCKET, KINDS, MoneyBucket
 from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.jobwire import InvalidTaskArgs, typed_handler
 
@@ -100,16 +97,6 @@ def ledger_reverify(config: Any, ledger: Any, clock: Any, tasks: Any,
     return run
 
 
-def sum_intervals(buckets: Sequence[MoneyBucket], edges: Sequence[float]) -> tuple[dict[str, Decimal], ...]:
-    """Money per kind between consecutive edges (each bucket counted where it starts)."""
-    out = tuple({k: Decimal("0.00") for k in KINDS} for _ in edges[:-1])
-    for b in buckets:
-        i = bisect.bisect_right(edges, b.bucket * BUCKET) - 1
-        if 0 <= i < len(out):
-            out[i][b.kind] = out[i].get(b.kind, Decimal("0.00")) + b.amount
-    return out
-
-
 def _body_field(body: str, name: str) -> str:
     values = parse_qs(body or "").get(name) or [""]
     return values[0][:100]
@@ -155,11 +142,10 @@ class AdminTasks:
     # --- reading ------------------------------------------------------------------------------
 
     async def money(self, job: MoneyQuery) -> MoneyIntervals:
-        buckets = await self.ledger.reports.money(job.edges[0], job.edges[-1])
-        return MoneyIntervals(sum_intervals(buckets, job.edges))
+        return MoneyIntervals(tuple(await self.ledger.reports.money_between(job.edges)))
 
     async def overview(self, job: OverviewQuery) -> AdminOverview:
-        buckets = await self.ledger.reports.money(job.edges[0], job.edges[-1])
+        money = await self.ledger.reports.money_between(job.edges)
         counts = await self.ledger.reports.subscriber_counts(job.now, job.since)
         quarantined = await self.store.open_quarantine()
         dead = 0
@@ -169,7 +155,7 @@ class AdminTasks:
             except Exception as e:  # the overview still answers; the dead-letters page says more
                 log.warn("dead letters of {queue} not counted: {error}", queue=queue, error=str(e))
         last, _ = await self.store.payments(None, None, "", "", None, None, 10)
-        return AdminOverview(sum_intervals(buckets, job.edges), counts.active, counts.new, counts.lapsed,
+        return AdminOverview(tuple(money), counts.active, counts.new, counts.lapsed,
                              quarantined, dead, tuple(last))
 
     async def active_series(self, job: SinceQuery) -> Rows:

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ymds.cli.errors import usage
 from ymds.config import ConfigError, parse_duration
@@ -24,11 +25,31 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Tables show times in the owner's zone (server.timezone, set by the runner); JSON and CSV
+# keep UTC (:func:`iso`) so that scripts reading them never depend on the configuration.
+_table_zone: ZoneInfo | None = None
+
+
+def show_times_in(zone_name: str) -> None:
+    """Show table times in ``zone_name`` (an IANA name; "UTC" keeps the ``...Z`` form)."""
+    global _table_zone
+    _table_zone = None if zone_name in ("", "UTC") else ZoneInfo(zone_name)
+
+
 def short_time(ts: float | None) -> str:
-    """The one time format of the output (:func:`iso`), or "-" for no time in a table cell."""
+    """A table cell's time: :func:`iso` in UTC, or ISO 8601 with the owner's offset
+    (``2026-11-01T15:00:00+03:00``) once :func:`show_times_in` named a zone; "-" for none."""
     if ts is None:
         return "-"
-    return iso(ts)
+    if _table_zone is None:
+        return iso(ts)
+    return datetime.fromtimestamp(ts, _table_zone).isoformat(timespec="seconds")
+
+
+def operation_timestamp(datetime_raw: str) -> float | None:
+    """A notification's own ``datetime`` as Unix seconds; None when it does not parse."""
+    text = operation_time(datetime_raw)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp() if text else None
 
 
 def operation_time(datetime_raw: str) -> str:

@@ -19,7 +19,8 @@ from typing import IO, Any
 from ymds.cli.command import Command, positive
 from ymds.cli.context import Context
 from ymds.cli.errors import EXIT_OK, usage
-from ymds.cli.output import csv_safe, dumps, iso, money, operation_time, parse_when, printable, short_time, table
+from ymds.cli.output import (csv_safe, dumps, iso, money, operation_time, operation_timestamp, parse_when, printable,
+                             short_time, table)
 
 PAGE_SIZE = 1000
 STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
@@ -121,7 +122,7 @@ async def cmd_payments(ctx: Context) -> int:
     if a.json:
         ctx.say(dumps([payment_record(p, invoices.get(p.invoice_label)) for p in kept]))
         return EXIT_OK
-    rows = [[operation_time(p.datetime_raw) or short_time(p.received_at), printable(p.operation_id, 40), p.status,
+    rows = [[short_time(operation_timestamp(p.datetime_raw) or p.received_at), printable(p.operation_id, 40), p.status,
              money(p.withdraw_amount), money(p.amount), printable(purpose(invoices.get(p.invoice_label)), 24),
              str(p.chat_id) if p.chat_id is not None else "-", printable(p.label or "-", 24), p.source]
             for p in kept]

@@ -60,6 +60,8 @@ async def run_command(reactor: Any, config: Config, command: Command, args: argp
     an unreachable Redis or ledger and a closed stdout are turned into one)."""
     from ymds.queue.errors import RedisUnavailable
     from ymds.queue.redis import ConnectionLost
+    from ymds.cli.output import show_times_in
+    show_times_in(config.server.timezone)  # tables in the owner's time (issue 16)
     ctx = Context(reactor, config, args, out, err)
     try:
         try:

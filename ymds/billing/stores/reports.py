@@ -18,6 +18,7 @@ offset is a whole or half hour sums its own local days from them, and changing
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Sequence
@@ -119,6 +120,24 @@ class ReportStore:
         rows = self._db.all(txn, "SELECT bucket, kind, amount, count FROM report_money WHERE bucket >= ? AND bucket < ? "
                                  "ORDER BY bucket, kind", (bucket_of(since), bucket_of(until - 1e-6) + 1))
         return _buckets(rows)
+
+    def money_between(self, edges: Sequence[float]) -> Deferred[list[dict[str, Decimal]]]:
+        """Money per kind between consecutive ``edges`` (Unix times), summed by the database:
+        a bucket counts in the interval where it starts.  One range scan per interval."""
+        bounds = [math.ceil(e / BUCKET) for e in edges]
+        values = ", ".join(["(?, ?, ?)"] * (len(bounds) - 1))
+        params: list[Any] = []
+        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            params += [i, lo, hi]
+        query = (f"WITH edges (i, lo, hi) AS (VALUES {values}) SELECT edges.i, r.kind, SUM(r.amount) FROM edges "
+                 "JOIN report_money r ON r.bucket >= edges.lo AND r.bucket < edges.hi GROUP BY edges.i, r.kind")
+
+        def q(txn: Any) -> list[dict[str, Decimal]]:
+            out = [{k: Decimal("0.00") for k in KINDS} for _ in bounds[1:]]
+            for i, kind, kopeck_sum in self._db.all(txn, query, params):
+                out[int(i)][str(kind)] = (Decimal(int(kopeck_sum)) / _KOPECKS).quantize(Decimal("0.01"))
+            return out
+        return self._db.run(q, write=False)
 
     def recount(self, since: float, until: float) -> Deferred[list[MoneyBucket]]:
         """The same figures recounted from the payments themselves (a slow scan: for checks)."""
