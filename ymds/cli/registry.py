@@ -11,6 +11,7 @@ from types import ModuleType
 from ymds.cli import (api_key, check, link, payments, quarantine, queue_admin, reconcile, stats, test_notification,
                       webhook)
 from ymds.cli import broadcast, subscribers
+from ymds.cli import codes, promo
 from ymds.cli import overlay
 from ymds.cli import admin_link
 from ymds.cli.command import Command
@@ -31,6 +32,8 @@ GROUPS: tuple[ModuleType, ...] = (
     overlay,             # overlay-url, overlay skip|replay (issue 17)
     subscribers,
     broadcast,
+    promo,               # promo codes (issue 19)
+    codes,               # gift and access codes (issue 19)
     members,             # members [--audit [--fix]] (issue 15)
 )
 
