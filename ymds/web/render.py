@@ -279,6 +279,14 @@ class PayPage(_Translated):
         return tag if self.invoice.get("status", "open") == "open" else ""
 
     @renderer
+    def old_price(self, request, tag):
+        """Issue 19: a promo-discounted invoice shows the plan's price struck through."""
+        full = self.invoice.get("full_price")
+        if full is None:
+            return ""
+        return [tags.s(f"{format_money(full)} ₽", class_="old-price"), " "]
+
+    @renderer
     def buttons(self, request, tag):
         t = texts(self.lang)
         for index, (payment_type, action, fields) in enumerate(self.forms):
