@@ -304,3 +304,30 @@ class MembersCommandTests(CLITestCase):
         self.assertIn(b"access_remove" if isinstance(jobs[0][1][1], bytes) else "access_remove", str(jobs[0][1]))
         out, err, code = await self.ymds("members", "--fix")
         self.assertEqual(code, 1)
+
+
+class GraceReminderTests(unittest.TestCase):
+    """Reminders and the expiry message mention the grace (through the bot's real tasks)."""
+
+    async def test_reminder_and_expiry_mention_the_grace(self):
+        from tests.fakes.bot_harness import (make_config as bot_config, new_prefix, shared_redis, start_billing,
+                                             start_fake, start_queue)
+        from tests.support.queues import run_task
+        from ymds.bot.ratelimit import RateLimiter
+        from ymds.bot.service import make_bot_service
+        from ymds.queue.redis import RedisPool, parse_redis_url
+        server = shared_redis()
+        fake, url = start_fake(self)
+        redis = RedisPool(reactor, parse_redis_url(server.url), name="test:")
+        self.addCleanup(redis.close)
+        config = bot_config(url, server.url, new_prefix(), telegram={"grace": "1d"})
+        queue = await start_queue(self, config)
+        await start_billing(self, config, queue)
+        bot = make_bot_service(reactor, config, queue, redis=redis, limiter=RateLimiter(reactor, chat_interval=0.01),
+                               poll=False, worker=False)
+        bot.startService()
+        self.addCleanup(bot.stopService)
+        for chat, message in ((900, "reminder"), (901, "expired")):
+            await run_task(bot.parts.tasks, "notify", {"chat_id": chat, "message": message, "key": f"r{chat}",
+                                                       "params": {"plan": "month", "ends_at": "2030-01-01T00:00:00Z"}})
+            self.assertIn("stay in the chats for 1 d more", fake.messages_to(chat)[0]["visible"])
