@@ -182,7 +182,10 @@ class Authentication(ApiTestBase):
         self.assertError(answer, 429, "rate_limited")
         self.assertTrue(int(header(answer[2], "retry-after")) >= 1)
         good, _ = await s.key()
-        self.assertEqual((await s.request("GET", "/api/v1/payments", good))[0], 200)  # valid keys still pass
+        # the bucket is checked before any lookup (issue 14): a valid key waits for a token too
+        self.assertError(await s.request("GET", "/api/v1/payments", good), 429, "rate_limited")
+        s.clock.advance(1)
+        self.assertEqual((await s.request("GET", "/api/v1/payments", good))[0], 200)  # and then passes
 
 
 class Invoices(ApiTestBase):

@@ -54,6 +54,8 @@ log = Logger()
 
 JSON_TYPE = b"application/json; charset=utf-8"
 MAX_BODY = 16384
+MAX_JSON_DEPTH = 32  # deeper bodies are refused with 400 (issue 14)
+UNKNOWN_KEY_TTL = 60.0  # seconds an unknown API key is refused without asking billing
 MAX_IDEMPOTENCY_KEY = 255
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _AMOUNT = re.compile(AMOUNT_PATTERN)
@@ -106,6 +108,22 @@ def _whole(value):
 
 def dumps(value) -> bytes:
     return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_depth(value: object) -> int:
+    """How deeply ``value`` nests lists and objects (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _compile(template: str) -> re.Pattern:
@@ -164,6 +182,8 @@ class ApiResource(Resource):
         self.call_timeout = call_timeout
         self.billing = BillingClient(queue, timeout=call_timeout)
         self.auth_cache: TTLCache[ApiKeyAuth] = TTLCache(clock, ttl=auth_ttl, max_entries=1024)
+        # Unknown keys are remembered briefly: guessing again costs no billing call (issue 14).
+        self.unknown_keys: TTLCache[bool] = TTLCache(clock, ttl=UNKNOWN_KEY_TTL, max_entries=4096)
         self.key_limiter = TokenBucketLimiter(clock, *key_rate, max_clients=max_clients)
         self.failure_limiter = TokenBucketLimiter(clock, *failure_rate, max_clients=max_clients)
         self.requests = metrics.counter("ymds_api_requests", "REST API requests by route and status", ("route", "code"))
@@ -261,12 +281,27 @@ class ApiResource(Resource):
         digest = key_hash(key)
         auth = self.auth_cache.get(digest)
         if auth is None:
-            auth = await self._ask(jobs.API_AUTHENTICATE, lambda: self.billing.api_authenticate(digest))
-            if auth is None:
+            # The address's failure bucket is checked before any lookup, and a key billing
+            # just called unknown is refused from memory: guessing costs no billing call.
+            self._check_failures(request)
+            if self.unknown_keys.get(digest):
                 self._failed_auth(request)
                 raise ApiError(401, "invalid_api_key", "unknown or revoked API key")
-            self.auth_cache.put(digest, auth)  # positive answers only
+            auth = await self._ask(jobs.API_AUTHENTICATE, lambda: self.billing.api_authenticate(digest))
+            if auth is None:
+                self.unknown_keys.put(digest, True)
+                self._failed_auth(request)
+                raise ApiError(401, "invalid_api_key", "unknown or revoked API key")
+            self.auth_cache.put(digest, auth)
         return auth
+
+    def _check_failures(self, request) -> None:
+        """429 when this address has no failed-key tokens left (spends none)."""
+        remote = self.client_address.of(request)
+        wait = self.failure_limiter.retry_after(remote)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", "too many failed API keys from this address",
+                           headers={b"retry-after": b"%d" % retry_after_seconds(wait)})
 
     def _failed_auth(self, request) -> None:
         remote = self.client_address.of(request)
@@ -294,6 +329,10 @@ class ApiResource(Resource):
             body = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "malformed_json", "the body is not JSON (UTF-8)") from None
+        except RecursionError:  # the parser's own limit: deeply nested input is the client's error
+            raise ApiError(400, "malformed_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+        if json_depth(body) > MAX_JSON_DEPTH:
+            raise ApiError(400, "malformed_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
         if not isinstance(body, dict):
             raise invalid("the body must be a JSON object")
         return body
