@@ -189,6 +189,7 @@ def _document(public_url: str, plans=()) -> dict:
                                 "schema": {"type": "integer", **_INT64}}],
                 "responses": {"200": _ok("The subscription", "Subscription"),
                               "404": _error("No subscription for this chat"), **_COMMON}}},
+            **_subscriber_paths(),
         },
         "webhooks": {"event": {"post": {
             "summary": "An event POSTed to each endpoint registered with `ymds webhook add`",
@@ -203,11 +204,61 @@ def _document(public_url: str, plans=()) -> dict:
     }
 
 
+def _subscriber_paths() -> dict:
+    """Subscriber management (issue 19): list, grant, extend, revoke."""
+    chat = [{"name": "chat_id", "in": "path", "required": True, "schema": {"type": "integer", **_INT64}}]
+    write = {"400": _error("Malformed JSON"), "404": _error("Not a chat id, or (extend, revoke) no subscription"),
+             "413": _error("Body over 16 KiB"), "415": _error("Not application/json"),
+             "422": _error("A field is missing or wrong, or an unknown plan"), **_COMMON}
+
+    def change(operation: str, summary: str, body: str) -> dict:
+        return {"post": {"operationId": operation, "summary": summary + " (scope subscriptions:write)",
+                         "parameters": chat, "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": f"#/components/schemas/{body}"}}}},
+                         "responses": {"200": _ok("The subscription after the change", "Subscription"), **write}}}
+    return {
+        "/api/v1/subscriptions": {"get": {
+            "operationId": "listSubscriptions", "summary": "Subscribers, soonest end first (scope subscriptions:read)",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["active", "expired", "all"],
+                                                             "default": "active"}},
+                {"name": "plan", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+                {"name": "expiring_within", "in": "query", "description": "only those ending within this many seconds",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 9999999999}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                            "default": 100}}],
+            "responses": {"200": _ok("Subscribers", "SubscriptionList"), "422": _error("A bad parameter"),
+                          **_COMMON}}},
+        "/api/v1/subscriptions/{chat_id}/grant": change(
+            "grantSubscription", "Add a plan's period or N days (from now if it has ended); invites the user",
+            "SubscriptionGrant"),
+        "/api/v1/subscriptions/{chat_id}/extend": change(
+            "extendSubscription", "Add N days to an existing subscription", "SubscriptionExtend"),
+        "/api/v1/subscriptions/{chat_id}/revoke": change(
+            "revokeSubscription", "End the subscription now and remove the user from the plan's chats",
+            "SubscriptionRevoke"),
+    }
+
+
+SCHEMAS.update({
+    "SubscriptionList": {"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}}}},
+    "SubscriptionGrant": {"type": "object", "additionalProperties": False, "description": "A plan or days, one of them.",
+                          "oneOf": [{"required": ["plan"]}, {"required": ["days"]}],
+                          "properties": {"plan": {"type": "string", "minLength": 1, "maxLength": 64},
+                                         "days": {"type": "integer", "minimum": 1, "maximum": 36500}}},
+    "SubscriptionExtend": {"type": "object", "additionalProperties": False, "required": ["days"],
+                           "properties": {"days": {"type": "integer", "minimum": 1, "maximum": 36500}}},
+    "SubscriptionRevoke": {"type": "object", "additionalProperties": False, "properties": {}},
+})
+
+
 def _schemas(plans) -> dict:
     schemas = json.loads(json.dumps(SCHEMAS))
     ids = [p for p in plans]
     if ids:  # the configured plans, so that generated requests name real ones
         schemas["PlanInvoice"]["properties"]["plan"]["enum"] = ids
+        schemas["SubscriptionGrant"]["properties"]["plan"]["enum"] = ids
     return schemas
 
 

@@ -39,6 +39,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ymds.api.keys import KEY_FORMAT, key_hash
+from ymds.api.subscribers import ROUTES as SUBSCRIBER_ROUTES, SubscriberRoutes
 from ymds.api.openapi import AMOUNT_PATTERN, IDEMPOTENCY_KEY_PATTERN, openapi_document
 from ymds.billing import jobs
 from ymds.billing.jobs import (
@@ -72,7 +73,7 @@ ROUTES = (
     ("GET", "/api/v1/invoices/{label}", "get_invoice", "invoices:read"),
     ("GET", "/api/v1/payments", "list_payments", "payments:read"),
     ("GET", "/api/v1/subscriptions/{chat_id}", "get_subscription", "subscriptions:read"),
-)
+) + SUBSCRIBER_ROUTES
 
 
 class ApiError(Exception):
@@ -166,7 +167,7 @@ def _said(e: Exception) -> str:
     return e.message if isinstance(e, RemoteJobError) else str(e)
 
 
-class ApiResource(Resource):
+class ApiResource(SubscriberRoutes, Resource):
     """Everything under /api (mount it as the ``api`` child of the web root)."""
 
     isLeaf = True

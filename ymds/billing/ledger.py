@@ -164,7 +164,7 @@ class Stats:
 
 WEBHOOK_EVENT_TYPES = ("invoice.paid", "invoice.underpaid", "payment.unmatched", "subscription.extended",
                        "subscription.expired")
-API_SCOPES = ("invoices:write", "invoices:read", "payments:read", "subscriptions:read")
+API_SCOPES = ("invoices:write", "invoices:read", "payments:read", "subscriptions:read", "subscriptions:write")
 
 
 @dataclass(frozen=True)
