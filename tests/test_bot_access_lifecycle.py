@@ -331,3 +331,25 @@ class GraceReminderTests(unittest.TestCase):
             await run_task(bot.parts.tasks, "notify", {"chat_id": chat, "message": message, "key": f"r{chat}",
                                                        "params": {"plan": "month", "ends_at": "2030-01-01T00:00:00Z"}})
             self.assertIn("stay in the chats for 1 d more", fake.messages_to(chat)[0]["visible"])
+
+
+class AccessConfigTests(unittest.TestCase):
+    def test_grace_and_chats(self):
+        config = make_config(telegram={"grace": "12h"},
+                             plans=[{"id": "m", "title": "M", "price": "1.00", "days": 1, "chats": [GROUP, "-100777"]}])
+        self.assertEqual((config.telegram.grace, config.plans[0].chats), (43200, (GROUP, -100777)))
+        self.assertEqual(make_config().telegram.grace, 0)
+        self.assertEqual(paid_chats(config), (CHANNEL, GROUP, -100777))
+
+    def test_bad_values_say_what_to_write(self):
+        from ymds.config_values import ConfigError
+        for telegram, plans, key in (
+                ({"grace": "soon"}, None, "telegram.grace"),
+                ({"grace": "91d"}, None, "telegram.grace"),
+                ({"grace": True}, None, "telegram.grace"),
+                ({}, [{"id": "m", "title": "M", "price": "1.00", "days": 1, "chats": [12345]}], "plans[0].chats"),
+                ({}, [{"id": "m", "title": "M", "price": "1.00", "days": 1, "chats": "@channel"}], "plans[0].chats")):
+            sections = {"telegram": telegram, **({"plans": plans} if plans else {})}
+            with self.assertRaises(ConfigError) as caught:
+                make_config(**sections)
+            self.assertEqual(caught.exception.key, key)
