@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from decimal import Decimal
 
 from twisted.internet import threads
@@ -40,6 +41,7 @@ class SSEReader:
     def __init__(self, host: str, port: int, path: str):
         self.host, self.port, self.path = host, port, path
         self.events: list[tuple[str, str, dict]] = []
+        self.times: list[float] = []  # time.monotonic() of each event's arrival
         self.raw = b""
         self.status: int | None = None
         self._conn: http.client.HTTPSConnection | None = None
@@ -88,6 +90,7 @@ class SSEReader:
             elif text.startswith("data: "):
                 data = text[6:]
             elif text == "" and data:
+                self.times.append(time.monotonic())
                 self.events.append((event, entry_id, json.loads(data)))
                 event, entry_id, data = "message", "", ""
 
