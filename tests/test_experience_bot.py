@@ -31,6 +31,33 @@ class ShopWords(BotTestBase):
         return await self.queue.call("billing", "apply_payment",
                                      {"fields": payment_fields(operation, label, amount), "source": "notification"})
 
+    def sales_announced(self) -> int:
+        count = 0
+        for m in self.fake.messages_to(ADMIN):
+            if m["visible"].startswith("🛒 Продажа:"):
+                count += 1
+            elif m["visible"].startswith("🛒 Продаж:"):
+                count += int(m["visible"].split(":", 1)[1].split(",", 1)[0])
+        return count
+
+    @as_deferred
+    async def test_sales_arriving_together_are_one_message(self):
+        labels = []
+        for chat in (203, 204, 205):
+            reply = await self.say(chat, "/subscribe")
+            labels.append(verify_token(LINK_SECRET.encode(), self.buttons(reply)[0]["url"].rsplit("/", 1)[1],
+                                       reactor.seconds()))
+        from twisted.internet.defer import gatherResults
+        await gatherResults([self.queue.call("billing", "apply_payment", {
+            "fields": payment_fields(f"op-20{3 + i}", label, "199.00"), "source": "notification"})
+            for i, label in enumerate(labels)])
+        await wait_until(lambda: self.sales_announced() == 3, what="three sales announced")
+        sales = [m["visible"] for m in self.fake.messages_to(ADMIN) if m["visible"].startswith("🛒")]
+        self.assertEqual(len(sales), 1, sales)
+        self.assertTrue(sales[0].startswith("🛒 Продаж: 3, на 597,00\u00a0₽:\n"), sales[0])
+        for chat in (203, 204, 205):
+            self.assertIn(f"• 1 month, 199,00\u00a0₽, {chat}", sales[0])
+
     @as_deferred
     async def test_start_and_help_name_the_shop(self):
         for command in ("/start", "/help"):
@@ -53,12 +80,11 @@ class ShopWords(BotTestBase):
                          what="renewal message")
         renewal = [m for m in self.fake.messages_to(chat) if "продлена до" in m["visible"]][0]
         self.assertIn("Подписка 1 month продлена до", renewal["visible"])
-        # one owner sale alert per sale, naming plan and payer chat
-        await wait_until(lambda: len([m for m in self.fake.messages_to(ADMIN) if "Продажа" in m["visible"]]) == 2,
-                         what="two sale alerts")
-        sale = [m for m in self.fake.messages_to(ADMIN) if "Продажа" in m["visible"]][0]
+        # the owner hears of each sale, naming plan and payer chat (alone, or batched if close)
+        await wait_until(lambda: self.sales_announced() == 2, what="two sales announced")
+        sale = [m for m in self.fake.messages_to(ADMIN) if "Продаж" in m["visible"]][0]
         self.assertIn("1 month", sale["visible"])
-        self.assertIn(f"чат плательщика {chat}", sale["visible"])
+        self.assertIn(str(chat), sale["visible"])
         await self.say(chat, "/status")  # the queue has drained what it had for this chat
         self.assertEqual(len(self.fake.invite_links), 1)  # no second invitation to a member
 

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 
 from ymds.bot import texts
 from ymds.bot.access_notice import noticed
+from ymds.bot.sale_alerts import SaleBatcher
 from ymds.bot.shop_texts import contact_part
 from ymds.bot.errors import BadRequest, Forbidden, RetryAfter
 from ymds.billing.jobs import BillingClient, InvoiceOffers
@@ -189,7 +190,9 @@ class BotTasks:
 
     def register(self, registry) -> None:
         registry.register(jobs.NOTIFY, typed_handler(Notify.from_wire, self.notify))
-        registry.register(jobs.NOTIFY_ADMINS, typed_handler(NotifyAdmins.from_wire, self.notify_admins))
+        # telegram.sale_alerts: sales arriving together make one owner message (ymds/bot/sale_alerts.py)
+        registry.register(jobs.NOTIFY_ADMINS, typed_handler(NotifyAdmins.from_wire,
+                                                            SaleBatcher(self, self.clock).wrap(self.notify_admins)))
         # a failed invitation tells the buyer and the owner at once (ymds/bot/access_notice.py)
         registry.register(jobs.GRANT_ACCESS, typed_handler(GrantAccess.from_wire, noticed(self, self.grant_access)))
         registry.register(jobs.REVOKE_ACCESS, typed_handler(RevokeAccess.from_wire, self.revoke_access))
