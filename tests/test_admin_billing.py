@@ -21,7 +21,7 @@ from tests.support.queues import RecordingQueue, registry_of
 from tests.support.redis_server import RedisServer
 from tests.test_billing_tasks import make_config, note
 from ymds.admin.billing_data import BillingDashboardData
-from ymds.admin.data import AdminAction, PaymentFilter
+from ymds.admin.data import ActionResult, AdminAction, PaymentFilter
 from ymds.billing.admin import AdminTasks, RedisDeadLetters, ledger_reverify
 from ymds.billing.admin_jobs import AdminClient
 from ymds.billing.open import open_ledger
@@ -159,3 +159,22 @@ class AdminBillingTests(unittest.TestCase):
         self.assertFalse((await self.data.replay_dead_letter(action, "bot", entry)).applied)
         self.assertEqual(await self.data.dead_letters(), [])
         self.assertEqual(int(self.redis.command("XLEN", keys.stream)), 1)
+
+    async def test_codes_listed_and_a_promo_code_disabled_once(self) -> None:
+        now = NOW.timestamp()
+        await self.ledger.promo.add("spring", now, percent=20, uses=100)
+        await self.ledger.promo.add("fifty", now, off=Decimal("50.00"))
+        made = await self.ledger.codes.add(now, 30, plan="month", count=1, uses=5)
+        codes = await self.data.codes()
+        self.assertEqual([(p.code, p.percent, p.off, p.uses, p.active) for p in codes.promo],
+                         [("FIFTY", None, Decimal("50.00"), None, True), ("SPRING", 20, None, 100, True)])
+        self.assertEqual([(c.code, c.plan, c.days, c.uses, c.gift) for c in codes.access],
+                         [(made[0].code, "month", 30, 5, False)])
+        action = AdminAction("tg:1", "k-disable-1")
+        self.assertEqual(await self.data.disable_promo(action, "SPRING"), ActionResult(True, 1))
+        self.assertEqual((await self.data.disable_promo(action, "SPRING")).applied, False)
+        self.assertEqual([p.active for p in (await self.data.codes()).promo], [True, False])
+        rows = await self.ledger.db.pool.runInteraction(
+            lambda txn: txn.execute("SELECT kind, data FROM events WHERE kind = 'admin_disable_promo'").fetchall())
+        self.assertEqual(len(rows), 1)
+        self.assertIn('"admin":"tg:1"', rows[0][1])

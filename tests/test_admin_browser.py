@@ -13,7 +13,8 @@ from tests.support.admin_site import AdminSite
 from tests.test_browser_pay import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 PAGES = (("overview", "/admin"), ("payments", "/admin/payments"), ("subscribers", "/admin/subscribers"),
-         ("quarantine", "/admin/quarantine"), ("dead-letters", "/admin/dead-letters"), ("webhooks", "/admin/webhooks"))
+         ("quarantine", "/admin/quarantine"), ("dead-letters", "/admin/dead-letters"), ("webhooks", "/admin/webhooks"),
+         ("codes", "/admin/codes"))
 SIZES = (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900}))
 
 
@@ -94,7 +95,7 @@ class BrowserDashboard(unittest.TestCase):
             self.assertGreater(seen["chart_bars"], 20)
             self.assertGreater(seen["chart_box"]["width"], 300)
             self.assertLessEqual(seen["scroll_width"], 390)  # nothing wider than the phone
-            ov = await site.data.overview(site.now)
+            ov = await site.data.overview(site.now.astimezone(site.admin.tz))  # the page's local days
             from ymds.admin.texts import money
             self.assertIn(money(sum(ov.money["30d"].values()), "ru"), seen["money_table"])
             self.assertEqual(seen["extend_notice"], "Готово.")

@@ -117,7 +117,7 @@ class AdminWeb(unittest.TestCase):
             cookie = await self.sign_in()
             response, body = await self.get("/admin", cookie)
             self.assertEqual(response.code, 200)
-            ov = await self.site.data.overview(self.site.now)
+            ov = await self.site.data.overview(self.site.now.astimezone(self.site.admin.tz))  # the page's days
             from ymds.admin.texts import money
             today_total = sum(ov.money["today"].values())
             self.assertIn(money(today_total, "ru"), body)
@@ -188,4 +188,23 @@ class AdminWeb(unittest.TestCase):
             response, body = await self.get("/admin", cookie)
             self.assertEqual(response.code, 403)
             self.assertNotIn("₽", body)
+        return self.run_async(go())
+
+    def test_codes_page_and_disable_once(self):
+        async def go():
+            cookie = await self.sign_in()
+            response, body = await self.get("/admin/codes", cookie)
+            self.assertEqual(response.code, 200)
+            for text in ("SPRING", "20\u00a0%", "OLD50", "50,00\u00a0₽", "K7M2QX9PTA", "R4ZW… (подарок)"):
+                self.assertIn(text, body)
+            self.assertEqual(body.count('action="/admin/codes/disable"'), 1)  # only the active code
+            csrf, idem = self.csrf_and_idem(body, "/admin/codes/disable")
+            form = {"csrf": csrf, "idem": idem, "code": "SPRING"}
+            first, _ = await self.post("/admin/codes/disable", form, cookie)
+            second, _ = await self.post("/admin/codes/disable", form, cookie)
+            self.assertEqual(first.headers.getRawHeaders(b"location"), [b"/admin/codes?msg=done"])
+            self.assertEqual(second.headers.getRawHeaders(b"location"), [b"/admin/codes?msg=already_done"])
+            self.assertEqual([p.active for p in self.site.data.promo_list], [False, False])
+            refused, _ = await self.post("/admin/codes/disable", {"idem": "x", "code": "SPRING"}, cookie)
+            self.assertEqual(refused.code, 403)  # no CSRF token
         return self.run_async(go())

@@ -10,8 +10,9 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from ymds.admin.data import (KINDS, ActionResult, AdminAction, CountPoint, DeadLetter, Overview, PaymentFilter,
-                             PaymentPage, PaymentRow, QuarantineItem, RevenuePoint, Subscriber, WebhookDelivery)
+from ymds.admin.data import (KINDS, AccessCodeRow, ActionResult, AdminAction, Codes, CountPoint, DeadLetter, Overview,
+                             PaymentFilter, PaymentPage, PaymentRow, PromoCodeRow, QuarantineItem, RevenuePoint,
+                             Subscriber, WebhookDelivery)
 
 PAID = ("paid", "overpaid", "late")
 
@@ -23,6 +24,8 @@ class InMemoryDashboardData:
         self.quarantine_list: list[QuarantineItem] = []
         self.dead_list: list[DeadLetter] = []
         self.webhook_list: list[WebhookDelivery] = []
+        self.promo_list: list[PromoCodeRow] = []
+        self.access_list: list[AccessCodeRow] = []
         self.audit: list[tuple[str, str, str]] = []
         self._done: dict[str, ActionResult] = {}
 
@@ -94,6 +97,9 @@ class InMemoryDashboardData:
     async def webhook_deliveries(self) -> list[WebhookDelivery]:
         return list(self.webhook_list)
 
+    async def codes(self) -> Codes:
+        return Codes(list(self.promo_list), list(self.access_list))
+
     # --- actions ----------------------------------------------------------------------------
 
     def _once(self, action: AdminAction, name: str, target: str, apply) -> ActionResult:
@@ -141,6 +147,15 @@ class InMemoryDashboardData:
             return before - len(self.dead_list)
         return self._once(action, "replay", f"{queue}/{letter_id}", apply)
 
+    async def disable_promo(self, action: AdminAction, code: str) -> ActionResult:
+        def apply() -> int:
+            for i, p in enumerate(self.promo_list):
+                if p.code == code and p.active:
+                    self.promo_list[i] = replace(p, active=False)
+                    return 1
+            return 0
+        return self._once(action, "disable_promo", code, apply)
+
     async def redeliver_webhook(self, action: AdminAction, delivery_id: str) -> ActionResult:
         def apply() -> int:
             for i, w in enumerate(self.webhook_list):
@@ -176,4 +191,8 @@ def sample_data(now: datetime) -> InMemoryDashboardData:
     data.dead_list.append(DeadLetter("billing", "1764000000000-0", "grant_access", now - timedelta(hours=7), "Telegram 403", 5))
     data.webhook_list.append(WebhookDelivery("w1", "https://example.org/hook", "payment.paid", "failed", 6,
                                              now - timedelta(hours=1)))
+    data.promo_list.append(PromoCodeRow("SPRING", 20, None, 3, 100, now + timedelta(days=20), True))
+    data.promo_list.append(PromoCodeRow("OLD50", None, Decimal("50.00"), 10, None, None, False))
+    data.access_list.append(AccessCodeRow("K7M2QX9PTA", "month", 30, 1, 5, None, False))
+    data.access_list.append(AccessCodeRow("R4ZW…", "year", 365, 0, 1, None, True))
     return data

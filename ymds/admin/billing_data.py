@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from ymds.admin.data import (
-    KINDS, ActionResult, AdminAction, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage, PaymentRow,
+    KINDS, AccessCodeRow, ActionResult, Codes, PromoCodeRow, AdminAction, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage, PaymentRow,
     QuarantineItem, RevenuePoint, Subscriber, WebhookDelivery,
 )
 from ymds.billing import admin_jobs as aj
@@ -134,6 +134,20 @@ class BillingDashboardData:
                                 int(r.get("attempts") or 0), None if r.get("last_at") is None else self._at(r["last_at"]))
                 for r in (await self.client.webhooks()).rows]
 
+    async def codes(self) -> Codes:
+        promo, access = [], []
+        for r in (await self.client.codes()).rows:
+            until = r.get("ends_at") if r.get("type") == "promo" else r.get("expires_at")
+            at = None if until is None else self._at(until)
+            if r.get("type") == "promo":
+                off = None if r.get("off") is None else Decimal(str(r["off"]))
+                promo.append(PromoCodeRow(str(r["code"]), r.get("percent"), off, int(r.get("used") or 0), r.get("uses"),
+                                          at, bool(r.get("active"))))
+            else:
+                access.append(AccessCodeRow(str(r["code"]), str(r.get("plan", "")), int(r.get("days") or 0),
+                                            int(r.get("used") or 0), int(r.get("uses") or 0), at, bool(r.get("gift"))))
+        return Codes(promo, access)
+
     # --- actions ------------------------------------------------------------------------------
 
     async def _act(self, task: str, action: AdminAction, **target: Any) -> ActionResult:
@@ -156,6 +170,9 @@ class BillingDashboardData:
 
     async def replay_dead_letter(self, action: AdminAction, queue: str, letter_id: str) -> ActionResult:
         return await self._act(aj.ADMIN_REPLAY, action, item=f"{queue}/{letter_id}")
+
+    async def disable_promo(self, action: AdminAction, code: str) -> ActionResult:
+        return await self._act(aj.ADMIN_DISABLE_PROMO, action, item=code[:32])
 
     async def redeliver_webhook(self, action: AdminAction, delivery_id: str) -> ActionResult:
         return await self._act(aj.ADMIN_REDELIVER, action, item=delivery_id)

@@ -116,6 +116,36 @@ class WebhookDelivery:
 
 
 @dataclass(frozen=True)
+class PromoCodeRow:
+    """A promo code: ``percent`` off or ``off`` rubles off; ``used`` of ``uses`` (None: no limit)."""
+    code: str
+    percent: int | None
+    off: Decimal | None
+    used: int
+    uses: int | None
+    ends_at: datetime | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class AccessCodeRow:
+    """A gift or access code (a gift code's ``code`` is shortened: its buyer holds it)."""
+    code: str
+    plan: str
+    days: int
+    used: int
+    uses: int
+    expires_at: datetime | None
+    gift: bool
+
+
+@dataclass(frozen=True)
+class Codes:
+    promo: Sequence[PromoCodeRow] = ()
+    access: Sequence[AccessCodeRow] = ()
+
+
+@dataclass(frozen=True)
 class AdminAction:
     admin: str
     idempotency_key: str
@@ -163,3 +193,8 @@ class DashboardData(Protocol):
     async def webhook_deliveries(self) -> Sequence[WebhookDelivery]: ...
 
     async def redeliver_webhook(self, action: AdminAction, delivery_id: str) -> ActionResult: ...
+
+    async def codes(self) -> Codes:
+        """Promo codes and gift/access codes (issue 19)."""
+
+    async def disable_promo(self, action: AdminAction, code: str) -> ActionResult: ...

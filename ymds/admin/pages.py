@@ -18,14 +18,15 @@ from twisted.python.filepath import FilePath
 from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
 
 from ymds.admin import charts
-from ymds.admin.data import (KINDS, PERIODS, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage,
+from ymds.admin.data import (KINDS, PERIODS, Codes, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage,
                              PaymentRow, QuarantineItem, RevenuePoint, Subscriber, WebhookDelivery)
 from ymds.admin.texts import local_time, money, number, texts
 from ymds.web.i18n import STATE_WORDS
 
 TEMPLATES = FilePath(os.path.join(os.path.dirname(os.path.dirname(__file__)), "web", "templates"))
 NAV = (("", "nav_overview"), ("payments", "nav_payments"), ("subscribers", "nav_subscribers"),
-       ("quarantine", "nav_quarantine"), ("dead-letters", "nav_dead"), ("webhooks", "nav_webhooks"))
+       ("quarantine", "nav_quarantine"), ("dead-letters", "nav_dead"), ("webhooks", "nav_webhooks"),
+       ("codes", "nav_codes"))
 LAST_PAYMENTS = 5  # on the overview; the payments page has the rest
 PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
 
@@ -302,6 +303,28 @@ def webhooks(lang: str, tz: ZoneInfo, deliveries: Sequence[WebhookDelivery], csr
             for w in deliveries]
     head = [t["col_time"], t["col_url"], t["col_event"], t["col_status"], t["col_attempts"], t["col_actions"]]
     return tags.div(tags.h1(t["nav_webhooks"]), tags.section(_table(t["nav_webhooks"], head, rows, lang), class_="card"))
+
+
+def codes(lang: str, tz: ZoneInfo, found: Codes, csrf: str) -> Tag:
+    """Promo codes (with a button to disable an active one) and gift/access codes."""
+    t = texts(lang)
+    promo = []
+    for p in found.promo:
+        discount = f"{p.percent}\u00a0%" if p.percent is not None else money(p.off or 0, lang)
+        used = f"{number(p.used, lang)} / {number(p.uses, lang) if p.uses is not None else t['unlimited']}"
+        state = t["status_active"] if p.active else t["status_disabled"]
+        button = action_form("/admin/codes/disable", csrf, t["disable"], "button small", [("code", p.code)]) \
+            if p.active else "—"
+        promo.append([p.code, discount, used, local_time(p.ends_at, tz, lang), state, button])
+    access = [[c.code + (f" ({t['code_gift']})" if c.gift else ""), c.plan or "—", number(c.days, lang),
+               f"{number(c.used, lang)} / {number(c.uses, lang)}", local_time(c.expires_at, tz, lang)]
+              for c in found.access]
+    return tags.div(
+        tags.h1(t["nav_codes"]),
+        tags.section(tags.h2(t["promo_codes"]), _table(t["promo_codes"], [t["col_code"], t["col_discount"], t["col_used"], t["col_expires"],
+                                                t["col_status"], t["col_actions"]], promo, lang), class_="card"),
+        tags.section(tags.h2(t["access_codes"]), _table(t["access_codes"], [t["col_code"], t["col_plan"], t["col_days"], t["col_used"],
+                                                 t["col_expires"]], access, lang), class_="card"))
 
 
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")

@@ -76,11 +76,11 @@ class AdminResource(Resource):
         self._gets: dict[str, Callable[..., Awaitable[None]]] = {
             "": self._overview, "payments": self._payments, "payments.csv": self._payments_csv,
             "subscribers": self._subscribers, "quarantine": self._quarantine,
-            "dead-letters": self._dead_letters, "webhooks": self._webhooks}
+            "dead-letters": self._dead_letters, "webhooks": self._webhooks, "codes": self._codes}
         self._posts: dict[str, Callable[..., Awaitable[Any]]] = {
             "subscribers/extend": self._extend, "subscribers/revoke": self._revoke,
             "quarantine/reverify": self._reverify, "dead-letters/replay": self._replay,
-            "webhooks/redeliver": self._redeliver}
+            "webhooks/redeliver": self._redeliver, "codes/disable": self._disable_promo}
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -249,6 +249,11 @@ class AdminResource(Resource):
         self._show(request, lang, session, "nav_webhooks",
                    [pages.notice(lang, _arg(request, "msg", 20), _arg(request, "n", 9)), content], "webhooks")
 
+    async def _codes(self, request, lang: str, session: AdminSession) -> None:
+        content = pages.codes(lang, self.tz, await self.data.codes(), session.csrf)
+        self._show(request, lang, session, "nav_codes",
+                   [pages.notice(lang, _arg(request, "msg", 20), _arg(request, "n", 9)), content], "codes")
+
     # --- actions (POST, CSRF checked) -------------------------------------------------------
 
     async def _act(self, request, route: str, session: AdminSession) -> None:
@@ -276,6 +281,9 @@ class AdminResource(Resource):
 
     async def _replay(self, request, action: AdminAction):
         return await self.data.replay_dead_letter(action, _ident(request, "queue"), _ident(request, "id"))
+
+    async def _disable_promo(self, request, action: AdminAction):
+        return await self.data.disable_promo(action, _ident(request, "code"))
 
     async def _redeliver(self, request, action: AdminAction):
         return await self.data.redeliver_webhook(action, _ident(request, "id"))

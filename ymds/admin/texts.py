@@ -44,6 +44,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "done": "Готово.", "done_n": "Готово: {n}.", "already_done": "Это действие уже выполнено.",
         "status_active": "активна", "status_lapsed": "истекла", "status_revoked": "отозвана",
         "payment_unmatched": "без счёта", "status_delivered": "доставлен", "status_failed": "не доставлен", "status_pending": "в очереди",
+        "nav_codes": "Коды", "promo_codes": "Промокоды", "access_codes": "Подарочные коды и коды доступа",
+        "col_code": "Код", "col_discount": "Скидка", "col_used": "Использовано", "col_days": "Дней",
+        "disable": "Отключить", "status_disabled": "отключён", "code_gift": "подарок", "unlimited": "без ограничений",
     },
     "en": {
         "title": "Owner's dashboard", "switch_lang": "Русский", "switch_code": "ru",
@@ -83,6 +86,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "done": "Done.", "done_n": "Done: {n}.", "already_done": "This action was already done.",
         "status_active": "active", "status_lapsed": "lapsed", "status_revoked": "revoked",
         "payment_unmatched": "no invoice", "status_delivered": "delivered", "status_failed": "failed", "status_pending": "pending",
+        "nav_codes": "Codes", "promo_codes": "Promo codes", "access_codes": "Gift and access codes",
+        "col_code": "Code", "col_discount": "Discount", "col_used": "Used", "col_days": "Days",
+        "disable": "Disable", "status_disabled": "disabled", "code_gift": "gift", "unlimited": "no limit",
     },
 }
 

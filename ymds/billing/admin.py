@@ -133,6 +133,8 @@ class AdminTasks:
             aj.ADMIN_REVERIFY: (AdminCommand.from_wire, self.reverify),
             aj.ADMIN_REPLAY: (AdminCommand.from_wire, self.replay),
             aj.ADMIN_REDELIVER: (AdminCommand.from_wire, self.redeliver),
+            aj.ADMIN_CODES: (NoArgs.from_wire, self.codes),
+            aj.ADMIN_DISABLE_PROMO: (AdminCommand.from_wire, self.disable_promo),
         }
 
     def register(self, registry: Any) -> None:
@@ -192,6 +194,15 @@ class AdminTasks:
                 rows.append({"id": f"{w.endpoint_id}:{w.event_id}", "url": endpoint.url if endpoint else "",
                              "event": w.type, "status": w.status, "attempts": w.attempts,
                              "last_at": w.done_at or w.first_attempt_at})
+        return Rows(tuple(rows))
+
+    async def codes(self, job: NoArgs) -> Rows:
+        now = self.clock.seconds()
+        rows: list[dict[str, Any]] = []
+        for p in await self.ledger.promo.list():
+            rows.append({"type": "promo", "code": p.code, "percent": p.percent, "off": p.off, "uses": p.uses,
+                         "used": p.used, "ends_at": p.ends_at, "active": p.window_problem(now) is None})
+        rows += [{"type": "access", **c} for c in await self.store.access_codes(aj.MAX_ROWS)]
         return Rows(tuple(rows))
 
     # --- actions ------------------------------------------------------------------------------
@@ -258,6 +269,18 @@ class AdminTasks:
                 raise InvalidTaskArgs(str(e)) from None
             return {"item": job.item, "count": count}
         return await self._once(job, "replay", run)
+
+    async def disable_promo(self, job: AdminCommand) -> ActionDone:
+        if not job.item:
+            raise InvalidTaskArgs("disable needs the promo code")
+
+        async def run() -> dict[str, Any]:
+            try:
+                done = await self.ledger.promo.disable(job.item, self.clock.seconds())
+            except Exception as e:  # SellingRefused: not a code
+                raise InvalidTaskArgs(str(e)[:200]) from None
+            return {"item": job.item, "count": int(bool(done))}
+        return await self._once(job, "disable_promo", run)
 
     async def redeliver(self, job: AdminCommand) -> ActionDone:
         endpoint, _, event = job.item.partition(":")

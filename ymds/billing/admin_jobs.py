@@ -31,6 +31,8 @@ ADMIN_DEAD_LETTERS = "dashboard_dead_letters"
 ADMIN_REPLAY = "dashboard_replay"
 ADMIN_WEBHOOKS = "dashboard_webhooks"
 ADMIN_REDELIVER = "dashboard_redeliver"
+ADMIN_CODES = "dashboard_codes"
+ADMIN_DISABLE_PROMO = "dashboard_disable_promo"
 
 MAX_EDGES = 400  # a year of days plus room
 MAX_KEY = 100
@@ -147,7 +149,8 @@ class SubscribersQuery:
 class AdminCommand:
     """One dashboard action: who (``admin``, e.g. "tg:42"), its idempotency ``key``, and its
     target: ``chat_id`` (+ ``days``) for subscribers, ``item`` for quarantine ("" = all),
-    dead letters ("<queue>/<entry id>") and webhook deliveries ("<endpoint id>:<event id>")."""
+    dead letters ("<queue>/<entry id>"), webhook deliveries ("<endpoint id>:<event id>") and
+    promo codes (the code)."""
     admin: str
     key: str
     chat_id: int | None = None
@@ -263,8 +266,12 @@ class AdminClient:
     def webhooks(self) -> Deferred[Rows]:
         return self._call(ADMIN_WEBHOOKS, {}).addCallback(_rows)
 
+    def codes(self) -> Deferred[Rows]:
+        """Rows {"type": "promo" | "access", ...}: the promo codes and the gift/access codes."""
+        return self._call(ADMIN_CODES, {}).addCallback(_rows)
+
     def act(self, task: str, command: AdminCommand) -> Deferred[ActionDone]:
-        """One of ADMIN_EXTEND, ADMIN_REVOKE, ADMIN_REVERIFY, ADMIN_REPLAY, ADMIN_REDELIVER."""
+        """One of ACTIONS."""
         if task not in ACTIONS:
             raise ValueError(f"{task!r} is not an admin action")
 
@@ -274,4 +281,4 @@ class AdminClient:
         return self._call(task, command.to_wire()).addCallback(read)
 
 
-ACTIONS = (ADMIN_EXTEND, ADMIN_REVOKE, ADMIN_REVERIFY, ADMIN_REPLAY, ADMIN_REDELIVER)
+ACTIONS = (ADMIN_EXTEND, ADMIN_REVOKE, ADMIN_REVERIFY, ADMIN_REPLAY, ADMIN_REDELIVER, ADMIN_DISABLE_PROMO)

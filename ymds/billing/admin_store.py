@@ -151,6 +151,19 @@ class AdminStore:
                      "status": "active" if float(e) > now else "lapsed"} for c, p, e, _ in rows]
         return self._db.run(q, write=False)
 
+    def access_codes(self, limit: int) -> Deferred[list[dict[str, Any]]]:
+        """Gift and access codes, newest first, with their redemptions; a gift code (bought by a
+        payer, who holds it) shows only its first four characters."""
+        def q(txn: Any) -> list[dict[str, Any]]:
+            rows = self._db.all(txn, "SELECT c.code, c.plan, c.days, c.uses, c.expires_at, c.gift_invoice, "
+                                     "(SELECT COUNT(*) FROM code_redemptions r WHERE r.code = c.code) "
+                                     "FROM access_codes c ORDER BY c.created_at DESC, c.code LIMIT ?",
+                                (max(1, min(int(limit), MAX_LIST)),))
+            return [{"code": code if gift is None else code[:4] + "…", "plan": plan or "", "days": int(days),
+                     "uses": int(uses), "used": int(used), "expires_at": expires_at, "gift": gift is not None}
+                    for code, plan, days, uses, expires_at, gift, used in rows]
+        return self._db.run(q, write=False)
+
     def open_quarantine(self) -> Deferred[int]:
         def q(txn: Any) -> int:
             return int(self._db.one(txn, "SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")[0])
