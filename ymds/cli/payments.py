@@ -127,7 +127,7 @@ async def cmd_payments(ctx: Context) -> int:
              str(p.chat_id) if p.chat_id is not None else "-", printable(p.label or "-", 24), p.source]
             for p in kept]
     if rows:
-        for line in table(rows, ["paid at (UTC)", "operation", "status", "paid", "credited", "purpose", "payer chat",
+        for line in table(rows, ["paid at", "operation", "status", "paid", "credited", "purpose", "payer chat",
                                  "label", "source"], right={3, 4}):
             ctx.say(line)
     shown = f"last {len(kept)} of " if len(kept) < total else ""

@@ -55,7 +55,7 @@ async def cmd_quarantine(ctx: Context) -> int:
                         printable(q.remote or "-", 40), printable(s["operation_id"] or "-", 32),
                         printable(s["amount"] or "-", 12), printable(s["label"] or "-", 24),
                         printable(q.resolution, 30) if q.resolved_at else "open"])
-        for line in table(out, ["id", "received (UTC)", "seen", "reason", "from", "operation", "amount", "label", "state"],
+        for line in table(out, ["id", "received", "seen", "reason", "from", "operation", "amount", "label", "state"],
                           right={0, 2}):
             ctx.say(line)
     if not a.json:
