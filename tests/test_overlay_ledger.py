@@ -85,6 +85,9 @@ class OverlayLedgerContract:
         self.assertTrue(await store.outbox_sent("op1", "1-0", T0 + 3))
         self.assertFalse(await store.outbox_sent("op1", "1-0", T0 + 4))
         self.assertEqual(await store.outbox_pending(T0 + 5), ["op2"])
+        self.assertEqual(await store.outbox_entry("op1"), "1-0")
+        self.assertIsNone(await store.outbox_entry("op2"))
+        self.assertIsNone(await store.outbox_entry("op-none"))
 
     async def test_concurrent_outbox_adds_make_one_row(self):
         results = await defer.gatherResults([defer.ensureDeferred(self.ledger.overlay.outbox_add("op-c", T0))

@@ -125,6 +125,8 @@ class OverlayPublisher(Service):
             if goal is not None:
                 await self.writer.append(goal)
         await self.ledger.overlay.outbox_sent(operation_id, entry_id, self.clock.seconds())
+        log.info("overlay: donation {operation_id} shown as event {entry_id}", operation_id=operation_id,
+                 entry_id=entry_id or "none (below min_alert_amount)")
         return entry_id
 
     async def drain(self) -> int:

@@ -78,6 +78,10 @@ class IOverlayStore(Protocol):
         """Mark an outbox row sent (``entry_id``: the stream entry, None when moderated
         away); True when it was pending."""
 
+    def outbox_entry(self, operation_id: str) -> Deferred[str | None]:
+        """The overlay stream entry id the donation ``operation_id`` was shown as (None when
+        not sent yet, moderated away, or not a donation)."""
+
     def donation(self, operation_id: str) -> Deferred[OverlayDonation | None]:
         """The donation paid by ``operation_id`` (None when it is not a donation's payment)."""
 

@@ -95,6 +95,12 @@ class OverlayStore:
             return cur.rowcount == 1
         return self._db.run(q)
 
+    def outbox_entry(self, operation_id: str) -> Deferred[str | None]:
+        def q(txn: Any) -> str | None:
+            row = self._db.one(txn, "SELECT entry_id FROM overlay_outbox WHERE operation_id = ?", (operation_id,))
+            return None if row is None or row[0] is None else str(row[0])
+        return self._db.run(q, write=False)
+
     # --- aggregates ---------------------------------------------------------------------
 
     def donation(self, operation_id: str) -> Deferred[OverlayDonation | None]:
