@@ -353,3 +353,38 @@ class AccessConfigTests(unittest.TestCase):
             with self.assertRaises(ConfigError) as caught:
                 make_config(**sections)
             self.assertEqual(caught.exception.key, key)
+
+
+class RightsTests(LifecycleBase):
+    async def test_start_up_check_names_the_missing_right(self):
+        self.fake.add_chat(GROUP, type="supergroup", title="Paid supergroup", bot_rights=["can_invite_users"])
+        lines = []
+        from twisted.logger import globalLogPublisher
+
+        def observe(event):
+            if event.get("log_format", "").startswith("access: {line}"):
+                lines.append(event["line"])
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.assertEqual(await self.access.check_rights(), 1)
+        self.assertEqual(len(lines), 1)
+        self.assertIn(str(GROUP), lines[0])
+        self.assertIn("can_restrict_members", lines[0])
+
+    async def test_check_command_probe(self):
+        """``twistd ymds --check``'s probe (blocking HTTP, so run in a thread here)."""
+        from twisted.internet.threads import deferToThread
+        from tests.fakes.fake_telegram import make_site
+        from ymds.bot.access.probe import probe_rights
+        fake = FakeBotAPI(reactor, enforce_limits=False)
+        fake.add_chat(CHANNEL, type="channel", title="Paid")
+        fake.add_chat(GROUP, type="supergroup", title="Paid", bot_status="member")
+        port = reactor.listenTCP(0, make_site(fake), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(fake.close)
+        config = make_config(telegram={"token": DEFAULT_TOKEN, "api_url": f"http://127.0.0.1:{port.getHost().port}"},
+                             plans=[{"id": "m", "title": "M", "price": "1.00", "days": 1, "chats": [CHANNEL, GROUP]}])
+        ok, lines = await deferToThread(probe_rights, config)
+        self.assertFalse(ok)
+        self.assertEqual(len(lines), 1)
+        self.assertIn(f"Chat {GROUP}: make the bot an administrator", lines[0])
