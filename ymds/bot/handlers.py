@@ -131,7 +131,8 @@ class UpdateHandler:
             return
         lang = await self.language(chat_id)
         user_id = _user_id(message)
-        admin = user_id in self.config.telegram.admins or chat_id in self.config.telegram.admins
+        # the sender's user id alone: a group's id in telegram.admins gives its members nothing (issue 14)
+        admin = user_id is not None and user_id in self.config.telegram.admins
         if command == "admin":  # the dashboard link: a listed admin's user id in private; anyone else gets nothing
             if self.admin_link.allowed(user_id, kind):
                 await self.reply(uid, chat_id, await self.admin_link.text_for(user_id, lang))
