@@ -141,7 +141,10 @@ async def measure(reactor: Any, url: str, redis_url: str, rounds: int, now: floa
     clock.advance(now)
     ledger = open_ledger(url, reactor)
     await ledger.migrate()
-    admin = AdminTasks(config, ledger, RecordingQueue(), clock, RedisDeadLetters(reactor, config.redis))
+    pool = RedisPool(reactor, parse_redis_url(redis_url), name="bench")
+    jobs = RecordingQueue()
+    jobs.pool = pool  # like the billing role's RedisJobQueue: dead letters are counted over its pool
+    admin = AdminTasks(config, ledger, jobs, clock, RedisDeadLetters(reactor, config.redis, jobs))
     data = BillingDashboardData(AdminClient(RecordingQueue()), TZ)
     at = datetime.fromtimestamp(now, timezone.utc).astimezone(TZ)
     today = at.date()
@@ -167,7 +170,6 @@ async def measure(reactor: Any, url: str, redis_url: str, rounds: int, now: floa
             return codec.loads(codec.dumps(await registry.lookup(name)(codec.loads(codec.dumps(args)))))
         return call
     data.client.queue = RecordingQueue({name: wire(name) for name in admin.handlers()})
-    pool = RedisPool(reactor, parse_redis_url(redis_url), name="bench")
     sessions = AdminSessions(pool, clock, prefix="bench")
     resource = AdminResource(sessions, data, clock, "Europe/Moscow", "ru")
     from twisted.web.resource import Resource

@@ -23,6 +23,8 @@ from ymds.jobwire import InvalidTaskArgs, typed_handler
 
 log = Logger()
 
+RECORD_EVERY = 600.0
+
 
 class DeadLetters(Protocol):
     """The queue's dead letters (ymds.queue.admin over Redis in production)."""
@@ -35,11 +37,13 @@ class DeadLetters(Protocol):
 
 
 class RedisDeadLetters:
-    """DeadLetters over ymds.queue.admin.QueueAdmin, one short connection per call."""
+    """DeadLetters over ymds.queue.admin.QueueAdmin, one short connection per list or replay;
+    counts (every overview) go over ``queue``'s own pool when it has one (a RedisJobQueue)."""
 
-    def __init__(self, reactor: Any, redis_config: Any):
+    def __init__(self, reactor: Any, redis_config: Any, queue: Any = None):
         self.reactor = reactor
         self.redis_config = redis_config
+        self.queue = queue
 
     async def _with(self, use: Callable[[Any], Awaitable[Any]]) -> Any:
         from ymds.queue.admin import QueueAdmin
@@ -50,6 +54,10 @@ class RedisDeadLetters:
             await admin.close()
 
     async def count(self, queue: str) -> int:
+        pool = getattr(self.queue, "pool", None)
+        if pool is not None:
+            from ymds.queue.keys import QueueKeys, check_name
+            return int(await pool.execute("XLEN", QueueKeys(self.redis_config.prefix, check_name("queue", queue)).dead) or 0)
         return int(await self._with(lambda a: a.pool.execute("XLEN", a._keys(queue).dead)) or 0)
 
     async def list(self, queue: str, limit: int) -> list[dict[str, Any]]:
@@ -117,6 +125,8 @@ class AdminTasks:
         self.clock = clock
         self.dead = dead_letters
         self._reverify = reverify
+        self._recorded: tuple[int, int] | None = None  # (UTC day, active) last written
+        self._recorded_at = 0.0
 
     def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]]:
         return {
@@ -147,18 +157,25 @@ class AdminTasks:
         return MoneyIntervals(tuple(await self.ledger.reports.money_between(job.edges)))
 
     async def overview(self, job: OverviewQuery) -> AdminOverview:
-        money = await self.ledger.reports.money_between(job.edges)
-        counts = await self.ledger.reports.subscriber_counts(job.now, job.since)
-        quarantined = await self.store.open_quarantine()
+        f = await self.store.overview(self.ledger.reports, job.now, job.since, job.edges, 10)
+        await self._record_active(f.counts.active)
         dead = 0
         for queue in aj.DEAD_QUEUES:
             try:
                 dead += await self.dead.count(queue)
             except Exception as e:  # the overview still answers; the dead-letters page says more
                 log.warn("dead letters of {queue} not counted: {error}", queue=queue, error=str(e))
-        last, _ = await self.store.payments(None, None, "", "", None, None, 10)
-        return AdminOverview(tuple(money), counts.active, counts.new, counts.lapsed,
-                             quarantined, dead, tuple(last))
+        return AdminOverview(tuple(f.money), f.counts.active, f.counts.new, f.counts.lapsed, f.open_quarantine, dead,
+                             tuple(f.last_payments))
+
+    async def _record_active(self, active: int) -> None:
+        """Today's point of the active-subscribers line: written when the count changed or
+        every RECORD_EVERY seconds, not on every look (a write would compete with payments)."""
+        now = self.clock.seconds()
+        if self._recorded == (int(now // 86400), active) and now - self._recorded_at < RECORD_EVERY:
+            return
+        await self.ledger.reports.record_active(now, active)
+        self._recorded, self._recorded_at = (int(now // 86400), active), now
 
     async def active_series(self, job: SinceQuery) -> Rows:
         series = await self.ledger.reports.active_series(job.since)

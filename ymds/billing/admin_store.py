@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
 
 from ymds.billing.database import Database
 from ymds.billing.sql import DAY, json_text
+from ymds.billing.stores.reports import ReportStore, SubscriberCounts
 
 MAX_LIST = 500
 
@@ -26,6 +28,14 @@ class Claim:
     """``applied`` False: the key was used before; ``result`` is what it did then."""
     applied: bool
     result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OverviewFigures:
+    money: list[dict[str, Decimal]]
+    counts: SubscriberCounts
+    open_quarantine: int
+    last_payments: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -111,9 +121,24 @@ class AdminStore:
 
     # --- lists ------------------------------------------------------------------------------
 
+    def overview(self, reports: ReportStore, now: float, since: float, edges: Sequence[float],
+                 last: int) -> Deferred[OverviewFigures]:
+        """Everything the overview reads from the ledger, in one read transaction."""
+        def q(txn: Any) -> OverviewFigures:
+            money = reports.money_between_in(txn, edges)
+            counts = reports.subscriber_counts_in(txn, now, since)
+            quarantined = int(self._db.one(txn, "SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")[0])
+            rows, _ = self._payments_in(txn, None, None, "", "", None, None, last)
+            return OverviewFigures(money, counts, quarantined, rows)
+        return self._db.run(q, write=False)
+
     def payments(self, since: float | None, until: float | None, status: str, label: str, chat_id: int | None,
                  before: int | None, limit: int) -> Deferred[tuple[list[dict[str, Any]], int | None]]:
         """Newest first (by seq), with the kind of their invoice; and the next page's cursor."""
+        return self._db.run(self._payments_in, since, until, status, label, chat_id, before, limit, write=False)
+
+    def _payments_in(self, txn: Any, since: float | None, until: float | None, status: str, label: str,
+                     chat_id: int | None, before: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None]:
         where, params = ["1 = 1"], []
         for clause, value in (("p.received_at >= ?", since), ("p.received_at < ?", until),
                               ("p.status = ?", status or None), ("p.label = ?", label or None),
@@ -126,14 +151,12 @@ class AdminStore:
                  "FROM payments p LEFT JOIN invoices i ON i.label = p.invoice_label WHERE "
                  + " AND ".join(where) + " ORDER BY p.seq DESC LIMIT ?")
 
-        def q(txn: Any) -> tuple[list[dict[str, Any]], int | None]:
-            rows = self._db.all(txn, query, params + [limit + 1])
-            money = self._db.dialect.money_out
-            out = [{"seq": int(seq), "operation_id": op, "at": float(at), "amount": money(amount), "status": st,
-                    "label": lab or "", "chat_id": chat, "kind": "subscription" if kind == "subscription" else "donation"}
-                   for seq, op, at, amount, st, lab, chat, kind in rows[:limit]]
-            return out, (out[-1]["seq"] if len(rows) > limit else None)
-        return self._db.run(q, write=False)
+        rows = self._db.all(txn, query, params + [limit + 1])
+        money = self._db.dialect.money_out
+        out = [{"seq": int(seq), "operation_id": op, "at": float(at), "amount": money(amount), "status": st,
+                "label": lab or "", "chat_id": chat, "kind": "subscription" if kind == "subscription" else "donation"}
+               for seq, op, at, amount, st, lab, chat, kind in rows[:limit]]
+        return out, (out[-1]["seq"] if len(rows) > limit else None)
 
     def subscribers(self, search: str, now: float, limit: int) -> Deferred[list[dict[str, Any]]]:
         """Subscriptions whose chat id contains ``search`` (all when empty), latest end first."""
@@ -162,9 +185,4 @@ class AdminStore:
             return [{"code": code if gift is None else code[:4] + "…", "plan": plan or "", "days": int(days),
                      "uses": int(uses), "used": int(used), "expires_at": expires_at, "gift": gift is not None}
                     for code, plan, days, uses, expires_at, gift, used in rows]
-        return self._db.run(q, write=False)
-
-    def open_quarantine(self) -> Deferred[int]:
-        def q(txn: Any) -> int:
-            return int(self._db.one(txn, "SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")[0])
         return self._db.run(q, write=False)

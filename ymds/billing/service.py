@@ -41,7 +41,7 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     webhooks.register(registry)
     ApiTasks(config, ledger, clock).register(registry)
     from ymds.billing.admin import AdminTasks, RedisDeadLetters, ledger_reverify
-    AdminTasks(config, ledger, queue, clock, RedisDeadLetters(reactor, config.redis),  # issue 16: the dashboard
+    AdminTasks(config, ledger, queue, clock, RedisDeadLetters(reactor, config.redis, queue),  # issue 16: the dashboard
                ledger_reverify(config, ledger, clock, tasks, wallet_api)).register(registry)
     SubscriberTasks(config, ledger, queue, clock).register(registry)
     CloseOnStop(ledger.close, name="ledger").setServiceParent(top)  # closed last: stops run in reverse

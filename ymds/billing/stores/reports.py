@@ -124,6 +124,12 @@ class ReportStore:
     def money_between(self, edges: Sequence[float]) -> Deferred[list[dict[str, Decimal]]]:
         """Money per kind between consecutive ``edges`` (Unix times), summed by the database:
         a bucket counts in the interval where it starts.  One range scan per interval."""
+        def q(txn: Any) -> list[dict[str, Decimal]]:
+            return self.money_between_in(txn, edges)
+        return self._db.run(q, write=False)
+
+    def money_between_in(self, txn: Any, edges: Sequence[float]) -> list[dict[str, Decimal]]:
+        """:meth:`money_between` inside a running transaction ``txn``."""
         bounds = [math.ceil(e / BUCKET) for e in edges]
         values = ", ".join(["(?, ?, ?)"] * (len(bounds) - 1))
         params: list[Any] = []
@@ -132,12 +138,10 @@ class ReportStore:
         query = (f"WITH edges (i, lo, hi) AS (VALUES {values}) SELECT edges.i, r.kind, SUM(r.amount) FROM edges "
                  "JOIN report_money r ON r.bucket >= edges.lo AND r.bucket < edges.hi GROUP BY edges.i, r.kind")
 
-        def q(txn: Any) -> list[dict[str, Decimal]]:
-            out = [{k: Decimal("0.00") for k in KINDS} for _ in bounds[1:]]
-            for i, kind, kopeck_sum in self._db.all(txn, query, params):
-                out[int(i)][str(kind)] = (Decimal(int(kopeck_sum)) / _KOPECKS).quantize(Decimal("0.01"))
-            return out
-        return self._db.run(q, write=False)
+        out = [{k: Decimal("0.00") for k in KINDS} for _ in bounds[1:]]
+        for i, kind, kopeck_sum in self._db.all(txn, query, params):
+            out[int(i)][str(kind)] = (Decimal(int(kopeck_sum)) / _KOPECKS).quantize(Decimal("0.01"))
+        return out
 
     def recount(self, since: float, until: float) -> Deferred[list[MoneyBucket]]:
         """The same figures recounted from the payments themselves (a slow scan: for checks)."""
@@ -157,10 +161,17 @@ class ReportStore:
         return self._db.run(q, write=False)
 
     def subscriber_counts(self, now: float, since: float) -> Deferred[SubscriberCounts]:
-        """Active now, first granted since ``since``, lapsed since ``since``; records today's
-        active count (UTC day) for :meth:`active_series`."""
+        """Active now, first granted since ``since``, lapsed since ``since``."""
         def q(txn: Any) -> SubscriberCounts:
             return self.subscriber_counts_in(txn, now, since)
+        return self._db.run(q, write=False)
+
+    def record_active(self, now: float, active: int) -> Deferred[None]:
+        """Record ``active`` as today's (UTC day) count for :meth:`active_series`."""
+        def q(txn: Any) -> None:
+            self._db.execute(txn, "INSERT INTO report_active (day, active, at) VALUES (?, ?, ?) ON CONFLICT (day) "
+                                  "DO UPDATE SET active = excluded.active, at = excluded.at",
+                             (int(now // 86400), int(active), now))
         return self._db.run(q)
 
     def subscriber_counts_in(self, txn: Any, now: float, since: float) -> SubscriberCounts:
@@ -170,8 +181,6 @@ class ReportStore:
         new = int(db.one(txn, "SELECT COUNT(*) FROM report_chats WHERE first_paid_at >= ?", (since,))[0])
         lapsed = int(db.one(txn, "SELECT COUNT(*) FROM subscriptions WHERE expired IN (0, 1) AND ends_at > ? "
                                  "AND ends_at <= ?", (since, now))[0])
-        db.execute(txn, "INSERT INTO report_active (day, active, at) VALUES (?, ?, ?) ON CONFLICT (day) DO UPDATE "
-                        "SET active = excluded.active, at = excluded.at", (int(now // 86400), active, now))
         return SubscriberCounts(active, new, lapsed)
 
     def active_series(self, since: float) -> Deferred[list[tuple[int, int]]]:
