@@ -178,3 +178,19 @@ class AdminBillingTests(unittest.TestCase):
             lambda txn: txn.execute("SELECT kind, data FROM events WHERE kind = 'admin_disable_promo'").fetchall())
         self.assertEqual(len(rows), 1)
         self.assertIn('"admin":"tg:1"', rows[0][1])
+
+    async def test_failed_webhook_redelivered_once(self) -> None:
+        now = NOW.timestamp()
+        hooks = self.ledger.webhooks
+        await hooks.webhook_endpoint_add("we_1", "https://shop.example.org/hook", ["invoice.paid"], "s" * 32, now)
+        await hooks.webhook_emit([("invoice.paid", "invoice.paid:op-1", {"label": "x"})], now)
+        pending = await hooks.webhook_deliveries(status="pending")
+        await hooks.webhook_record_attempt("we_1", pending[0].event_seq, now, 500, "server error", 0.1, "failed")
+        [failed] = await self.data.webhook_deliveries()
+        self.assertEqual((failed.url, failed.event, failed.status, failed.attempts),
+                         ("https://shop.example.org/hook", "invoice.paid", "failed", 1))
+        action = AdminAction("tg:1", "k-redeliver-1")
+        self.assertEqual(await self.data.redeliver_webhook(action, failed.id), ActionResult(True, 1))
+        self.assertFalse((await self.data.redeliver_webhook(action, failed.id)).applied)
+        self.assertEqual([d.status for d in await hooks.webhook_deliveries()], ["pending"])
+        self.assertEqual(len(self.bot_queue.take("webhook_deliver")), 1)  # the deliverer is woken once
