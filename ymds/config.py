@@ -126,6 +126,7 @@ class DonationsConfig:
     goal_until: str = ""   # ISO date or ""
     goal_since: str = ""   # ISO date or "": the goal counts donations paid from that day (UTC)
     show_supporters: bool = False
+    max_open: int = 5000   # open (unpaid, unexpired) donation invoices from the public form, all donors together
 
 
 @dataclass(frozen=True)
@@ -520,7 +521,10 @@ def _donations(dn: dict) -> DonationsConfig:
         enabled=parse_bool("donations.enabled", dn.get("enabled", dd.enabled)),
         min=parse_money("donations.min", dn.get("min", str(dd.min))),
         max=parse_money("donations.max", dn.get("max", str(dd.max))),
+        max_open=parse_int("donations.max_open", dn.get("max_open", dd.max_open)),
     )
+    if donations.max_open < 1:
+        raise ConfigError("donations.max_open", f"is {donations.max_open}", "set at least 1 (e.g. 5000)")
     if donations.min > donations.max:
         raise ConfigError("donations.min", f"{donations.min} is above donations.max {donations.max}", "make min at most max")
     return replace(donations, **donation_extras(dn, donations.min, donations.max))

@@ -12,6 +12,7 @@ from ymds.billing.jobs import (
     CreatedDonation, CreatedInvoice, CreateDonation, CreateInvoice, CreateInvoices, IdempotencyKeyReused,
     InvoiceOffer, InvoiceOffers, InvoiceQuery, InvoiceView,
 )
+from ymds.billing.donation_cap import create_capped_donation
 from ymds.billing.ledger import IdempotencyConflict, Invoice
 from ymds.billing.selling import SellingTasks  # issue 19: trials and promo prices
 from ymds.jobwire import InvalidTaskArgs
@@ -67,9 +68,9 @@ class InvoiceTasks:
             raise InvalidTaskArgs("donations are disabled")
         if not donations.min <= job.amount <= donations.max:
             raise InvalidTaskArgs(f"amount must be between {donations.min} and {donations.max}")
-        inv = await self.ledger.invoices.create_invoice("donation", job.amount, self.clock.seconds(), self.config.links.ttl,
-                                               description="donation",
-                                               metadata={"name": job.name, "message": job.message})
+        # the public form: counted against donations.max_open in the insert's transaction (issue 14)
+        inv = await create_capped_donation(self.ledger, job.amount, self.clock.seconds(), self.config.links.ttl,
+                                           {"name": job.name, "message": job.message}, donations.max_open)
         return CreatedDonation(label=inv.label, url=self.link(inv), expires_at=iso(inv.expires_at))
 
     async def create_invoice(self, job: CreateInvoice) -> CreatedInvoice:

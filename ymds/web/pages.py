@@ -23,6 +23,7 @@ from ymds.billing.jobs import BillingClient, InvoiceView
 from ymds.links import BadLink, ExpiredLink, LinkError, verify_token
 from ymds.web import render
 from ymds.web.cache import SharedLookup, TTLCache
+from ymds.web.donation_limits import donation_bucket
 from ymds.web.http import client_gone, PAGE_TYPE, send, send_json
 from ymds.web.i18n import request_language, texts
 from ymds.util.http import retry_after_seconds
@@ -200,8 +201,9 @@ class DonateResource(Resource):
             ctx.message(request, "donate", 404, lang)
             return
         address = ctx.client_address.of(request)
-        if not ctx.donate_limiter.allow(address):
-            wait = retry_after_seconds(ctx.donate_limiter.retry_after(address))
+        bucket = donation_bucket(address)  # an IPv6 visitor is limited by its /64 (issue 14)
+        if not ctx.donate_limiter.allow(bucket):
+            wait = retry_after_seconds(ctx.donate_limiter.retry_after(bucket))
             ctx.donations.inc(result="rate_limited")
             log.info("donation refused {result} remote={remote}", result="rate_limited", remote=address)
             ctx.message(request, "donate", 429, lang, headers={b"retry-after": b"%d" % wait})
