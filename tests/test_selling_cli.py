@@ -89,3 +89,21 @@ class CodesCommandTests(CLITestCase):
             out, err, code = await self.ymds(*args)
             self.assertEqual(code, 1, (args, err))
             self.assertIn(expected, err, args)
+
+
+class ExportPromoTests(CLITestCase):
+    async def test_export_shows_the_promo_code(self):
+        ledger = await self.ledger()
+        now = time.time()
+        await ledger.promo.add("HALF", now, percent=50)
+        invoice = await ledger.promo.discounted_invoice("HALF", 5, 5, "month", 30, Decimal("199.00"), now, 3600)
+        await self.pay(ledger, amount="99.50", label=invoice.label, now=now)
+        await self.pay(ledger, chat_id=6, now=now)
+        await ledger.close()
+        out, err, code = await self.ymds("export", "--format", "json")
+        self.assertEqual(code, 0, err)
+        records = json.loads(out)
+        self.assertEqual(sorted((r["withdraw_amount"], r["promo_code"]) for r in records),
+                         [("199.00", ""), ("99.50", "HALF")])
+        out, err, code = await self.ymds("export", "--format", "csv")
+        self.assertIn("promo_code", out.splitlines()[0])

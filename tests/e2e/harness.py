@@ -414,7 +414,7 @@ class Cluster:
         """
         p = self.prefix
         ttl_families = ("q:billing:key:", "q:bot:key:", "reply:", "health:", "bot:sent:", "bot:invite:",
-                        "bot:lease", "bot:in:", "bot:pace")
+                        "bot:lease", "bot:in:", "bot:pace", "overlay:once:")
         checked: Counter = Counter()
         stray = []
         for key in self.keys():
@@ -424,6 +424,8 @@ class Cluster:
                     continue
             elif rest == "bot:offset" or rest.startswith("bot:lang:"):
                 continue
+            elif rest == "overlay:events" and self.r("TYPE", key) == "stream":
+                continue  # the overlay's event stream: capped (XADD MAXLEN ~), kept by design
             else:
                 family = next((f for f in ttl_families if rest.startswith(f)), None)
                 if family is not None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 
 from ymds import __version__
+from ymds.api.selling_openapi import SELLING_SCHEMAS, selling_paths, with_plans
 
 ERROR_CODES = ["missing_api_key", "invalid_api_key", "insufficient_scope", "not_found", "method_not_allowed",
                "idempotency_conflict", "payload_too_large", "unsupported_media_type", "malformed_json",
-               "invalid_request", "rate_limited", "unavailable", "internal_error"]
+               "invalid_request", "rate_limited", "unavailable", "internal_error", "already_exists"]
 
 _MONEY = {"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["199.00"]}
 # 0.01 .. 999999.99 with at most two decimals, no leading zeros (the API checks the same pattern)
@@ -109,6 +110,7 @@ SCHEMAS = {
             "source": {"type": "string", "enum": ["notification", "reconcile", "manual"]},
             "notification_type": {"type": "string"},
             "chat_id": {"type": ["integer", "null"]},
+            "promo_code": {"type": ["string", "null"], "description": "the promo code fixed into the invoice (issue 19)"},
             "received_at": _TIME, "accepted_at": _TIME, "granted_until": _TIME,
         },
     },
@@ -190,6 +192,7 @@ def _document(public_url: str, plans=()) -> dict:
                 "responses": {"200": _ok("The subscription", "Subscription"),
                               "404": _error("No subscription for this chat"), **_COMMON}}},
             **_subscriber_paths(),
+            **selling_paths(_error, _COMMON),  # issue 19: promo and access codes
         },
         "webhooks": {"event": {"post": {
             "summary": "An event POSTed to each endpoint registered with `ymds webhook add`",
@@ -253,12 +256,16 @@ SCHEMAS.update({
 })
 
 
+SCHEMAS.update(SELLING_SCHEMAS)
+
+
 def _schemas(plans) -> dict:
     schemas = json.loads(json.dumps(SCHEMAS))
     ids = [p for p in plans]
     if ids:  # the configured plans, so that generated requests name real ones
         schemas["PlanInvoice"]["properties"]["plan"]["enum"] = ids
         schemas["SubscriptionGrant"]["properties"]["plan"]["enum"] = ids
+        with_plans(schemas, ids)
     return schemas
 
 

@@ -10,6 +10,7 @@ insufficient_scope      403   the key lacks the route's scope
 not_found               404   no such route, invoice or subscription
 method_not_allowed      405   the route exists with other methods (``Allow`` says which)
 idempotency_conflict    409   the Idempotency-Key was used with a different body
+already_exists          409   a promo code with this text exists already (issue 19)
 payload_too_large       413   a body over 16 KiB
 unsupported_media_type  415   a body that is not ``application/json``
 malformed_json          400   a body that does not parse as JSON
@@ -40,6 +41,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from ymds.api.keys import KEY_FORMAT, key_hash
 from ymds.api.subscribers import ROUTES as SUBSCRIBER_ROUTES, SubscriberRoutes
+from ymds.api.selling import ROUTES as SELLING_ROUTES, SellingRoutes
 from ymds.api.openapi import AMOUNT_PATTERN, IDEMPOTENCY_KEY_PATTERN, openapi_document
 from ymds.billing import jobs
 from ymds.billing.jobs import (
@@ -73,7 +75,7 @@ ROUTES = (
     ("GET", "/api/v1/invoices/{label}", "get_invoice", "invoices:read"),
     ("GET", "/api/v1/payments", "list_payments", "payments:read"),
     ("GET", "/api/v1/subscriptions/{chat_id}", "get_subscription", "subscriptions:read"),
-) + SUBSCRIBER_ROUTES
+) + SUBSCRIBER_ROUTES + SELLING_ROUTES
 
 
 class ApiError(Exception):
@@ -167,7 +169,7 @@ def _said(e: Exception) -> str:
     return e.message if isinstance(e, RemoteJobError) else str(e)
 
 
-class ApiResource(SubscriberRoutes, Resource):
+class ApiResource(SellingRoutes, SubscriberRoutes, Resource):
     """Everything under /api (mount it as the ``api`` child of the web root)."""
 
     isLeaf = True

@@ -47,4 +47,7 @@ class ApiTasks:
     async def list_payments(self, job: ListPayments) -> PaymentPage:
         """A page of payments, oldest first, and the cursor of the next page."""
         page = await self.ledger.payments.list_payments(after_cursor=job.cursor, limit=job.limit, **job.filters())
-        return PaymentPage(tuple(payment_data(p) for p in page.payments), page.next_cursor)
+        # issue 19: the promo code fixed into each payment's invoice (null when none)
+        codes = await self.ledger.promo.codes_for(p.invoice_label for p in page.payments if p.invoice_label)
+        return PaymentPage(tuple({**payment_data(p), "promo_code": codes.get(p.invoice_label or "")}
+                                 for p in page.payments), page.next_cursor)

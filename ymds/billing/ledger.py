@@ -164,7 +164,8 @@ class Stats:
 
 WEBHOOK_EVENT_TYPES = ("invoice.paid", "invoice.underpaid", "payment.unmatched", "subscription.extended",
                        "subscription.expired")
-API_SCOPES = ("invoices:write", "invoices:read", "payments:read", "subscriptions:read", "subscriptions:write")
+API_SCOPES = ("invoices:write", "invoices:read", "payments:read", "subscriptions:read", "subscriptions:write",
+              "promo:read", "promo:write", "codes:write")  # issue 19: selling tools
 
 
 @dataclass(frozen=True)

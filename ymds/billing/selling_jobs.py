@@ -37,7 +37,7 @@ def _opt_time(a: Mapping[str, Any], name: str) -> float | None:
     value = a.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e11:
         raise InvalidTaskArgs(f"{name} must be Unix seconds")
     return float(value)
 
@@ -112,7 +112,9 @@ class PromoTerms:
     def from_wire(cls, args: object) -> PromoTerms:
         a = wire_object(args)
         off = wire_money(a, "off") if a.get("off") is not None else None
-        plans = a.get("plans") or []
+        plans = a.get("plans", [])
+        if plans is None:
+            plans = []
         if not isinstance(plans, list) or not all(isinstance(p, str) and 0 < len(p) <= 32 for p in plans) \
                 or len(plans) > 100:
             raise InvalidTaskArgs("plans must be a list of plan ids")

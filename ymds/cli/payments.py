@@ -28,7 +28,7 @@ STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
 EXPORT_FIELDS = (
     "operation_id", "paid_at", "received_at", "datetime", "purpose", "status", "withdraw_amount", "amount", "label",
     "invoice_label", "chat_id", "notification_type", "sender", "held", "source", "accepted_at",
-    "granted_until", "notified",
+    "granted_until", "notified", "promo_code",
 )
 
 
@@ -65,7 +65,14 @@ def payment_record(p: Any, invoice: Any = None) -> dict[str, Any]:
         "accepted_at": iso(p.accepted_at),
         "granted_until": iso(p.granted_until),
         "notified": bool(p.notified),
+        "promo_code": promo_code(invoice),
     }
+
+
+def promo_code(invoice: Any) -> str:
+    """The promo code fixed into the payment's invoice when it was made (issue 19), or ""."""
+    code = (invoice.metadata or {}).get("promo") if invoice is not None else None
+    return code if isinstance(code, str) else ""
 
 
 async def iter_payments(ledger: Any, filters: dict[str, Any], page_size: int = PAGE_SIZE) -> AsyncIterator[Any]:
