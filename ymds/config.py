@@ -33,6 +33,7 @@ class ServerConfig:
     metrics_endpoint: str = ""  # the /metrics listener; keep it on loopback, e.g. tcp:9464:interface=127.0.0.1
     metrics_public: bool = False  # also answer /metrics on server.endpoint (revenue figures: off by default)
     timezone: str = "UTC"  # the owner's IANA zone: times shown by the dashboard, the pages, the bot and the CLI
+    workers: int = 1  # web processes sharing server.endpoint (ymds.workers); "auto" = CPUs
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,12 @@ def _section(doc: Mapping[str, Any], name: str, base: str) -> dict:
     return values
 
 
+def _workers(raw: Any) -> int:
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return parse_int("server.workers", raw, 1, 64)
+
+
 def _server(s: dict) -> ServerConfig:
     d = ServerConfig()
     server = ServerConfig(
@@ -319,6 +326,7 @@ def _server(s: dict) -> ServerConfig:
                           if str(s.get("metrics_endpoint", "")).strip() else ""),
         metrics_public=parse_bool("server.metrics_public", s.get("metrics_public", d.metrics_public)),
         timezone=parse_timezone("server.timezone", s.get("timezone", d.timezone)),
+        workers=_workers(s.get("workers", d.workers)),
     )
     if server.public_url.startswith("http://") and not is_loopback_url(server.public_url):
         # YooMoney would send notifications (and buyers their pay links) in clear text.
