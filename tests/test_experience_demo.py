@@ -69,3 +69,15 @@ class DemoRestartReconcile(unittest.TestCase):
         self.assertTrue(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", payments[0]["paid_at"]), payments[0])
         self.assertLessEqual(payments[0]["paid_at"], payments[0]["received_at"])
         webflow.wait_for_status(pay_url, "paid")
+        # the demo's own notification URL over its self-signed TLS: trusted without --cafile
+        tested = self.ymds("test-notification", "--timeout", "20")
+        self.assertEqual(tested.returncode, 0, tested.stdout + tested.stderr)
+        self.assertIn(f"POST {self.base}/yoomoney/notify: HTTP 200", tested.stdout)
+        # without the sandbox the certificate is checked: the error line says what to give
+        live = self.ymds("test-notification", "--timeout", "20", "--set", "yoomoney.sandbox=false")
+        self.assertEqual(live.returncode, 2, live.stdout + live.stderr)
+        self.assertIn("give --cafile", live.stderr)
+        self.assertEqual(live.stderr.count("\n"), 1, live.stderr)
+        trusted = self.ymds("test-notification", "--timeout", "20", "--set", "yoomoney.sandbox=false",
+                            "--cafile", os.path.join(self.data_dir, "cert.pem"))
+        self.assertEqual(trusted.returncode, 0, trusted.stdout + trusted.stderr)
