@@ -94,3 +94,53 @@ class CreatorPageTests(unittest.TestCase):
         _, body = await site.request("GET", "/")
         self.assertIn('name="preset"', body.decode())
         self.assertFalse([t for _, t, _ in site.queue.calls if t == overlay_jobs.DONATION_BOARD])
+
+
+class GoalSnapshotTests(unittest.TestCase):
+    """A fresh overlay's goal: the stream's newest goal when it is the configured one, else billing's."""
+
+    def setUp(self):
+        from tests.support.redis_server import RedisServer
+        self.redis = RedisServer(appendonly=False).start()
+        self.addCleanup(self.redis.cleanup)
+
+    @staticmethod
+    async def appended(node, writer, event):
+        """Append ``event`` and wait until the node's reader has handed it out."""
+        from twisted.internet import defer
+        seen: defer.Deferred = defer.Deferred()
+        unsubscribe = node.tailer.subscribe(lambda entry_id, e: None if seen.called else seen.callback(e))
+        await writer.append(event)
+        await seen
+        unsubscribe()
+
+    async def test_stream_goal_first_then_billing(self):
+        from decimal import Decimal
+
+        from twisted.internet import reactor
+
+        from tests.support.queues import RecordingQueue
+        from ymds.overlay.events import GoalEvent
+        from ymds.overlay.stream import OverlayStreamWriter, open_redis
+        from ymds.overlay.web import make_overlay_node
+        config = make_config(free_port(), redis={"url": self.redis.url, "prefix": "gs"},
+                             donations={"goal": "1000.00", "goal_title": "Mic"})
+        queue = RecordingQueue({overlay_jobs.DONATION_BOARD: lambda args: {**BOARD, "goal": "1000.00",
+                                                                            "goal_title": "Mic", "goal_until": None,
+                                                                            "raised": "10.00"}})
+        node = make_overlay_node(reactor, config, queue)
+        await node.tailer.start()
+        self.addCleanup(node.tailer.stop)
+        snapshot = node.events.goal_snapshot
+        self.assertEqual((await snapshot()).raised, Decimal("10.00"))  # an empty stream: billing answers
+        self.assertEqual(len(queue.calls), 1)
+        commands, blocking = open_redis(reactor, self.redis.url, "t")
+        blocking.close()
+        self.addCleanup(commands.close)
+        writer = OverlayStreamWriter(commands, "gs")
+        await self.appended(node, writer, GoalEvent(Decimal("300.00"), Decimal("1000.00"), "Mic", None))
+        self.assertEqual((await snapshot()).raised, Decimal("300.00"))
+        self.assertEqual(len(queue.calls), 1)  # no billing call
+        await self.appended(node, writer, GoalEvent(Decimal("300.00"), Decimal("5000.00"), "Old goal", None))
+        self.assertEqual((await snapshot()).goal, Decimal("1000.00"))  # not the configured goal: billing
+        self.assertEqual(len(queue.calls), 2)
