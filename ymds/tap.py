@@ -149,8 +149,16 @@ def makeService(options, reactor=None):
         from ymds.check import run_check
         raise SystemExit(run_check(config, roles, say))
     from ymds.roles import build_service
+    from ymds import workers
     try:
+        inherited = os.environ.get(workers.WORKER_FD_ENV)
+        if inherited is not None and roles == {"web"}:  # a child of [server] workers = N
+            top = build_service(reactor, config, roles, say=say)
+            workers.adopt_in_child(reactor, top, config.server.endpoint, int(inherited))
+            return top
+        if config.server.workers > 1 and "web" in roles and not options["demo"]:
+            return workers.build_parent(reactor, config, roles, options, build_service, say=say)
         return build_service(reactor, config, roles, private_redis=private_redis, say=say,
                              demo=bool(options["demo"]))
-    except ConfigError as e:
+    except (ConfigError, workers.WorkersError) as e:
         _fail(str(e))
