@@ -76,6 +76,14 @@ class SellingContract:
         self.assertEqual(kinds.count("trial_started"), 2)
         self.assertEqual(kinds.count("subscription_extended"), 2)
 
+    async def test_a_trial_gets_the_same_reminders_and_expiry(self):
+        await self.ledger.trials.start_free(11, 11, "month", 3, T0)
+        due = await self.ledger.subscriptions.due_reminders(T0 + DAY, 3 * DAY)
+        self.assertEqual([s.chat_id for s in due], [11])
+        self.assertEqual(await self.ledger.subscriptions.mark_reminded([(11, T0 + 3 * DAY)], 3 * DAY), [11])
+        ended = await self.ledger.subscriptions.expired_subscriptions(T0 + 3 * DAY)
+        self.assertEqual([(s.chat_id, s.plan) for s in ended], [(11, "month")])
+
     async def test_no_trial_for_a_chat_that_had_the_plan(self):
         inv = await self.ledger.invoices.create_invoice("subscription", PRICE, T0, TTL, plan="month", days=30,
                                                         chat_id=8)
