@@ -2,6 +2,7 @@
 payments flow through a real twistd process."""
 import os
 import time
+from decimal import Decimal
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
@@ -74,6 +75,20 @@ class RegistryTests(unittest.TestCase):
         self.assertEqual(value(parsed, "ymds_payments_total", outcome="paid", source="reconcile"), 1)
         self.assertEqual(value(parsed, "ymds_ledger_call_seconds_count", method="apply_payment"), 1)
         self.assertEqual(value(parsed, "ymds_ledger_call_seconds_count", method="is_blocked"), 1)
+
+    async def test_transaction_helpers_of_a_store_are_not_wrapped(self):
+        """A store's txn-level helpers (invoices.insert(txn, ...), called inside another
+        transaction) stay plain: wrapped, they returned a Deferred and the capped public
+        donation failed with "'Deferred' object has no attribute 'label'" in the billing role."""
+        from twisted.internet import reactor
+        from ymds.billing.donation_cap import create_capped_donation
+        from ymds.billing.open import open_ledger
+        ledger = open_ledger("sqlite:///" + self.mktemp() + ".sqlite3", reactor)
+        self.addCleanup(ledger.close)
+        await ledger.migrate()
+        instrumented = InstrumentedLedger(ledger, Registry())
+        invoice = await create_capped_donation(instrumented, Decimal("100.00"), 1000.0, 600, {}, 10)
+        self.assertEqual((await instrumented.invoices.get_invoice(invoice.label)).amount, Decimal("100.00"))
 
     def test_types_parse_as_declared(self):
         """Counter families are named without _total and parse as counters (they parsed as

@@ -110,7 +110,7 @@ class InstrumentedLedger:
     def __getattr__(self, name):
         attribute = getattr(self._ledger, name)
         if name in STORE_INTERFACES:  # a store (ledger.payments, ...): time its methods too
-            store = self.__dict__[name] = _InstrumentedStore(attribute, self._timed)
+            store = self.__dict__[name] = _InstrumentedStore(attribute, self._timed, STORE_INTERFACES[name])
             return store
         if not callable(attribute) or name.startswith("_"):
             return attribute
@@ -150,15 +150,20 @@ METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class _InstrumentedStore:
-    """One store of an InstrumentedLedger: its public methods timed under their own name."""
+    """One store of an InstrumentedLedger: the methods of its interface timed under their own name.
 
-    def __init__(self, store, timed):
+    Only the interface's methods: a store's transaction-level helpers (``insert(txn, ...)``,
+    used inside another transaction) must keep returning plain values, not Deferreds.
+    """
+
+    def __init__(self, store, timed, interface):
         self._store = store
         self._timed = timed
+        self._timed_names = frozenset(n for n in vars(interface) if not n.startswith("_"))
 
     def __getattr__(self, name):
         attribute = getattr(self._store, name)
-        if not callable(attribute) or name.startswith("_"):
+        if not callable(attribute) or name not in self._timed_names:
             return attribute
         return self._timed(name, attribute)
 
