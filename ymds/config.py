@@ -114,6 +114,12 @@ class Plan:
     trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
 
     chats: tuple[int, ...] = ()  # paid chats it opens; () = telegram.channel_id (issue 15)
+    titles: tuple[tuple[str, str], ...] = ()  # (language, title) when title is a table (issue 19)
+
+    def title_in(self, language: str) -> str:
+        """The title in ``language`` (``title = {ru = "...", en = "..."}``), else ``title``."""
+        return dict(self.titles).get(language) or self.title
+
 
 @dataclass(frozen=True)
 class DonationsConfig:
@@ -489,6 +495,24 @@ def _channel_id(raw: Any) -> int:
     return value
 
 
+def _plan_title(key: str, raw: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A plan's title: text, or a table of texts by language (ru, en); the first is the
+    default (Plan.title), the table gives Plan.title_in."""
+    fix = 'write title = "1 month" or title = {ru = "1 месяц", en = "1 month"}'
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"ru", "en"})
+        if unknown or not raw:
+            raise ConfigError(f"{key}.title.{unknown[0]}" if unknown else f"{key}.title", "is not ru or en", fix)
+        titles = tuple((lang, parse_text(f"{key}.title.{lang}", raw[lang]).strip()) for lang in ("ru", "en")
+                       if lang in raw)
+    else:
+        titles = (("", parse_text(f"{key}.title", raw).strip()),)
+    for lang, text in titles:
+        if not text or len(text) > 100:
+            raise ConfigError(f"{key}.title" + (f".{lang}" if lang else ""), "must be 1-100 characters", fix)
+    return titles[0][1], tuple(t for t in titles if t[0])
+
+
 def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
     """[[plans]]: each with a unique id, a title, a price and days."""
     raw_plans = doc.get("plans", [])
@@ -511,15 +535,13 @@ def _plans(doc: Mapping[str, Any]) -> tuple[Plan, ...]:
             raise ConfigError(f"{key}.id", f"{pid!r} is not a plan id", "use 1-32 letters, digits, '-' or '_'")
         if any(x.id == pid for x in plans):
             raise ConfigError(f"{key}.id", f"{pid!r} is used twice", "give every plan its own id")
-        title = parse_text(f"{key}.title", p["title"]).strip()
-        if not title or len(title) > 100:
-            raise ConfigError(f"{key}.title", "must be 1-100 characters", 'write a short title, e.g. "1 month"')
+        title, titles = _plan_title(key, p["title"])
         trial_days = parse_int(f"{key}.trial_days", p.get("trial_days", 0), 0, 3660)
         trial_price = parse_money(f"{key}.trial_price", p["trial_price"]) if "trial_price" in p else None
         if trial_price is not None and not trial_days:
             raise ConfigError(f"{key}.trial_price", "is set without trial_days", "add trial_days = N or remove trial_price")
         plans.append(Plan(pid, title, parse_money(f"{key}.price", p["price"]), parse_int(f"{key}.days", p["days"], 1, 3660),
-                          trial_days, trial_price, parse_chat_ids(f"{key}.chats", p.get("chats", []))))
+                          trial_days, trial_price, parse_chat_ids(f"{key}.chats", p.get("chats", [])), titles))
     return tuple(plans)
 
 

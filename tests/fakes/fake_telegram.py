@@ -188,6 +188,7 @@ class FakeBotAPI(resource.Resource):
         self.invite_links: list[dict] = []
         self.bans: list[tuple[str, int, int]] = []  # (method, chat_id, user_id)
         self.callback_answers: list[dict] = []
+        self.my_commands: dict[str, list[dict]] = {}  # setMyCommands: language_code ("" default) -> menu
         self.throttled = 0  # 429 answers provoked by exceeding the limits
         self.errors_answered: list[tuple[str, int]] = []
         # Updates not yet confirmed by an offset; long polls waiting for one.
@@ -389,6 +390,33 @@ class FakeBotAPI(resource.Resource):
 
     def _m_getMe(self, params):
         return BOT_USER
+
+    _COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+
+    def _m_setMyCommands(self, params):
+        """Telegram's checks: 0-100 commands, lower-case names of 1-32 characters,
+        descriptions of 1-256; a two-letter language_code or none (the default menu)."""
+        commands = params.get("commands")
+        if isinstance(commands, str):
+            try:
+                commands = json.loads(commands)
+            except ValueError:
+                raise _Answer(400, "Bad Request: can't parse commands JSON object") from None
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise _Answer(400, "Bad Request: commands must be an array of at most 100 BotCommand")
+        for c in commands:
+            if (not isinstance(c, dict) or not self._COMMAND_NAME.fullmatch(str(c.get("command", "")))
+                    or not isinstance(c.get("description"), str) or not 1 <= len(c["description"]) <= 256):
+                raise _Answer(400, "Bad Request: BOT_COMMAND_INVALID")
+        language = params.get("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", str(language)):
+            raise _Answer(400, "Bad Request: invalid language code specified")
+        self.my_commands[str(language)] = [{"command": c["command"], "description": c["description"]}
+                                           for c in commands]
+        return True
+
+    def _m_getMyCommands(self, params):
+        return self.my_commands.get(str(params.get("language_code") or ""), [])
 
     def _m_deleteWebhook(self, params):
         self.webhook_url = ""

@@ -23,6 +23,7 @@ from ymds.bot.access.doorkeeper import ALLOWED_UPDATES
 from ymds.bot.access.invites import PressTooSoon
 from ymds.bot.access.texts import say as access_say
 from ymds.bot.commands_admin import AdminLinkCommand
+from ymds.bot.commands_lang import LanguagePreference
 from ymds.bot.commands_selling import COMMANDS as SELLING_COMMANDS, SellingCommands, offer_notes, trial_buttons
 from ymds.bot.jobs import BotClient, GrantAccess
 from ymds.bot.sender import invoice_buttons
@@ -70,6 +71,7 @@ class UpdateHandler:
         self.username: str | None = None
         self.selling = SellingCommands(self)  # issue 19: /promo, /redeem, /gift, trials, deep links
         self.admin_link = AdminLinkCommand(config, store.redis)  # /admin (issue 16)
+        self.languages = LanguagePreference(config, store)  # /lang, else the user's language_code (issue 19)
 
     async def handle(self, update) -> None:
         self.access: AccessService | None = None  # ymds.bot.access.wiring.AccessService when paid chats are guarded (issue 15)
@@ -88,7 +90,7 @@ class UpdateHandler:
     # --- helpers ------------------------------------------------------------------------
 
     async def language(self, chat_id: int) -> str:
-        return await self.store.get_language(chat_id) or self.config.telegram.language
+        return await self.languages.of(chat_id)
 
     async def reply(self, uid: int, chat_id: int, text: str, buttons=None, n: int = 0) -> str:
         return await self.sender.send(f"u:{uid}:{n}", chat_id, text, buttons)
@@ -121,6 +123,7 @@ class UpdateHandler:
         if await self.store.inbound_count(chat_id) > self.flood_limit:
             log.warn("bot: chat {chat_id} floods; not answering update {uid}", chat_id=chat_id, uid=uid)
             return
+        await self.languages.observe(chat_id, message.get("from"))
         match = _COMMAND.match(text.strip())
         if match is None:
             if kind == "private":
@@ -179,11 +182,11 @@ class UpdateHandler:
             await self.reply(uid, chat_id, texts.render(lang, "unavailable"))
             return
         chosen = InvoiceOffers(tuple(i for i in result.invoices if i.plan == plan.id))
-        buttons = invoice_buttons(chosen, lang)
+        buttons = invoice_buttons(chosen, lang, self.config)
         if not buttons:
             await self.cmd_subscribe(uid, chat_id, lang, result)
             return
-        text = texts.render(lang, "chosen_plan", title=plan.title, amount_html=texts.money(plan.price, lang), days=plan.days)
+        text = texts.render(lang, "chosen_plan", title=plan.title_in(lang), amount_html=texts.money(plan.price, lang), days=plan.days)
         await self.reply(uid, chat_id, text, buttons)
 
     async def cmd_subscribe(self, uid: int, chat_id: int, lang: str, result=None, n: int = 0) -> None:
@@ -191,13 +194,13 @@ class UpdateHandler:
             await self.reply(uid, chat_id, texts.render(lang, "no_plans"), n=n)
             return
         result = result if result is not None else await self.invoices(chat_id)
-        buttons = invoice_buttons(result, lang) if result is not None else None
+        buttons = invoice_buttons(result, lang, self.config) if result is not None else None
         if buttons is None:
             await self.reply(uid, chat_id, texts.render(lang, "unavailable"), n=n)
             return
         lines = [texts.render(lang, "choose_plan")]
         for plan in self.config.plans:
-            lines.append(texts.render(lang, "plan_line", title=plan.title, amount_html=texts.money(plan.price, lang),
+            lines.append(texts.render(lang, "plan_line", title=plan.title_in(lang), amount_html=texts.money(plan.price, lang),
                                       days=plan.days))
         lines += offer_notes(result, lang)  # issue 19: trials and promo prices
         await self.reply(uid, chat_id, "\n".join(lines), trial_buttons(result, lang) + buttons, n=n)
@@ -213,14 +216,14 @@ class UpdateHandler:
         if status is None:
             text = texts.render(lang, "status_none")
             result = await self.invoices(chat_id)
-            buttons = invoice_buttons(result, lang) if result is not None else None
+            buttons = invoice_buttons(result, lang, self.config) if result is not None else None
             await self.reply(uid, chat_id, text, buttons)
             return
         plan = self.config.plan(str(status.plan))
-        title = plan.title if plan else str(status.plan or "—")
+        title = plan.title_in(lang) if plan else str(status.plan or "—")
         ends_at = texts.date(status.ends_at, lang)
         result = await self.invoices(chat_id)
-        buttons = (invoice_buttons(result, lang) if result is not None else None) or []
+        buttons = (invoice_buttons(result, lang, self.config) if result is not None else None) or []
         if status.active:
             text = texts.render(lang, "status_active", plan=title, ends_at=ends_at)
             if buttons:

@@ -37,6 +37,7 @@ from ymds.bot.access_notice import noticed
 from ymds.bot.sale_alerts import SaleBatcher
 from ymds.bot.shop_texts import contact_part
 from ymds.bot.errors import BadRequest, Forbidden, RetryAfter
+from ymds.bot.commands_lang import LanguagePreference
 from ymds.billing.jobs import BillingClient, InvoiceOffers
 from ymds.bot import jobs
 from ymds.bot.jobs import (
@@ -203,11 +204,14 @@ class BotTasks:
             registry.register(ACCESS_REMOVE, typed_handler(RemoveMember.from_wire, self.access.remove_member))
 
     async def language(self, chat_id: int) -> str:
-        return await self.store.get_language(chat_id) or self.config.telegram.language
+        """/lang's choice, else the user's Telegram language_code, else telegram.language."""
+        return await LanguagePreference(self.config, self.store).of(chat_id)
 
-    def plan_title(self, plan) -> str:
+    def plan_title(self, plan, lang: str | None = None) -> str:
         found = self.config.plan(str(plan)) if plan is not None else None
-        return found.title if found else ("" if plan is None else str(plan))
+        if found is None:
+            return "" if plan is None else str(plan)
+        return found.title_in(lang) if lang else found.title
 
     # --- notify -------------------------------------------------------------------------
 
@@ -219,7 +223,8 @@ class BotTasks:
         expected = p.get("expected", p.get("price"))
         title = p.get("plan_title") if isinstance(p.get("plan_title"), str) and p.get("plan_title") else None
         fields = {
-            "plan": title or self.plan_title(p.get("plan")) or "—",
+            "plan": (self.plan_title(p.get("plan"), lang) if self.config.plan(str(p.get("plan"))) else None)
+            or title or self.plan_title(p.get("plan")) or "—",
             "ends_at": texts.date(p.get("ends_at"), lang),
             "expires_at": texts.date(p.get("expires_at"), lang),
             "amount_html": texts.money(amount, lang),
@@ -237,7 +242,7 @@ class BotTasks:
         except Exception as e:
             log.warn("bot: no renew buttons for {chat_id}: {error}", chat_id=chat_id, error=str(e) or type(e).__name__)
             return None
-        return invoice_buttons(result, lang)
+        return invoice_buttons(result, lang, self.config)
 
     async def notify(self, job: Notify) -> SendOutcome:
         key = job.dedup_key()
@@ -366,7 +371,7 @@ class BotTasks:
         return AccessOutcome(revoked=True, outcome="removed")
 
 
-def invoice_buttons(offers: InvoiceOffers | None, lang: str) -> list[list[dict[str, Any]]] | None:
+def invoice_buttons(offers: InvoiceOffers | None, lang: str, config: Any = None) -> list[list[dict[str, Any]]] | None:
     """One URL button per offer of billing's create_invoices (offers without an http(s) URL
     skipped); None when there is none."""
     rows = []
@@ -375,6 +380,9 @@ def invoice_buttons(offers: InvoiceOffers | None, lang: str) -> list[list[dict[s
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             continue
         title = str(invoice.title or invoice.plan or "")
+        plan = config.plan(str(invoice.plan)) if config is not None and invoice.plan else None
+        if plan is not None and title in (plan.title, plan.id):  # billing named it by the plan: say it in lang
+            title = plan.title_in(lang)
         rows.append([{"text": texts.plain(lang, "plan_button", title=title, amount=texts.money(invoice.amount, lang)),
                       "url": url}])
     return rows or None

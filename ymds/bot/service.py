@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from ymds.billing.access_config import paid_chats
 from ymds.bot.access.wiring import POLLED_UPDATES, AccessService
 from ymds.bot.api import BotAPI
+from ymds.bot.commands_lang import BotIntroduction
 from ymds.bot.handlers import UpdateHandler
 from ymds.bot.jobs import NOTIFY_ADMINS, BotClient, NotifyAdmins
 from ymds.bot.lease import RedisLease
@@ -142,6 +143,7 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
 
     polling = lease = None
     if poll:
+        BotIntroduction(config, api, redis, reactor).setServiceParent(top)  # issue 19: menu, username
         bot_id = telegram.token.split(":", 1)[0]  # the public numeric id, not the secret part
 
         async def dispatch(update: dict) -> None:
