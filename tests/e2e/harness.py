@@ -406,8 +406,8 @@ class Cluster:
     def stray_keys(self, sample_per_family: int = 500) -> list[str]:
         """Keys that should not be there once the work is done.
 
-        Allowed: the queue streams (holding their consumer group), the bot's offset and
-        language choices, and keys that expire: idempotency keys, RPC reply lists, the ledger
+        Allowed: the queue streams (holding their consumer group), the bot's offset, its
+        username (for the web role) and language choices, and keys that expire: idempotency keys, RPC reply lists, the ledger
         heartbeat, the bot's dedup/invite/lease/pace/flood records.  Delayed sets and
         dead-letter streams must be gone.  The expiry is checked on up to
         ``sample_per_family`` keys of each family (a soak leaves hundreds of thousands).
@@ -422,7 +422,7 @@ class Cluster:
             if rest in ("q:billing", "q:bot"):
                 if self.r("TYPE", key) == "stream":
                     continue
-            elif rest == "bot:offset" or rest.startswith("bot:lang:"):
+            elif rest in ("bot:offset", "bot:username") or rest.startswith("bot:lang:"):
                 continue
             elif rest == "overlay:events" and self.r("TYPE", key) == "stream":
                 continue  # the overlay's event stream: capped (XADD MAXLEN ~), kept by design
