@@ -131,6 +131,13 @@ class SellingBotTests(BotTestBase):
         months = [o.invoices[0] for o in offers]
         self.assertEqual(len([m for m in months if m.amount == Decimal("99.00")]), 5)
         self.assertEqual([m.promo_refused for m in months if m.amount == Decimal("199.00")], ["used_up"] * 15)
+        # each was told once; their next links are at the plain price without the note
+        refused = [c for c, m in zip(chats, months) if m.promo_refused]
+        again = await billing.create_invoices(refused[0], refused[0])
+        self.assertEqual((again.invoices[0].amount, again.invoices[0].promo_refused), (Decimal("199.00"), None))
+        winner = [c for c, m in zip(chats, months) if m.promo][0]
+        kept = await billing.create_invoices(winner, winner)
+        self.assertEqual((kept.invoices[0].amount, kept.invoices[0].label), (Decimal("99.00"), months[chats.index(winner)].label))
 
     # --- gift and access codes ------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ log = Logger()
 #: invoice metadata keys of a gift purchase (a donation-kind invoice: it grants the payer nothing)
 GIFT_PLAN = "gift_plan"
 GIFT_DAYS = "gift_days"
+#: refusals after which the chat's applied code is dropped (it cannot apply to any plan now)
+FORGET = ("unknown", "expired", "used_up", "per_user", "first_only")
 
 
 def iso(ts: float | None) -> str | None:
@@ -87,6 +89,8 @@ class SellingTasks:
                 expires_at=iso(inv.expires_at), full_price=plan.price if inv.amount != plan.price else None,
                 promo=promo if isinstance(promo, str) else None, promo_refused=refused, trial_days=trial_days,
                 trial_free=trial_free))
+        if code is not None and any(o.promo_refused in FORGET for o in offers):
+            await self.ledger.promo.forget(job.chat_id)  # told once; later links are at the plain price
         return InvoiceOffers(tuple(offers))
 
     # --- a chat's requests ---------------------------------------------------------------------
