@@ -177,7 +177,7 @@ class SweepTests(TimersTestBase):
         jobs = self.queue.take() + other_queue.take()
         keys = [k for _, _, _, k in jobs]
         self.assertEqual(len(keys), len(set(keys)))
-        self.assertEqual(len(keys), 30 * 4)  # 3-day and 1-day reminders, expired, revoke_access
+        self.assertEqual(len(keys), 30 * 4)  # 3-day and 1-day reminders, expired, access_remove
 
 
 class PostgresSweepTests(SweepTests):

@@ -109,7 +109,7 @@ class FaultTests(unittest.TestCase):
         self.assertEqual({c: per_chat[c] for c in invoices}, {c: 2 for c in invoices}, "confirmation + invite, once")
         stats = telegram.stats()
         self.assertEqual(len(stats["invite_links"]), len(invoices))
-        self.assertEqual({link["member_limit"] for link in stats["invite_links"]}, {1})
+        self.assertEqual({link["creates_join_request"] for link in stats["invite_links"]}, {True})  # issue 15
         return sum(per_chat.values())
 
     # --- scenarios -------------------------------------------------------------------------

@@ -77,7 +77,7 @@ class LayoutPath:
         stats = telegram.stats()
         links_made = [link for link in stats["invite_links"] if link["chat_id"] == CHANNEL]
         self.assertEqual(len(links_made), 1)
-        self.assertEqual(links_made[0]["member_limit"], 1)
+        self.assertEqual(links_made[0]["creates_join_request"], True)  # issue 15: only the payer is let in
         self.assertIn("expire_date", links_made[0])
         self.assertEqual(cluster.ledger.payments(), 2)
         self.assertEqual(len(telegram.sent(OWNER)), 1, [m["visible"] for m in telegram.sent(OWNER)])
