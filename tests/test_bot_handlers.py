@@ -224,6 +224,12 @@ class SubscriptionPathTests(BotTestBase):
         again_invite = await self.click(chat, "invite")
         self.assertEqual(self.buttons(again_invite)[0]["url"], link["invite_link"])
         self.assertEqual(len(self.fake.invite_links), 1)
+        # The button is rate-limited: three presses a minute, then "too often".
+        await self.click(chat, "invite")
+        await self.click(chat, "invite")
+        too_often = await self.click(chat, "invite")
+        self.assertIn("Too often", too_often["visible"])
+        self.assertEqual(len(self.fake.invite_links), 1)
         # The link, shared: the subscriber is let in, the stranger is not.
         self.assertEqual(self.fake.user_joins_by_link(chat, link["invite_link"]), "requested")
         self.assertEqual(self.fake.user_joins_by_link(555, link["invite_link"]), "requested")
