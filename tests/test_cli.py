@@ -53,6 +53,7 @@ class CLITestCase(unittest.TestCase):
             f.write(f"""
 [server]
 public_url = "https://pay.example.org"
+endpoint = "tcp:8443:interface=127.0.0.1"
 [yoomoney]
 wallet = "{WALLET}"
 notification_secret = "{SECRET}"

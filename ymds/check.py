@@ -1,5 +1,9 @@
 """``--check``: validate the configuration and reach Redis and the ledger, blocking.
 
+Also (issue 14) it builds every endpoint as the web role will (certificates loaded, no
+port bound), calls Telegram's getMe when a bot token is set, and tries the wallet API token
+when one is set: a configuration that passes ``--check`` starts.
+
 It runs before the reactor starts, so it uses plain sockets and drivers: a short
 report on stdout and an exit status scripts can use.
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ymds.config import Config
@@ -108,6 +113,75 @@ def check_ledger(url: str) -> tuple[bool, str]:
     return True, f"third-party ledger {url} (not checked)"
 
 
+def check_endpoint(description: str) -> tuple[bool, str]:
+    """Build a server endpoint as the web role will (this loads its certificate and key)
+    without listening: a running instance may hold the port."""
+    from twisted.internet import reactor
+
+    from ymds.tlsendpoint import server_endpoint
+    shown = description.split(":privateKey")[0]
+    try:
+        server_endpoint(reactor, description)
+    except Exception as e:  # a bad description, a missing or broken certificate
+        return False, f"{shown}: {' '.join(str(e).split())[:300] or type(e).__name__}; fix server.endpoint or its certificate files"
+    return True, shown
+
+
+def _json_post(url: str, data: bytes, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
+    """(HTTP status, parsed JSON or None); OSError when nothing answered."""
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(url, data=data, headers=headers)
+    context = None
+    if urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1"):
+        # the demo's sandbox serves a self-signed certificate for localhost only
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
+            status, raw = answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, None
+
+
+def check_telegram_token(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
+    """getMe with telegram.token: the token works and names the bot."""
+    url = f"{config.telegram.api_url.rstrip('/')}/bot{config.telegram.token}/getMe"
+    try:
+        status, body = _json_post(url, b"{}", {"Content-Type": "application/json"}, timeout)
+    except OSError as e:
+        return False, f"getMe: {e}; check the network and telegram.api_url"
+    if status == 200 and isinstance(body, dict) and body.get("ok") and isinstance(body.get("result"), dict):
+        return True, f"getMe: @{body['result'].get('username', '?')}"
+    description = body.get("description") if isinstance(body, dict) else None
+    return False, f"getMe: HTTP {status} {str(description or '')[:100]}; check telegram.token_file (from @BotFather)"
+
+
+def check_wallet_token(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
+    """operation-history (one record) with the wallet API token: it is valid and has the scope ymds uses."""
+    url = f"{config.yoomoney.api_url.rstrip('/')}/api/operation-history"
+    headers = {"Authorization": f"Bearer {config.yoomoney.api_token}",
+               "Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        status, body = _json_post(url, b"records=1", headers, timeout)
+    except OSError as e:
+        return False, f"wallet API: {e}; check the network and yoomoney.api_url"
+    if status == 200 and isinstance(body, dict) and "error" not in body:
+        return True, "wallet API token: ok (operation-history)"
+    if status in (401, 403):
+        return False, (f"wallet API token refused (HTTP {status}); make a new token with the operation-history and "
+                       "operation-details scopes and put it in yoomoney.api_token_file")
+    error = body.get("error") if isinstance(body, dict) else None
+    return False, f"wallet API: HTTP {status} {str(error or '')[:100]}"
+
+
 def run_check(config: Config, roles: set[str], write) -> int:
     ok = True
     write(f"roles: {', '.join(sorted(roles))}")
@@ -128,6 +202,21 @@ def run_check(config: Config, roles: set[str], write) -> int:
         good, detail = check_ledger(config.ledger.url)
         ok &= good
         write(f"ledger: {'ok' if good else 'FAILED'} ({detail})")
+    if "web" in roles:  # issue 14: every endpoint is built and its certificate loaded
+        for name, description in (("server.endpoint", config.server.endpoint),
+                                  ("server.metrics_endpoint", config.server.metrics_endpoint)):
+            if description:
+                good, detail = check_endpoint(description)
+                ok &= good
+                write(f"{name}: {'ok' if good else 'FAILED'} ({detail})")
+    if config.telegram.token:
+        good, detail = check_telegram_token(config)
+        ok &= good
+        write(f"telegram: {'ok' if good else 'FAILED'} ({detail})")
+    if config.yoomoney.api_token:
+        good, detail = check_wallet_token(config)
+        ok &= good
+        write(f"yoomoney: {'ok' if good else 'FAILED'} ({detail})")
     if "bot" in roles:  # issue 15: the bot's rights in every paid chat, one line per problem
         from ymds.bot.access.probe import probe_rights
         good, lines = probe_rights(config)

@@ -1,5 +1,7 @@
-"""``ymds check``: validate the configuration and reach Redis and the ledger, like
-``twistd ymds --check`` (the same report, from ymds/check.py).
+"""``ymds check``: validate the configuration, build every endpoint (loading its
+certificate), reach Redis and the ledger, call Telegram's getMe when a bot token is set and
+try the wallet API token when one is set, like ``twistd ymds --check`` (the same report,
+from ymds/check.py): a configuration that passes it starts.
 
     ymds check [--roles web,billing,bot]
 """
