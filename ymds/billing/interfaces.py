@@ -21,6 +21,7 @@ from ymds.billing.ledger import (
     ApiKey, ApplyResult, Event, Invoice, Payment, PaymentFields, PaymentPage, QuarantinedNotification,
     QuarantineResult, Stats, Subscription, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
 )
+from ymds.billing.selling_interfaces import ICodeStore, IPromoStore, ITrialStore
 
 
 @runtime_checkable
@@ -335,6 +336,18 @@ class ILedger(Protocol):
     def overlay(self) -> IOverlayStore:
         """The creators' store (overlay token, public donors, overlay outbox, goal sums)."""
 
+    @property
+    def trials(self) -> ITrialStore:
+        """Trials, once per user per plan (issue 19)."""
+
+    @property
+    def promo(self) -> IPromoStore:
+        """Promo codes and their reserved uses (issue 19)."""
+
+    @property
+    def codes(self) -> ICodeStore:
+        """Gift and access codes (issue 19)."""
+
 
     def migrate(self) -> Deferred[int]:
         """Create or upgrade the schema; fails with SchemaTooNew on a newer database.
@@ -352,6 +365,7 @@ STORE_INTERFACES: dict[str, type] = {
     "invoices": IInvoiceStore, "payments": IPaymentStore, "subscriptions": ISubscriptionStore,
     "quarantine": IQuarantineStore, "audit": IAuditStore, "cursors": ICursorStore, "api_keys": IApiKeyStore,
     "webhooks": IWebhookStore, "access": IAccessStore, "overlay": IOverlayStore,
+    "trials": ITrialStore, "promo": IPromoStore, "codes": ICodeStore,
 }
 
 
