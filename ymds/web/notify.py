@@ -12,7 +12,8 @@ malformed          400     the body does not parse as a notification
 forged             403     the signature does not verify; the body (cut to a bound) is kept
                            through billing's ``quarantine`` task
 test               200     a verified test notification: nothing changes
-ok                 200     verified; ``apply_payment`` is durably in Redis
+ok                 200     verified; ``apply_payment`` is durably in Redis (with the verifying
+                           ``scheme``: billing believes only what that signature covers)
 duplicate          200     verified; the idempotency key was used already (a redelivery)
 unavailable        503     Redis could not take the job (YooMoney retries: 10 min, 1 h)
 rate_limited       429     too many refusals from this address (nothing is stored)
