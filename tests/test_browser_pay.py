@@ -172,8 +172,8 @@ class BrowserDemo(unittest.TestCase):
         async def go():
             await threads.deferToThread(wait_listening)
             seen = await threads.deferToThread(browse_demo, f"https://localhost:{port}")
-            self.assertIn("от 10.00 до 100000.00", seen["error"])
-            self.assertEqual(seen["amount"], "123.45 ₽")
+            self.assertIn("от 10,00 до 100\u00a0000,00", seen["error"])
+            self.assertEqual(seen["amount"], "123,45 ₽")
             self.assertEqual(seen["status"], "оплачено")
             # only the intended refusal of the too-small amount (400, re-rendered form)
             self.assertEqual([e for e in seen["errors"] if "400" not in e or "/donate" not in e and "Bad Request" not in e], [])

@@ -384,8 +384,8 @@ class Donations(unittest.TestCase):
         async def go():
             cases = [
                 (b"amount=abc&lang=en", "amount", "Enter an amount"),
-                (b"amount=5&lang=en", "amount", "The amount must be from 10.00 to 1000.00"),
-                (b"amount=1000.01&lang=en", "amount", "The amount must be from 10.00 to 1000.00"),
+                (b"amount=5&lang=en", "amount", "The amount must be from 10.00 to 1,000.00"),
+                (b"amount=1000.01&lang=en", "amount", "The amount must be from 10.00 to 1,000.00"),
                 (b"amount=10.001&lang=en", "amount", "Enter an amount"),
                 ("amount=10&lang=ru&name=" + "я" * 65, "name", "Имя — не больше 64 символов"),
             ]

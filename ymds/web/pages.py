@@ -22,6 +22,7 @@ from twisted.web.server import NOT_DONE_YET
 from ymds.billing.jobs import BillingClient, InvoiceView
 from ymds.links import BadLink, ExpiredLink, LinkError, verify_token
 from ymds.web import render
+from ymds.web.bot_link import READ_TIMEOUT, BotUsername
 from ymds.web.cache import SharedLookup, TTLCache
 from ymds.web.donation_limits import donation_bucket
 from ymds.web.http import client_gone, PAGE_TYPE, send, send_json
@@ -102,26 +103,38 @@ class LandingResource(Resource):
     def __init__(self, ctx: WebContext):
         super().__init__()
         self.ctx = ctx
-        self._rendered: dict[str, bytes] = {}  # the landing depends on config only
+        self._rendered: dict[tuple[str, str], bytes] = {}  # by language and bot username: nothing else moves
+        self.bot = BotUsername(ctx.config, ctx.queue, ctx.clock)  # issue 19: "Subscribe in Telegram"
 
     def render_GET(self, request):
         lang = self.ctx.language(request)
         if request.postpath not in ([], [b""]):
             self.ctx.message(request, "other", 404, lang)
             return NOT_DONE_YET
-        if self.ctx.creators.live:  # the goal and the feed move with each donation
+        if self.ctx.creators.live or self.bot.stale:  # the goal and the feed move with each donation
             return run(request, self.ctx, "landing", self._live(request, lang))
-        body = self._rendered.get(lang)
-        if body is None:
-            body = self._rendered[lang] = render.landing_page(lang, self.ctx.config, parts=self.ctx.creators.static_parts(lang),
-                                                              head=self.ctx.creators.head)
-        self.ctx.page(request, "landing", 200, body)
+        self.ctx.page(request, "landing", 200, self._static(lang))
         return NOT_DONE_YET
 
+    def _static(self, lang: str) -> bytes:
+        key = (lang, self.bot.current)
+        body = self._rendered.get(key)
+        if body is None:
+            body = self._rendered[key] = render.landing_page(
+                lang, self.ctx.config, parts=self.ctx.creators.static_parts(lang), head=self.ctx.creators.head,
+                bot_username=self.bot.current)
+        return body
+
     async def _live(self, request, lang: str) -> None:
+        if self.bot.stale:  # bounded: a slow Redis costs the buttons, not the page
+            await Deferred.fromCoroutine(self.bot.refresh()).addTimeout(READ_TIMEOUT, self.ctx.clock).addErrback(
+                lambda f: None)
         creators = self.ctx.creators
+        if not creators.live:
+            self.ctx.page(request, "landing", 200, self._static(lang))
+            return
         self.ctx.page(request, "landing", 200, render.landing_page(lang, self.ctx.config, parts=await creators.parts(lang),
-                                                                   head=creators.head))
+                                                                   head=creators.head, bot_username=self.bot.current))
 
 
 def _clean(text: str, keep_newlines: bool) -> str:
@@ -153,7 +166,8 @@ def validate_donation(form: Mapping[str, str], config, lang: str) -> tuple[dict,
             errors["amount"] = t["err_amount"]
     d = config.donations
     if amount is not None and not (d.min <= amount <= d.max):
-        errors["amount"] = t["err_amount_range"].format(min=render.format_money(d.min), max=render.format_money(d.max))
+        errors["amount"] = t["err_amount_range"].format(min=render.display_money(d.min, lang),
+                                                        max=render.display_money(d.max, lang))
     name = _clean(form.get("name", ""), keep_newlines=False)
     if len(name) > MAX_NAME:
         errors["name"] = t["err_name"]

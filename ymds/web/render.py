@@ -17,6 +17,7 @@ import segno
 from twisted.web.template import Element, XMLFile, XMLString, flattenString, renderer, tags
 from twisted.python.filepath import FilePath
 
+from ymds.web.bot_link import subscribe_url
 from ymds.web.i18n import STATE_WORDS, texts
 
 TEMPLATES = FilePath(os.path.join(os.path.dirname(__file__), "templates"))
@@ -135,18 +136,27 @@ def format_money(amount) -> str:
     return f"{Decimal(amount).quantize(Decimal('0.01'))}"
 
 
+def display_money(amount, lang: str) -> str:
+    """An amount as people of ``lang`` write it (the ₽ sign is the template's): "1 990,00"
+    in ru (a no-break space groups thousands), "1,990.00" in en."""
+    text = f"{Decimal(amount).quantize(Decimal('0.01')):,.2f}"
+    return text.replace(",", "\u00a0").replace(".", ",") if lang == "ru" else text
+
+
 # --- landing and donation form -------------------------------------------------------------
 
 class Landing(_Translated):
     loader = XMLFile(TEMPLATES.child("landing.xml"))
 
     def __init__(self, lang: str, config, values: Mapping[str, str] | None = None,
-                 errors: Mapping[str, str] | None = None, parts: Mapping[str, Element] | None = None):
+                 errors: Mapping[str, str] | None = None, parts: Mapping[str, Element] | None = None,
+                 bot_username: str = ""):
         super().__init__(lang)
         self.config = config
         self.values = dict(values or {})
         self.errors = dict(errors or {})
         self.parts = dict(parts or {})
+        self.bot_username = bot_username  # the "Subscribe in Telegram" buttons' bot (ymds.web.bot_link)
 
     @renderer
     def part(self, request, tag):
@@ -158,7 +168,8 @@ class Landing(_Translated):
         if not self.config.donations.enabled:
             return tags.section(tags.p(texts(self.lang)["donations_off"]), class_="card")
         d = self.config.donations
-        hint = texts(self.lang)["donate_amount_hint"].format(min=format_money(d.min), max=format_money(d.max))
+        hint = texts(self.lang)["donate_amount_hint"].format(min=display_money(d.min, self.lang),
+                                                             max=display_money(d.max, self.lang))
         return tag.fillSlots(amount=self.values.get("amount", ""), name=self.values.get("name", ""),
                              message=self.values.get("message", ""), amount_hint=hint)
 
@@ -210,15 +221,19 @@ class Landing(_Translated):
 
     @renderer
     def plan(self, request, tag):
-        days = texts(self.lang)["plan_days"]
+        t = texts(self.lang)
         for p in self.config.plans:
-            yield tag.clone().fillSlots(plan_title=p.title, plan_price=format_money(p.price),
-                                        plan_days=days.format(days=p.days))
+            link = tags.a(t["plan_subscribe"], href=subscribe_url(self.bot_username, p.id),
+                          class_="button secondary plan-subscribe") if self.bot_username else ""
+            yield tag.clone().fillSlots(plan_title=p.title_in(self.lang), plan_price=display_money(p.price, self.lang),
+                                        plan_days=t["plan_days"].format(days=p.days), plan_link=link)
 
 
-def landing_page(lang: str, config, values=None, errors=None, parts=None, head=()) -> bytes:
-    """``parts``/``head``: the creator pieces and their stylesheet (ymds.web.donation_parts.CreatorParts)."""
-    return page(lang, "landing_title", Landing(lang, config, values, errors, parts), "/", head, look=site_look(config))
+def landing_page(lang: str, config, values=None, errors=None, parts=None, head=(), bot_username: str = "") -> bytes:
+    """``parts``/``head``: the creator pieces and their stylesheet (ymds.web.donation_parts.CreatorParts);
+    ``bot_username``: each plan gets a "Subscribe in Telegram" button to it (ymds.web.bot_link)."""
+    return page(lang, "landing_title", Landing(lang, config, values, errors, parts, bot_username), "/", head,
+                look=site_look(config))
 
 
 # --- the pay page ----------------------------------------------------------------------------
@@ -242,7 +257,7 @@ def purpose(lang: str, invoice: Mapping, config) -> str:
         return t["purpose_donation"]
     plan = config.plan(invoice.get("plan") or "") if invoice.get("plan") else None
     if plan is not None:
-        return t["purpose_subscription"].format(plan=plan.title)
+        return t["purpose_subscription"].format(plan=plan.title_in(lang))
     return invoice.get("description") or t["purpose_donation"]
 
 
@@ -269,7 +284,7 @@ class PayPage(_Translated):
         status = self.invoice.get("status", "open")
         expires = str(self.invoice.get("expires_at") or "")
         return tag.fillSlots(
-            lang=self.lang, amount=format_money(self.invoice["amount"]),
+            lang=self.lang, amount=display_money(self.invoice["amount"], self.lang),
             purpose=purpose(self.lang, self.invoice, self.config),
             expires_iso=expires, expires_text=expires.replace("T", " ")[:16] + (" UTC" if expires.endswith(("Z", "+00:00")) else ""),
             state=status, state_text=state_text(self.lang, status), **_text_slots(self.lang))
@@ -284,7 +299,7 @@ class PayPage(_Translated):
         full = self.invoice.get("full_price")
         if full is None:
             return ""
-        return [tags.s(f"{format_money(full)} ₽", class_="old-price"), " "]
+        return [tags.s(f"{display_money(full, self.lang)} ₽", class_="old-price"), " "]
 
     @renderer
     def buttons(self, request, tag):
