@@ -179,6 +179,10 @@ class SellingContract:
         await promo.discounted_invoice("ONE", 1, 1, "month", 30, PRICE, T0, TTL)
         self.assertEqual(await refused(promo.apply(2, "ONE", T0)), "used_up")
         self.assertIsNone(await promo.applied(2))
+        await promo.add("MINE", T0, percent=10, per_user=1)
+        await promo.discounted_invoice("MINE", 1, 1, "month", 30, PRICE, T0, TTL)
+        self.assertEqual(await refused(promo.apply(1, "MINE", T0)), "per_user")
+        self.assertEqual((await promo.apply(2, "MINE", T0)).code, "MINE")
         self.assertTrue(await promo.forget(1))
         self.assertIsNone(await promo.applied(1))
 

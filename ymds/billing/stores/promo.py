@@ -177,7 +177,8 @@ class PromoStore:
 
     def apply(self, chat_id: int, code: str, now: float) -> Deferred[PromoCode]:
         """Remember ``code`` for the chat's next pay links.  SellingRefused: "unknown",
-        "expired" (disabled or outside its window) or "used_up" (no use left now)."""
+        "expired" (disabled or outside its window), "used_up" (no use left now), "first_only"
+        or "per_user" (this chat may not use it)."""
         try:
             code = normal_code(code)
         except SellingRefused:
@@ -189,11 +190,7 @@ class PromoStore:
             if row is None:
                 raise SellingRefused("unknown", f"there is no promo code {code}")
             promo = self._row(row, self._used_in(txn, code))
-            problem = promo.window_problem(now)
-            if problem is None and promo.uses is not None and promo.used >= promo.uses:
-                problem = "used_up"
-            if problem:
-                raise SellingRefused(problem, f"promo code {code} is {problem}")
+            self._check_use(txn, promo, chat_id, None, now)
             db.execute(txn, "INSERT INTO promo_applied (chat_id, code, applied_at) VALUES (?, ?, ?) "
                             "ON CONFLICT (chat_id) DO UPDATE SET code = excluded.code, applied_at = excluded.applied_at",
                        (chat_id, code, now))
@@ -250,12 +247,13 @@ class PromoStore:
         return InvoiceStore(db).insert(txn, "subscription", price, now, ttl, plan, days, chat_id, user_id, title,
                                        {"promo": code, "full_price": str(full_price.quantize(CENT))}, label, False)
 
-    def _check_use(self, txn: Any, promo: PromoCode, chat_id: int, plan: str, now: float) -> None:
-        """Raise SellingRefused when ``promo`` may not be used now by this chat for ``plan``."""
+    def _check_use(self, txn: Any, promo: PromoCode, chat_id: int, plan: str | None, now: float) -> None:
+        """Raise SellingRefused when ``promo`` may not be used now by this chat for ``plan``
+        (None: for any plan)."""
         problem = promo.window_problem(now)
         if problem:
             raise SellingRefused(problem, f"promo code {promo.code} is {problem}")
-        if promo.plans and plan not in promo.plans:
+        if plan is not None and promo.plans and plan not in promo.plans:
             raise SellingRefused("not_for_plan", f"promo code {promo.code} is not for plan {plan}")
         if promo.first_only:
             marks = ", ".join("?" * len(GRANTING))
