@@ -137,3 +137,21 @@ class OverlayBillingTests(unittest.TestCase):
             await run_task(self.tasks, overlay_jobs.DONATION_PUBLIC, {"label": "", "name": "x"})
         self.assertEqual(await run_task(self.tasks, overlay_jobs.DONATION_PUBLIC, {"label": "nope", "name": "x"}),
                          {"public": False})
+
+    async def test_the_timer_drains_what_was_left(self):
+        self.tasks.payments.overlay = None  # as if the billing node crashed before publishing
+        await self.donate("op-left", "120.00", "Ann", public=True)
+        self.assertEqual(await self.entries(), [])
+        self.publisher.startService()
+        self.addCleanup(self.publisher.stopService)
+        await self.publisher.draining
+        self.assertEqual(self.publisher.last_drained, 0)  # not yet settled: a live publish may be running
+        self.assertEqual(await self.entries(), [])
+        drained = []
+        for _ in range(3):  # each tick's drain finishes (ledger threads) before the next is due
+            self.clock.advance(self.publisher.interval)
+            await self.publisher.draining
+            drained.append(self.publisher.last_drained)
+        self.assertEqual(drained, [0, 1, 0])  # once the row is older than settle, then never again
+        donations = [e for _, e in await self.entries() if isinstance(e, DonationEvent)]
+        self.assertEqual([(d.name, d.amount) for d in donations], [("Ann", Decimal("120.00"))])

@@ -86,6 +86,8 @@ class OverlayPublisher(Service):
         self._busy: set[str] = set()
         self._kicked: set[defer.Deferred] = set()
         self._loop: task.LoopingCall | None = None
+        self.draining: defer.Deferred | None = None
+        self.last_drained = 0  # rows the latest drain published
         self.published = 0  # donation events appended by this process (tests, benchmarks)
 
     def kick(self, operation_id: str) -> None:
@@ -134,12 +136,14 @@ class OverlayPublisher(Service):
         pending = await self.ledger.overlay.outbox_pending(self.clock.seconds() - self.settle)
         for operation_id in pending:
             await self.publish(operation_id)
+        self.last_drained = len(pending)
         return len(pending)
 
     def _drain_logged(self) -> defer.Deferred:
         d = defer.Deferred.fromCoroutine(self.drain())
         d.addErrback(lambda f: log.warn("overlay: outbox not drained ({error}); will retry",
                                         error=f.getErrorMessage()))
+        self.draining = d  # the timer's latest drain (tests wait on it)
         return d
 
     def startService(self) -> None:
@@ -148,10 +152,12 @@ class OverlayPublisher(Service):
         self._loop.clock = self.clock
         self._loop.start(self.interval, now=True)
 
-    def stopService(self) -> None:
+    def stopService(self) -> defer.Deferred:
+        """Stop the timer and wait for the publishes in flight (the ledger closes after us)."""
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        return self.idle()
 
 
 class _QueueRedis:
