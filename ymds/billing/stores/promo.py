@@ -267,12 +267,13 @@ class PromoStore:
             raise SellingRefused("per_user", f"this chat has used promo code {promo.code} up")
 
     def release_expired(self, now: float) -> Deferred[int]:
-        """Give back the uses of discounted invoices that expired unpaid (or were pruned);
-        fires with how many.  A sweep, so a crash between expiry and release loses nothing."""
+        """Give back the uses of discounted invoices that expired unpaid; fires with how many.
+        A sweep over the expired invoices (kept 30 days before pruning), so a crash between
+        expiry and release loses nothing and paid uses are never looked at."""
         def q(txn: Any) -> int:
             rows = self._db.all(txn, "UPDATE promo_uses SET status = 'released', released_at = ? "
-                                     "WHERE status = 'reserved' AND NOT EXISTS (SELECT 1 FROM invoices i "
-                                     "WHERE i.label = promo_uses.invoice_label AND i.status <> 'expired') "
+                                     "WHERE status = 'reserved' AND invoice_label IN "
+                                     "(SELECT label FROM invoices WHERE status = 'expired') "
                                      "RETURNING invoice_label, code, chat_id", (now,))
             for label, code, chat_id in rows:
                 self._db.add_event(txn, now, "promo_released", label=label, chat_id=chat_id, code=code)

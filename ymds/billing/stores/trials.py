@@ -119,12 +119,11 @@ class TrialStore:
         return self._db.run(q)
 
     def release_expired(self, now: float) -> Deferred[int]:
-        """Give back the paid trials whose invoice expired unpaid (or was pruned); fires with
-        how many.  A sweep, so a crash between expiry and release loses nothing."""
+        """Give back the paid trials whose invoice expired unpaid; fires with how many.  A
+        sweep over the expired invoices, so a crash between expiry and release loses nothing."""
         def q(txn: Any) -> int:
-            rows = self._db.all(txn, "DELETE FROM trials WHERE status = 'reserved' AND invoice_label IS NOT NULL "
-                                     "AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.label = trials.invoice_label "
-                                     "AND i.status <> 'expired') RETURNING chat_id, plan")
+            rows = self._db.all(txn, "DELETE FROM trials WHERE status = 'reserved' AND invoice_label IN "
+                                     "(SELECT label FROM invoices WHERE status = 'expired') RETURNING chat_id, plan")
             for chat_id, plan in rows:
                 self._db.add_event(txn, now, "trial_released", chat_id=chat_id, plan=plan)
             return len(rows)
