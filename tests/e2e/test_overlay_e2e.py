@@ -5,7 +5,8 @@ the overlay connected to web node 2 receives the alert exactly once (the sandbox
 the notification twice), the goal bar moves by the amounts paid, and a donor who did not
 choose "show my name publicly" appears nowhere: not in any event, overlay page, the
 donation page of either node or the Redis stream.  Chromium screenshots of the real
-donation page (phone and desktop) go to test-artifacts/overlay-donate-live-*.png.
+donation page (phone and desktop) go to test-artifacts/overlay-donate-live-*.png, and of the
+live alerts and goal pages (chromium as OBS) to test-artifacts/overlay-live-*.png.
 """
 from __future__ import annotations
 
@@ -137,6 +138,39 @@ def screenshots(base: str) -> dict:
     return seen
 
 
+def watch_overlay(base: str, token: str, ready: threading.Event) -> dict:
+    """Chromium as OBS: the alerts and goal pages of one web node, open before the donations;
+    waits for the public donor's alert and the goal at 800.00, with screenshots."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser_pay import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+    seen: dict = {"errors": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            pages = {}
+            for name in ("alerts", "goal"):
+                tab = pages[name] = browser.new_page(viewport={"width": 800, "height": 600}, ignore_https_errors=True)
+                tab.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+                tab.goto(f"{base}/overlay/{token}/{name}")
+                tab.locator('body[data-live="1"]').wait_for(state="attached", timeout=30000)
+            pages["goal"].evaluate("window.notReloaded = true")
+            ready.set()
+            alert = pages["alerts"].locator("#alert .alert-name", has_text="Аня")
+            alert.wait_for(state="visible", timeout=60000)
+            seen["alert"] = pages["alerts"].locator("#alert").inner_text()
+            pages["alerts"].locator("#alert").evaluate("e => Promise.all(e.getAnimations().map(a => a.finished))")
+            pages["alerts"].screenshot(path=os.path.join(ARTIFACTS, "overlay-live-alerts.png"))
+            pages["goal"].locator('#goal[data-raised="800.00"]').wait_for(timeout=60000)
+            seen["goal"] = pages["goal"].locator("#goal").inner_text()
+            seen["not_reloaded"] = pages["goal"].evaluate("window.notReloaded === true")
+            pages["goal"].screenshot(path=os.path.join(ARTIFACTS, "overlay-live-goal.png"))
+        finally:
+            ready.set()
+            browser.close()
+    return seen
+
+
 class OverlayAcrossWebNodes(unittest.TestCase):
     timeout = 240
 
@@ -153,6 +187,9 @@ class OverlayAcrossWebNodes(unittest.TestCase):
         await wait_until(lambda: reader.events, timeout=30, what="the first event (goal) at web node 2")
         self.assertEqual(reader.events[0][0], "goal")
         self.assertEqual(reader.events[0][2]["raised"], "0.00")
+        ready = threading.Event()
+        browser = threads.deferToThread(watch_overlay, web2.base, token, ready)
+        await wait_until(ready.is_set, timeout=60, what="chromium on the overlay pages")
 
         # A public donor (the sandbox delivers the notification twice) and a private one by preset.
         public_pay = await threads.deferToThread(self.donate, web1.base, {
@@ -175,6 +212,13 @@ class OverlayAcrossWebNodes(unittest.TestCase):
         goals = [Decimal(d["raised"]) for _, d in reader.of("goal")]
         self.assertEqual(goals, [Decimal("0.00"), Decimal("300.00"), Decimal("800.00")])
         self.assertEqual(reader.of("goal")[-1][1]["percent"], 8)
+
+        watched = await browser
+        self.assertEqual(watched["errors"], [])
+        self.assertIn("Аня", watched["alert"])
+        self.assertIn("<b>привет</b>", watched["alert"])  # HTML shown as text
+        self.assertIn("800,00", watched["goal"])
+        self.assertTrue(watched["not_reloaded"])
 
         # the private donor's name and message: nowhere
         pages = []
