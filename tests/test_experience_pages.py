@@ -61,3 +61,40 @@ class LivePages(unittest.TestCase):
             self.assertNotIn("sandbox-banner", text)
             self.assertIn('<a class="home" href="/">Payments</a>', text)
         return run(go())
+
+
+class DashboardSandbox(unittest.TestCase):
+    """The owner's dashboard says SANDBOX too (its sign-in page is served without a session)."""
+
+    def test_dashboard_pages_say_sandbox(self):
+        from twisted.internet import reactor
+        from twisted.web.server import Site
+
+        from tests.support.queues import RecordingQueue
+        from ymds.admin.web import make_admin_resource
+        from ymds.config import load_config
+        from tests.support.webflow import request
+        config = load_config(raw={"server": {"public_url": "https://localhost:8443"},
+                                  "yoomoney": {"sandbox": True}}, env={})
+        resource = make_admin_resource(reactor, config, RecordingQueue())
+        from twisted.web.resource import Resource
+        root = Resource()
+        root.putChild(b"admin", resource)
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        def fetch():
+            return request(f"http://127.0.0.1:{port.getHost().port}/admin/login?lang=ru")
+
+        from twisted.internet import threads
+
+        async def go():
+            status, _, body = await threads.deferToThread(fetch)
+            self.assertEqual(status, 200)
+            self.assertIn('class="sandbox-banner"', body)
+            status, _, body = await threads.deferToThread(
+                lambda: request(f"http://127.0.0.1:{port.getHost().port}/admin/payments?lang=ru"))
+            self.assertEqual(status, 403)  # no session: the sign-in page, with the banner too
+            self.assertIn('class="sandbox-banner"', body)
+            self.assertIn("ПЕСОЧНИЦА", body)
+        return run(go())

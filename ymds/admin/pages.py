@@ -34,10 +34,12 @@ PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held"
 class AdminLayout(Element):
     loader = XMLFile(TEMPLATES.child("admin_layout.xml"))
 
-    def __init__(self, lang: str, title: str, content: Tag, path: str, csrf: str | None, active: str | None):
+    def __init__(self, lang: str, title: str, content: Tag, path: str, csrf: str | None, active: str | None,
+                 sandbox: bool = False):
         super().__init__()
         self.lang, self.title, self.body, self.path = lang, title, content, path
         self.csrf, self.active = csrf, active
+        self.sandbox = sandbox  # yoomoney.sandbox: every page says so (issue 20)
 
     @renderer
     def page(self, request, tag):
@@ -47,6 +49,11 @@ class AdminLayout(Element):
         return tag.fillSlots(lang=self.lang, title=f"{self.title} · {t['title']}",
                              switch_href=f"{self.path}{separator}lang={other}",
                              **{f"t_{k}": v for k, v in t.items()})
+
+    @renderer
+    def sandbox_banner(self, request, tag):
+        from ymds.web.i18n import texts as page_texts
+        return tag(page_texts(self.lang)["sandbox_banner"]) if self.sandbox else ""
 
     @renderer
     def sign_out(self, request, tag):
@@ -73,10 +80,10 @@ class AdminLayout(Element):
 
 
 def render_page(lang: str, title: str, content: Tag, path: str, csrf: str | None = None,
-                active: str | None = None) -> bytes:
+                active: str | None = None, sandbox: bool = False) -> bytes:
     out: list[bytes] = []
     failures: list = []
-    layout = AdminLayout(lang, title, content, path, csrf, active)
+    layout = AdminLayout(lang, title, content, path, csrf, active, sandbox)
     flattenString(None, layout).addCallbacks(
         out.append, failures.append)
     if failures:

@@ -66,8 +66,9 @@ class AdminResource(Resource):
     isLeaf = True
 
     def __init__(self, sessions: AdminSessions, data: DashboardData, clock, timezone: str = "UTC",
-                 default_lang: str = "ru"):
+                 default_lang: str = "ru", sandbox: bool = False):
         super().__init__()
+        self.sandbox = sandbox  # yoomoney.sandbox: the SANDBOX banner on every page
         self.sessions = sessions
         self.data = data
         self.clock = clock
@@ -110,7 +111,7 @@ class AdminResource(Resource):
         t = texts(lang)
         body = pages.message(lang, heading or t["title"], text)
         send(request, code, pages.render_page(lang, heading or t["title"], body, self._path(request),
-                                              session.csrf if session else None))
+                                              session.csrf if session else None, sandbox=self.sandbox))
 
     @staticmethod
     def _path(request) -> str:
@@ -148,7 +149,7 @@ class AdminResource(Resource):
 
     def _show(self, request, lang: str, session: AdminSession, title_key: str, content, active: str) -> None:
         send(request, 200, pages.render_page(lang, texts(lang)[title_key], content, self._path(request),
-                                             session.csrf, active))
+                                             session.csrf, active, self.sandbox))
 
     # --- sign-in ----------------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class AdminResource(Resource):
         token = _arg(request, "t", 200) if len((request.args.get(b"t") or [b""])[0]) <= 200 else ""
         if request.method in (b"GET", b"HEAD"):
             body = pages.login_form(lang, token) if token else pages.message(lang, t["signin_title"], t["signin_text"])
-            send(request, 200, pages.render_page(lang, t["login_title"], body, "/admin/login"))
+            send(request, 200, pages.render_page(lang, t["login_title"], body, "/admin/login", sandbox=self.sandbox))
             return
         if request.method != b"POST":
             request.setHeader(b"allow", b"GET, HEAD, POST")

@@ -35,4 +35,5 @@ def make_admin_resource(reactor: Any, config: Any, queue: Any, clock: Any = None
     clock = clock or reactor
     data = BillingDashboardData(AdminClient(queue), ZoneInfo(config.server.timezone))
     return AdminResource(admin_sessions(QueueRedis(queue), clock, config), data, clock,
-                         timezone=config.server.timezone, default_lang=config.telegram.language)
+                         timezone=config.server.timezone, default_lang=config.telegram.language,
+                         sandbox=config.yoomoney.sandbox)
