@@ -308,6 +308,7 @@ class ChannelTests(SenderTestBase):
     @as_deferred
     async def test_revoke_is_ban_then_unban(self):
         await self.bot()
+        self.fake.admin_adds(CHANNEL, 703)  # a member (issue 15: nobody else is banned)
         self.assertEqual(await run_task(self.tasks, "revoke_access", {"chat_id": 703}), {"revoked": True, "outcome": "removed"})
         self.assertEqual(self.fake.bans, [("banChatMember", CHANNEL, 703), ("unbanChatMember", CHANNEL, 703)])
         unban = self.fake.calls_of("unbanChatMember")[0]
@@ -318,6 +319,7 @@ class ChannelTests(SenderTestBase):
         await self.bot()
         self.fake.fail_next("banChatMember", 400, "Bad Request: PARTICIPANT_ID_INVALID")
         self.assertEqual(await run_task(self.tasks, "revoke_access", {"chat_id": 704}), {"revoked": True, "outcome": "not_member"})
+        self.fake.admin_adds(CHANNEL, 705)
         self.fake.fail_next("banChatMember", 400, "Bad Request: not enough rights to restrict/unrestrict chat member")
         with self.assertRaises(PermanentJobError) as caught:
             await run_task(self.tasks, "revoke_access", {"chat_id": 705})
@@ -389,6 +391,7 @@ class ChannelFloodTests(SenderTestBase):
     @as_deferred
     async def test_flood_control_on_channel_calls_pauses_and_retries_later(self):
         await self.bot()
+        self.fake.admin_adds(CHANNEL, 710)
         self.fake.fail_next("banChatMember", 429, retry_after=9)
         from ymds.bot.errors import RetryAfter
         with self.assertRaises(RetryAfter):

@@ -353,6 +353,12 @@ class BotTasks:
 
     async def revoke_access(self, job: RevokeAccess) -> AccessOutcome:
         chat_id = job.chat_id
+        if self.access is not None:  # issue 15: every paid chat, the live links revoked too
+            outcomes = await self.channel_call(self.access.revoke_everywhere, chat_id)
+            if "failed" in outcomes:
+                raise PermanentJobError(f"cannot remove {chat_id} from a paid chat; make the bot an administrator "
+                                        "there with the right to ban users (twistd ymds --check says where)")
+            return AccessOutcome(revoked=True, outcome="removed" if "removed" in outcomes else "not_member")
         channel = self.config.telegram.channel_id
         if not channel:
             return AccessOutcome(revoked=False, reason="no channel configured")

@@ -180,14 +180,16 @@ class DoorKeeper:
             return "ignored"
         return await self.remove_uncovered(chat_id, title, user_id, removal_reason(change))
 
-    async def remove_uncovered(self, chat_id: int, title: str, user_id: int, reason: str) -> str:
+    async def remove_uncovered(self, chat_id: int, title: str, user_id: int, reason: str,
+                               check_cover: bool = True) -> str:
         """Remove ``user_id`` from ``chat_id`` unless they may be there (the bot,
         ``telegram.admins``, a chat administrator, a covering subscription): "removed",
         "kept", "gone" (not a member now) or "failed".  Used for chat_member updates, when a
-        subscription's grace ends ("expired") and by ``ymds members --fix`` ("audit")."""
+        subscription's grace ends ("expired") and by ``ymds members --fix`` ("audit");
+        ``check_cover=False`` when the owner revoked the subscription (no grace then)."""
         if user_id == await self.bot_id() or await self._policy.is_admin(user_id):
             return "kept"
-        if await self._policy.covers(user_id, chat_id):
+        if check_cover and await self._policy.covers(user_id, chat_id):
             return "kept"
         # The update may be old (handed over again, or the person already left or was
         # promoted): act on what the chat is now, so that nobody is counted twice.

@@ -168,6 +168,16 @@ class AccessService(Service):
                  outcome=outcome)
         return RemoveOutcome(outcome)
 
+    async def revoke_everywhere(self, user_id: int) -> list[str]:
+        """The owner revoked the subscription (``revoke_access``): removed from every paid
+        chat at once, no grace, links revoked; the outcome per chat."""
+        outcomes = []
+        for chat_id in self.paid_chats:
+            outcome = await self.keeper.remove_uncovered(chat_id, str(chat_id), user_id, "expired", check_cover=False)
+            await self.forget_invite(user_id, chat_id)
+            outcomes.append(outcome)
+        return outcomes
+
     async def forget_invite(self, user_id: int, chat_id: int) -> None:
         """Revoke and drop the user's live link (a renewal then makes a new one)."""
         await self.issuer.forget(user_id, chat_id)
