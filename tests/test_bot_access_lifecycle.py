@@ -40,6 +40,7 @@ class JoinedQueue:
         self.jobs: list[tuple[str, str, dict]] = []
         self.keys: set[str] = set()
         self.down = False
+        self.unhandled: list[tuple[str, str, dict]] = []  # jobs of tasks nobody here runs (messages)
 
     def enqueue(self, queue, task_name, args, key=None, delay=None):
         if key is not None and key in self.keys:
@@ -62,6 +63,8 @@ class JoinedQueue:
             handler = self.registries.get(queue) and self.registries[queue].lookup(name)
             if handler:
                 done.append((queue, name, await handler(args)))
+            else:
+                self.unhandled.append((queue, name, args))
         return done
 
 
@@ -170,6 +173,10 @@ class GraceTests(LifecycleBase):
         self.clock.advance(61)
         await self.queue.drain()
         self.assertEqual(self.access.alerts_sent, 1)
+        [(_, _, alert)] = [j for j in self.queue.unhandled if j[1] == "send"]
+        self.assertEqual(alert["chat_id"], ADMIN)
+        self.assertIn("Удалены из платных чатов без подписки: 2", alert["text"])
+        self.assertIn('ymds_access_removed_total{reason="expired"} 2.0', self.metrics.render())
 
     async def test_renewal_in_grace_keeps_the_member(self):
         await self.cycle()
@@ -207,6 +214,17 @@ class GraceTests(LifecycleBase):
         self.fake.admin_adds(GROUP, 100)
         self.assertEqual(await self.cycle(), ["removed"])
         self.assertEqual(self.present(GROUP), [])
+
+
+    async def test_an_owner_revoke_removes_from_every_chat_at_once(self):
+        await self.cycle()
+        await self.subscribe(100)
+        await self.join(100, CHANNEL, GROUP)
+        await self.ledger.db.run(lambda txn: txn.execute("UPDATE subscriptions SET ends_at = ? WHERE chat_id = 100",
+                                                         (self.clock.seconds(),)))
+        self.assertEqual(sorted(await self.access.revoke_everywhere(100)), ["removed", "removed"])
+        self.assertEqual((self.present(CHANNEL), self.present(GROUP)), ([], []))
+        self.assertIsNone(await self.ledger.access.live_invite(100, GROUP))
 
 
 class DoorTests(LifecycleBase):
