@@ -27,6 +27,7 @@ from twisted.trial import unittest
 from tests.e2e.harness import REPO, Cluster, as_deferred, wait_until
 from tests.support import webflow
 from tests.support.processes import test_env
+from ymds.overlay.events import entry_order
 
 DONATIONS = {"presets": ["100", "300", "500"], "goal": "10000.00", "goal_title": "Новый микрофон",
              "goal_until": "2026-12-31", "show_supporters": True}
@@ -39,8 +40,9 @@ class SSEReader:
     data) in arrival order and ``raw`` every byte received.  Reconnects while the node
     answers 503 (its stream reader starting)."""
 
-    def __init__(self, host: str, port: int, path: str):
+    def __init__(self, host: str, port: int, path: str, last_event_id: str | None = None):
         self.host, self.port, self.path = host, port, path
+        self.headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         self.events: list[tuple[str, str, dict]] = []
         self.times: list[float] = []  # time.monotonic() of each event's arrival
         self.raw = b""
@@ -60,7 +62,7 @@ class SSEReader:
         while not self._stop:
             conn = self._conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=60)
             try:
-                conn.request("GET", self.path)
+                conn.request("GET", self.path, headers=self.headers)
                 response = conn.getresponse()
                 self.status = response.status
                 if response.status == 503:
@@ -212,6 +214,15 @@ class OverlayAcrossWebNodes(unittest.TestCase):
         goals = [Decimal(d["raised"]) for _, d in reader.of("goal")]
         self.assertEqual(goals, [Decimal("0.00"), Decimal("300.00"), Decimal("800.00")])
         self.assertEqual(reader.of("goal")[-1][1]["percent"], 8)
+
+        # a browser that lost web node 2 resumes on web node 1 from the last id it saw: the
+        # ids are the shared stream's, so it gets exactly what came after, once
+        first_alert = reader.of("donation")[0][0]
+        resumed = SSEReader("127.0.0.1", web1.port, f"/overlay/{token}/events", first_alert).start()
+        self.addCleanup(resumed.stop)
+        await wait_until(lambda: len(resumed.events) >= 3, timeout=30, what="the resumed stream's backlog")
+        after = [(e, i) for e, i, _ in reader.events if entry_order(i) > entry_order(first_alert)]
+        self.assertEqual([(e, i) for e, i, _ in resumed.events], after)
 
         watched = await browser
         self.assertEqual(watched["errors"], [])
