@@ -23,6 +23,9 @@ from ymds.config_values import (
 from ymds.billing.access_config import parse_chat_ids, parse_grace
 from ymds.overlay.settings import OverlayConfig, donation_extras, overlay_config
 
+# [shop] and the Telegram identities live in their own module (this one stays under 600 lines)
+from ymds.config_shop import ShopConfig, parse_bot_username, parse_channel_id, parse_shop
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -95,13 +98,6 @@ class TelegramConfig:
     poll_timeout: int = 50
     sale_alerts: bool = False  # one owner message per paid sale (batched when many arrive at once)
     bot_username: str = ""  # the bot's @username: the thanks page links back to https://t.me/<it>
-
-
-@dataclass(frozen=True)
-class ShopConfig:
-    """What the buyer sees the shop called and how to reach its owner."""
-    name: str = ""      # shown by /start, /help, the landing and pay pages
-    contact: str = ""   # "@owner" or an e-mail, given when the buyer must get in touch
 
 
 @dataclass(frozen=True)
@@ -284,7 +280,7 @@ def build_config(doc: Mapping[str, Any], base: str = ".") -> Config:
         telegram=_telegram(_section(doc, "telegram", base)),
         plans=_plans(doc),
         donations=_donations(_section(doc, "donations", base)),
-        shop=_shop(_section(doc, "shop", base)),
+        shop=parse_shop(_section(doc, "shop", base)),
         overlay=overlay_config(_section(doc, "overlay", base), base),
     )
 
@@ -455,44 +451,14 @@ def _telegram(t: dict) -> TelegramConfig:
     return TelegramConfig(
         token=token,
         api_url=check_http_url("telegram.api_url", t.get("api_url", dt.api_url)),
-        channel_id=_channel_id(t.get("channel_id", 0)),
+        channel_id=parse_channel_id(t.get("channel_id", 0)),
         admins=tuple(parse_int("telegram.admins", a) for a in parse_list("telegram.admins", t.get("admins", []))),
         language=language,
         grace=parse_grace(t.get("grace", 0)),
         poll_timeout=parse_int("telegram.poll_timeout", t.get("poll_timeout", dt.poll_timeout), 0, 100),
         sale_alerts=parse_bool("telegram.sale_alerts", t.get("sale_alerts", dt.sale_alerts)),
-        bot_username=_bot_username(t.get("bot_username", "")),
+        bot_username=parse_bot_username(t.get("bot_username", "")),
     )
-
-
-_CHANNEL_ID_FIX = ("write the channel's numeric id, a negative number like -1001234567890: forward a post "
-                   "from the channel to @userinfobot (or open the channel in web.telegram.org: the address "
-                   "ends in it), and write -100 before the digits if they are not there")
-
-
-def _bot_username(raw: Any) -> str:
-    """telegram.bot_username: "" or the bot's username without the @ (Telegram's bot names end in "bot")."""
-    name = parse_text("telegram.bot_username", raw).strip().lstrip("@")
-    if name.startswith("https://t.me/"):
-        name = name[len("https://t.me/"):]
-    if name and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{1,30}[Bb][Oo][Tt]", name):
-        raise ConfigError("telegram.bot_username", f"{name[:40]!r} is not a bot's username",
-                          'write the name @BotFather gave it, e.g. "my_shop_bot"')
-    return name
-
-
-def _channel_id(raw: Any) -> int:
-    """telegram.channel_id: 0 (no channel) or a chat id, which for a channel or group is negative."""
-    if isinstance(raw, str) and raw.strip().startswith("@"):
-        raise ConfigError("telegram.channel_id", f"{raw.strip()!r} is a username, not a chat id", _CHANNEL_ID_FIX)
-    try:
-        value = parse_int("telegram.channel_id", raw)
-    except ConfigError:
-        raise ConfigError("telegram.channel_id", f"{raw!r} is not a chat id", _CHANNEL_ID_FIX) from None
-    if value > 0:
-        raise ConfigError("telegram.channel_id", f"{value} is positive, the id of a person, not of a channel",
-                          _CHANNEL_ID_FIX)
-    return value
 
 
 def _plan_title(key: str, raw: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -558,18 +524,6 @@ def _donations(dn: dict) -> DonationsConfig:
     if donations.min > donations.max:
         raise ConfigError("donations.min", f"{donations.min} is above donations.max {donations.max}", "make min at most max")
     return replace(donations, **donation_extras(dn, donations.min, donations.max))
-
-
-def _shop(sh: dict) -> ShopConfig:
-    """[shop]: the name buyers see and the contact they are given (both optional)."""
-    name = " ".join(parse_text("shop.name", sh.get("name", "")).split())
-    if len(name) > 64:
-        raise ConfigError("shop.name", f"is {len(name)} characters long", "keep it to 64 characters, e.g. \"Клуб Анны\"")
-    contact = parse_text("shop.contact", sh.get("contact", "")).strip()
-    if contact and not re.fullmatch(r"@[A-Za-z0-9_]{4,32}|[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+|https://t\.me/[A-Za-z0-9_]{4,32}", contact):
-        raise ConfigError("shop.contact", f"{contact[:64]!r} is neither a Telegram username nor an e-mail",
-                          'write "@yourname" or "you@example.org"')
-    return ShopConfig(name=name, contact=contact)
 
 
 def require_secrets(config: Config, roles: set[str]) -> None:
