@@ -85,3 +85,17 @@ class SubscriberApiTests(unittest.TestCase):
         self.assertError(await s.request("GET", "/api/v1/subscriptions?who=1", key), 422, "invalid_request")
         self.assertEqual(await s.ledger.audit.events(chat_id=9), [])
         self.assertEqual(T0, s.clock.seconds())
+
+    async def test_an_idempotency_key_makes_a_retry_change_nothing(self):
+        s = self.stack
+        key, _ = await s.key(["subscriptions:write"])
+        headers = {"Idempotency-Key": "grant-77-once"}
+        first = await s.request("POST", "/api/v1/subscriptions/77/grant", key, {"days": 10}, headers=headers)
+        again = await s.request("POST", "/api/v1/subscriptions/77/grant", key, {"days": 10}, headers=headers)
+        self.assertEqual((first[0], again[0]), (200, 200))
+        self.assertEqual(again[1]["ends_at"], iso(T0 + 10 * DAY))
+        self.assertError(await s.request("POST", "/api/v1/subscriptions/77/grant", key, {"days": 11}, headers=headers),
+                         409, "idempotency_conflict")
+        self.assertEqual(len(await s.ledger.audit.events(chat_id=77)), 1)
+        self.assertError(await s.request("POST", "/api/v1/subscriptions/77/extend", key, {"days": 1},
+                                         headers={"Idempotency-Key": "é"}), 422, "invalid_request")

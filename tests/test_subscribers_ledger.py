@@ -110,6 +110,28 @@ class SubscriberLedgerContract:
         self.assertEqual((await self.ledger.subscriptions.subscription(20)).ends_at, T0 + 10 * DAY)
         self.assertEqual(len(await self.ledger.audit.events(chat_id=20)), 10)
 
+    async def test_a_request_key_changes_once_and_refuses_another_request(self):
+        from ymds.billing.ledger import IdempotencyConflict
+        s = self.ledger.subscribers
+        first = await s.grant(30, 10, T0, plan="month", request=("key_a:r1", "1" * 64))
+        again = await s.grant(30, 10, T0 + 5, plan="month", request=("key_a:r1", "1" * 64))
+        self.assertEqual((first.repeated, again.repeated), (False, True))
+        self.assertEqual(again.after.ends_at, T0 + 10 * DAY)
+        with self.assertRaises(IdempotencyConflict):
+            await s.grant(30, 99, T0, request=("key_a:r1", "2" * 64))
+        self.assertTrue((await s.revoke(30, T0 + 6, request=("key_a:r2", "3" * 64))).was_active)
+        self.assertTrue((await s.revoke(30, T0 + 7, request=("key_a:r2", "3" * 64))).repeated)
+        self.assertEqual([e.kind for e in await self.ledger.audit.events(chat_id=30)],
+                         ["subscriber_granted", "subscriber_revoked"])
+
+    async def test_one_request_key_from_two_processes_at_once_changes_once(self):
+        other = await self.open()
+        results = await defer.gatherResults([
+            defer.ensureDeferred(ledger.subscribers.grant(31, 3, T0, plan="month", request=("key_b:r", "4" * 64)))
+            for ledger in (self.ledger, other, self.ledger, other)])
+        self.assertEqual(sorted(r.repeated for r in results), [False, True, True, True])
+        self.assertEqual((await self.ledger.subscriptions.subscription(31)).ends_at, T0 + 3 * DAY)
+
     # --- broadcasts -------------------------------------------------------------------
 
     async def test_broadcast_recipients_are_fixed_at_the_first_start(self):

@@ -210,13 +210,17 @@ def _document(public_url: str, plans=()) -> dict:
 def _subscriber_paths() -> dict:
     """Subscriber management (issue 19): list, grant, extend, revoke."""
     chat = [{"name": "chat_id", "in": "path", "required": True, "schema": {"type": "integer", **_INT64}}]
+    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+                   "description": "a retry with the same key and request changes nothing again; another request: 409"}
     write = {"400": _error("Malformed JSON"), "404": _error("Not a chat id, or (extend, revoke) no subscription"),
+             "409": _error("Idempotency-Key reused with another request"),
              "413": _error("Body over 16 KiB"), "415": _error("Not application/json"),
              "422": _error("A field is missing or wrong, or an unknown plan"), **_COMMON}
 
     def change(operation: str, summary: str, body: str) -> dict:
         return {"post": {"operationId": operation, "summary": summary + " (scope subscriptions:write)",
-                         "parameters": chat, "requestBody": {"required": True, "content": {"application/json": {
+                         "parameters": chat + [idempotency], "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": f"#/components/schemas/{body}"}}}},
                          "responses": {"200": _ok("The subscription after the change", "Subscription"), **write}}}
     return {

@@ -5,17 +5,22 @@
     POST /api/v1/subscriptions/{chat_id}/extend   {"days": 7}
     POST /api/v1/subscriptions/{chat_id}/revoke   {}
 
-Reading needs the ``subscriptions:read`` scope, changing ``subscriptions:write``.  Billing
+Reading needs the ``subscriptions:read`` scope, changing ``subscriptions:write``; a change
+with an ``Idempotency-Key`` header is made once per key (a retry answers the subscription as
+it is; the key with another request is 409).  Billing
 makes each change (with an audit event ``by=api:<key id>``) and sends the access job: a
 grant that opens access invites the user, a revoke removes them from the plan's chats.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from ymds.api.openapi import IDEMPOTENCY_KEY_PATTERN
 from ymds.billing.subscribers_jobs import (
     CHANGE_SUBSCRIBER, LIST_SUBSCRIBERS, MAX_DAYS, MAX_LIST, STATUSES, ChangeSubscriber, ListSubscribers,
     SubscribersClient,
@@ -30,6 +35,7 @@ ROUTES = (
 LIST_PARAMETERS = {"status", "plan", "expiring_within", "limit"}
 _CHAT = re.compile(r"^-?\d{1,19}$")
 _WHOLE = re.compile(r"^\d{1,10}$")
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 class SubscriberRoutes:
@@ -43,6 +49,18 @@ class SubscriberRoutes:
 
     def _body(self, request: Any) -> dict:
         raise NotImplementedError
+
+    def _request(self, request: Any, key_id: str, what: list[Any]) -> tuple[str | None, str | None]:
+        """(request key, request hash) of an Idempotency-Key header, or (None, None)."""
+        from ymds.api.resource import invalid
+        header = request.getHeader(b"idempotency-key")
+        if header is None:
+            return None, None
+        text = header.decode("latin-1")
+        if not _IDEMPOTENCY_KEY.fullmatch(text):
+            raise invalid("Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key")
+        digest = hashlib.sha256(json.dumps(what, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return f"{key_id}:{text}", digest
 
     def _subscribers(self) -> SubscribersClient:
         return SubscribersClient(self.queue, timeout=self.call_timeout)
@@ -101,7 +119,8 @@ class SubscriberRoutes:
             raise invalid("give a plan or a number of days (one of them)")
         if action == "extend" and days is None:
             raise invalid("give the number of days", "days")
-        job = ChangeSubscriber(action, int(chat_id), plan, days, f"api:{key_id}")
+        job = ChangeSubscriber(action, int(chat_id), plan, days, f"api:{key_id}", *self._request(request, key_id, [
+            action, int(chat_id), body]))
         result = await self._ask(CHANGE_SUBSCRIBER, lambda: self._subscribers().change(job))
         if not result.found or result.subscriber is None:
             raise ApiError(404, "not_found", "no subscription for this chat; grant one first")

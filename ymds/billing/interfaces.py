@@ -249,13 +249,15 @@ class ISubscriberStore(Protocol):
         """Chat ids of a broadcast's audience (as ``subscribers``), without chats that blocked the bot."""
 
     def grant(self, chat_id: int, days: int, now: float, plan: str | None = None, by: str = "",
-              only_existing: bool = False) -> Deferred[Any]:
+              only_existing: bool = False, request: tuple[str, str] | None = None) -> Deferred[Any]:
         """Add ``days`` to the subscription (from now if it has ended), creating it unless
-        ``only_existing`` (then None when there is none); a SubscriberChange."""
+        ``only_existing`` (then None when there is none); a SubscriberChange.  ``request``
+        (key, hash of the request): a key seen before changes nothing (``repeated``), with
+        another hash fails with IdempotencyConflict."""
 
-    def revoke(self, chat_id: int, now: float, by: str = "") -> Deferred[Any]:
+    def revoke(self, chat_id: int, now: float, by: str = "", request: tuple[str, str] | None = None) -> Deferred[Any]:
         """End the subscription now (no expiry message follows); a SubscriberChange, or None
-        when the chat never had one."""
+        when the chat never had one.  ``request`` as for ``grant``."""
 
 
 @runtime_checkable

@@ -15,7 +15,8 @@ from typing import Any
 from twisted.logger import Logger
 
 from ymds.billing.invoices import iso
-from ymds.billing.ledger import Subscription
+from ymds.billing.jobs import IdempotencyKeyReused
+from ymds.billing.ledger import IdempotencyConflict, Subscription
 from ymds.billing.subscribers_jobs import (
     CHANGE_SUBSCRIBER, LIST_SUBSCRIBERS, ChangeSubscriber, ListSubscribers, SubscriberChanged, SubscriberList,
     SubscriberView,
@@ -53,28 +54,36 @@ class SubscriberTasks:
 
     async def change(self, job: ChangeSubscriber) -> SubscriberChanged:
         """Make the change in the ledger (with its audit event), then enqueue the bot's
-        access job.  InvalidTaskArgs for an unknown plan."""
+        access job.  InvalidTaskArgs for an unknown plan; IdempotencyKeyReused when the
+        request key came before with another request (a repeat of the same one changes
+        nothing and answers the subscription as it is)."""
         now = self.clock.seconds()
-        subscribers = self.ledger.subscribers
-        if job.action == "revoke":
-            change = await subscribers.revoke(job.chat_id, now, by=job.by)
-        else:
-            days, plan = job.days, job.plan
-            if plan is not None:
-                found = self.config.plan(plan)
-                if found is None:
-                    known = ", ".join(p.id for p in self.config.plans) or "none configured"
-                    raise InvalidTaskArgs(f"unknown plan {plan[:64]!r}; plans: {known}")
-                days = days or found.days
-            assert days is not None  # ChangeSubscriber.from_wire: grant has a plan or days, extend has days
-            change = await subscribers.grant(job.chat_id, days, now, plan=plan, by=job.by,
-                                             only_existing=job.action == "extend")
+        try:
+            change = await self._apply(job, now)
+        except IdempotencyConflict as e:
+            raise IdempotencyKeyReused(str(e)) from None
         if change is None:
             return SubscriberChanged(False)
-        await self._follow_up(job, change.after, change.was_active, now)
-        log.info("subscribers: {action} for chat {chat_id} by {by}", action=job.action, chat_id=job.chat_id,
-                 by=job.by or "-")
+        if not change.repeated:
+            await self._follow_up(job, change.after, change.was_active, now)
+            log.info("subscribers: {action} for chat {chat_id} by {by}", action=job.action, chat_id=job.chat_id,
+                     by=job.by or "-")
         return SubscriberChanged(True, view(change.after, now))
+
+    async def _apply(self, job: ChangeSubscriber, now: float) -> Any:
+        subscribers = self.ledger.subscribers
+        if job.action == "revoke":
+            return await subscribers.revoke(job.chat_id, now, by=job.by, request=job.request)
+        days, plan = job.days, job.plan
+        if plan is not None:
+            found = self.config.plan(plan)
+            if found is None:
+                known = ", ".join(p.id for p in self.config.plans) or "none configured"
+                raise InvalidTaskArgs(f"unknown plan {plan[:64]!r}; plans: {known}")
+            days = days or found.days
+        assert days is not None  # ChangeSubscriber.from_wire: grant has a plan or days, extend has days
+        return await subscribers.grant(job.chat_id, days, now, plan=plan, by=job.by,
+                                       only_existing=job.action == "extend", request=job.request)
 
     async def _follow_up(self, job: ChangeSubscriber, after: Subscription, was_active: bool, now: float) -> None:
         if job.action == "revoke":

@@ -6,6 +6,7 @@ Task names appear only here and where the handlers are registered.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -21,6 +22,7 @@ ACTIONS = ("grant", "extend", "revoke")
 STATUSES = ("active", "expired", "all")
 MAX_DAYS = 36500
 MAX_LIST = 1000
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _days(a: Mapping[str, Any], optional: bool) -> int | None:
@@ -65,12 +67,15 @@ class ListSubscribers:
 @dataclass(frozen=True)
 class ChangeSubscriber:
     """grant (``plan`` or ``days``), extend (``days``) or revoke one chat's subscription;
-    ``by`` names who asked (``cli``, ``api:<key id>``) for the audit log."""
+    ``by`` names who asked (``cli``, ``api:<key id>``) for the audit log; ``request_key`` and
+    ``request_hash`` (an API Idempotency-Key) make a retried request change nothing twice."""
     action: str
     chat_id: int
     plan: str | None = None
     days: int | None = None
     by: str = ""
+    request_key: str | None = None
+    request_hash: str | None = None
 
     @classmethod
     def from_wire(cls, args: object) -> ChangeSubscriber:
@@ -86,10 +91,20 @@ class ChangeSubscriber:
             raise InvalidTaskArgs("extend takes a number of days")
         if action == "revoke" and (days is not None or plan is not None):
             raise InvalidTaskArgs("revoke takes only the chat")
-        return cls(str(action), chat_id, plan, days, wire_text(a, "by", 100))
+        key = wire_text(a, "request_key", 400) or None
+        digest = wire_text(a, "request_hash", 64) or None
+        if (key is None) != (digest is None) or (digest is not None and not _HEX64.fullmatch(digest)):
+            raise InvalidTaskArgs("request_key comes with request_hash (64 hex digits)")
+        return cls(str(action), chat_id, plan, days, wire_text(a, "by", 100), key, digest)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"action": self.action, "chat_id": self.chat_id, "plan": self.plan, "days": self.days, "by": self.by}
+        return {"action": self.action, "chat_id": self.chat_id, "plan": self.plan, "days": self.days, "by": self.by,
+                "request_key": self.request_key, "request_hash": self.request_hash}
+
+    @property
+    def request(self) -> tuple[str, str] | None:
+        """(key, hash) for the ledger, or None."""
+        return None if self.request_key is None or self.request_hash is None else (self.request_key, self.request_hash)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
--- ymds ledger, version 8 (PostgreSQL): broadcasts and their recipients.
+-- ymds ledger, version 8 (PostgreSQL): broadcasts and their recipients, and the keys of
+-- subscriber changes made through the API.
 -- A broadcast's recipients are fixed when it is first started: a second run (after a crash
 -- or a kill) sends to the same people, never to whoever joined since.
 CREATE TABLE broadcasts (
@@ -19,3 +20,12 @@ CREATE TABLE broadcast_recipients (
     PRIMARY KEY (broadcast_id, chat_id)
 );
 CREATE INDEX broadcast_recipients_by_status ON broadcast_recipients (broadcast_id, status);
+
+-- One row per API key and Idempotency-Key of a grant, extend or revoke: a retried request
+-- changes nothing a second time; the same key with another request is refused.
+CREATE TABLE subscriber_requests (
+    request_key  TEXT PRIMARY KEY,            -- <api key id>:<Idempotency-Key>
+    request_hash TEXT NOT NULL,               -- hex SHA-256 of the action, chat and body
+    chat_id      BIGINT NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL
+);

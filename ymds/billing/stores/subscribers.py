@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 
 from ymds.billing.database import Database
-from ymds.billing.ledger import LedgerError, Subscription
+from ymds.billing.ledger import IdempotencyConflict, LedgerError, Subscription
 from ymds.billing.sql import DAY, SUBSCRIPTION_COLS, subscription_from_row
 
 AUDIENCES = ("active", "expired", "all")
@@ -23,10 +23,12 @@ MAX_DAYS = 36500
 @dataclass(frozen=True)
 class SubscriberChange:
     """What a grant, extend or revoke did: the subscription before and after (None when
-    there was none), and whether the chat had access before the change."""
+    there was none), and whether the chat had access before the change.  ``repeated``: the
+    request key was seen before, nothing changed now (``after`` is the subscription as it is)."""
     before: Subscription | None
     after: Subscription | None
     was_active: bool
+    repeated: bool = False
 
 
 def _audience_clause(now: float, status: str, plan: str | None) -> tuple[str, list[Any]]:
@@ -53,6 +55,26 @@ class SubscriberStore:
         row = self._db.one(txn, f"UPDATE subscriptions SET updated_at = ? WHERE chat_id = ? RETURNING {SUBSCRIPTION_COLS}",
                            (now, chat_id))
         return None if row is None else subscription_from_row(row)
+
+    def _first(self, txn: Any, request: tuple[str, str], chat_id: int, now: float) -> bool:
+        """Record a request (key, hash); False when the key came before with the same request,
+        IdempotencyConflict when it came with another.  A concurrent twin waits for the first."""
+        key, digest = request
+        if self._db.one(txn, "INSERT INTO subscriber_requests (request_key, request_hash, chat_id, created_at) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT (request_key) DO NOTHING RETURNING request_key",
+                        (key, digest, chat_id, now)) is not None:
+            return True
+        row = self._db.one(txn, "SELECT request_hash FROM subscriber_requests WHERE request_key = ?", (key,))
+        if row is None or row[0] != digest:
+            raise IdempotencyConflict("this Idempotency-Key was used with another request")
+        return False
+
+    def _as_is(self, txn: Any, chat_id: int, now: float) -> SubscriberChange | None:
+        row = self._db.one(txn, f"SELECT {SUBSCRIPTION_COLS} FROM subscriptions WHERE chat_id = ?", (chat_id,))
+        if row is None:
+            return None
+        current = subscription_from_row(row)
+        return SubscriberChange(current, current, current.active(now), repeated=True)
 
     def subscribers(self, now: float, status: str = "active", plan: str | None = None,
                     expiring_within: float | None = None, limit: int = 100000) -> Deferred[list[Subscription]]:
@@ -83,13 +105,15 @@ class SubscriberStore:
         return self._db.run(q, write=False)
 
     def grant(self, chat_id: int, days: int, now: float, plan: str | None = None, by: str = "",
-              only_existing: bool = False) -> Deferred[SubscriberChange | None]:
+              only_existing: bool = False, request: tuple[str, str] | None = None) -> Deferred[SubscriberChange | None]:
         if not 1 <= int(days) <= MAX_DAYS:
             return fail(LedgerError(f"days must be between 1 and {MAX_DAYS}"))
         kind = "subscriber_extended" if only_existing else "subscriber_granted"
 
         def q(txn: Any) -> SubscriberChange | None:
             db = self._db
+            if request is not None and not self._first(txn, request, chat_id, now):
+                return self._as_is(txn, chat_id, now)
             before = self._lock(txn, chat_id, now)
             if before is None and only_existing:
                 return None
@@ -106,9 +130,12 @@ class SubscriberStore:
             return SubscriberChange(before, after, before is not None and before.active(now))
         return self._db.run(q)
 
-    def revoke(self, chat_id: int, now: float, by: str = "") -> Deferred[SubscriberChange | None]:
+    def revoke(self, chat_id: int, now: float, by: str = "",
+               request: tuple[str, str] | None = None) -> Deferred[SubscriberChange | None]:
         def q(txn: Any) -> SubscriberChange | None:
             db = self._db
+            if request is not None and not self._first(txn, request, chat_id, now):
+                return self._as_is(txn, chat_id, now)
             before = self._lock(txn, chat_id, now)
             if before is None:
                 return None
