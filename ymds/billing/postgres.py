@@ -16,7 +16,7 @@ from ymds.billing.database import Database, PendingEvent
 from ymds.billing.ledger import ApplyResult, Event, LedgerError, Payment, PaymentFields
 from ymds.billing.sql import DAY, PAYMENT_INSERT_COLS, SUBSCRIPTION_COLS, PostgresDialect, json_text, subscription_from_row
 from ymds.billing.sqlledger import SQLLedger
-from ymds.billing.stores.payments import PaymentStore, classify, plan_settlement
+from ymds.billing.stores.payments import PaymentStore, classify, paid_time, plan_settlement
 from ymds.billing.stores.reports import postgres_report_ctes, report_kind
 
 
@@ -41,8 +41,9 @@ class PostgresPaymentStore(PaymentStore):
         Long because it builds one statement piece by piece; split, the pieces would only
         pass the half-built statement around."""
         invoice = self.lock_invoice(txn, pf.label)
-        outcome = classify(invoice, pf.withdraw_amount, held, now)
-        changed, grant = plan_settlement(invoice, pf.operation_id, outcome, now)
+        paid = paid_time(pf, source, now)  # a reconciled payment: when it was paid, not found
+        outcome = classify(invoice, pf.withdraw_amount, held, paid)
+        changed, grant = plan_settlement(invoice, pf.operation_id, outcome, paid)
         granted = invoice if grant else None  # the invoice whose days extend the chat's subscription
         chat_id = invoice.chat_id if invoice else None
         ctes: list[str] = []
@@ -62,7 +63,7 @@ class PostgresPaymentStore(PaymentStore):
             f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {'(SELECT ends_at FROM sub)' if granted is not None else 'NULL'}, 0, %s) "
             "ON CONFLICT (operation_id) DO NOTHING RETURNING seq)")
         params += [pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
-                   pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome, source, now,
+                   pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome, source, paid,
                    None if held else now, chat_id, json_text(dict(pf.raw))]
         if changed is not None:
             ctes.append("inv AS (UPDATE invoices SET status = %s, paid_at = %s, operation_id = %s "
@@ -70,7 +71,7 @@ class PostgresPaymentStore(PaymentStore):
             params += [changed.status, changed.paid_at, changed.operation_id, changed.label]
         if not held:  # the dashboard's figures, in this same statement
             report_ctes, report_params = postgres_report_ctes(
-                now, report_kind(invoice), pf.amount, chat_id if granted is not None else None, now)
+                now, report_kind(invoice), pf.amount, pf.operation_id, chat_id if granted is not None else None, now)
             ctes += report_ctes
             params += report_params
         pending: list[PendingEvent] = [
@@ -110,7 +111,7 @@ class PostgresPaymentStore(PaymentStore):
         invoice = changed if changed is not None else invoice
         payment = Payment(
             pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
-            pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, now, None if held else now,
+            pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, paid, None if held else now,
             chat_id, subscription.ends_at if subscription else None, False, seq, pf.raw)
         return ApplyResult(outcome, payment, invoice, subscription, events, True, chat_blocked=bool(blocked))
 

@@ -3,12 +3,15 @@
 -- (bucket = floor(received_at / 1800)) and kind, in kopecks; kept by apply_payment in the
 -- payment's own transaction, so the dashboard never scans payments.  Half-hour buckets
 -- let any owner's time zone with a whole or half-hour offset sum its own local days.
+-- The slot spreads concurrent payments of one half hour over 16 rows (PostgreSQL row locks
+-- are held until commit: one row would make every payment wait for the previous fsync).
 CREATE TABLE report_money (
     bucket  INTEGER NOT NULL,
     kind    TEXT NOT NULL,                    -- subscription | donation
     amount  INTEGER NOT NULL,                 -- kopecks
     count   INTEGER NOT NULL,
-    PRIMARY KEY (bucket, kind)
+    slot    INTEGER NOT NULL DEFAULT 0,      -- one of 16 rows per bucket and kind (by operation id)
+    PRIMARY KEY (bucket, kind, slot)
 );
 -- report_chats: when each chat's subscription was first granted (new subscribers).
 CREATE TABLE report_chats (

@@ -9,6 +9,7 @@ round trips (``ymds.billing.postgres``); the steps it may reuse are public here.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -25,6 +26,21 @@ from ymds.billing.sql import (
 )
 from ymds.billing.stores.reports import record_grant_in, record_payment_in, report_kind
 from ymds.links import is_our_label
+
+
+def paid_time(pf: PaymentFields, source: str, now: float) -> float:
+    """When the buyer paid, recorded as the payment's ``received_at`` and the invoice's
+    ``paid_at``: ``now`` for a notification (YooMoney sends it at once); for a payment found
+    later by reconciliation, the operation's own datetime (never after ``now``)."""
+    if source != "reconcile":
+        return now
+    try:
+        moment = datetime.fromisoformat(pf.datetime_raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return now
+    if moment.tzinfo is None:  # YooMoney always gives a zone; a bare time is not trusted
+        return now
+    return min(now, moment.timestamp())
 
 
 def classify(invoice: Invoice | None, withdraw: Decimal, held: bool, received_at: float) -> str:
@@ -82,7 +98,8 @@ class PaymentStore:
         """apply_payment inside a running transaction ``txn``."""
         db = self._db
         invoice = self.lock_invoice(txn, pf.label)
-        outcome = classify(invoice, pf.withdraw_amount, held, now)
+        paid = paid_time(pf, source, now)  # a reconciled payment: when it was paid, not found
+        outcome = classify(invoice, pf.withdraw_amount, held, paid)
         money = db.dialect.money_in
         inserted = db.one(
             txn,
@@ -90,29 +107,30 @@ class PaymentStore:
             "ON CONFLICT (operation_id) DO NOTHING RETURNING seq",
             (pf.operation_id, pf.label, invoice.label if invoice else None, money(pf.amount),
              money(pf.withdraw_amount), pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome,
-             source, now, None if held else now, invoice.chat_id if invoice else None, json_text(dict(pf.raw))))
+             source, paid, None if held else now, invoice.chat_id if invoice else None, json_text(dict(pf.raw))))
         if inserted is None:
             return self.again(txn, pf, source, now, held, invoice)
         pending: list[PendingEvent] = [
             ("payment_" + outcome, pf.label or None, invoice.chat_id if invoice else None, pf.operation_id,
              {"source": source, "amount": pf.amount, "withdraw_amount": pf.withdraw_amount, "held": held})]
         if not held:
-            record_payment_in(db, txn, now, report_kind(invoice), pf.amount)
-        invoice, subscription = self._settle(txn, invoice, pf.operation_id, outcome, now, pending)
+            record_payment_in(db, txn, now, report_kind(invoice), pf.amount, pf.operation_id)
+        invoice, subscription = self._settle(txn, invoice, pf.operation_id, outcome, now, pending, paid_at=paid)
         events = db.write_events(txn, now, pending)
         payment = Payment(
             pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
-            pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, now,
+            pf.notification_type, pf.datetime_raw, pf.sender, held, outcome, source, paid,
             None if held else now, invoice.chat_id if invoice else None,
             subscription.ends_at if subscription else None, False, inserted[0], pf.raw)
         return ApplyResult(outcome, payment, invoice, subscription, events, True,
                            chat_blocked=self.blocked(txn, payment.chat_id))
 
     def _settle(self, txn: Any, invoice: Invoice | None, operation_id: str, outcome: str, now: float,
-                events: list[PendingEvent]) -> tuple[Invoice | None, Subscription | None]:
-        """Set the invoice's status for this outcome and extend the subscription when it grants."""
+                events: list[PendingEvent], paid_at: float | None = None) -> tuple[Invoice | None, Subscription | None]:
+        """Set the invoice's status for this outcome (paid at ``paid_at``, default ``now``) and
+        extend the subscription from ``now`` when it grants."""
         db = self._db
-        changed, grant = plan_settlement(invoice, operation_id, outcome, now)
+        changed, grant = plan_settlement(invoice, operation_id, outcome, now if paid_at is None else paid_at)
         subscription = None
         if changed is not None and invoice is not None:
             db.execute(txn, "UPDATE invoices SET status = ?, paid_at = ?, operation_id = ? WHERE label = ?",
@@ -168,7 +186,8 @@ class PaymentStore:
         outcome = classify(invoice, existing.withdraw_amount, False, existing.received_at)
         self._db.execute(txn, "UPDATE payments SET held = 0, status = ?, accepted_at = ?, notified = 0 "
                               "WHERE operation_id = ?", (outcome, now, existing.operation_id))
-        record_payment_in(self._db, txn, existing.received_at, report_kind(invoice), existing.amount)
+        record_payment_in(self._db, txn, existing.received_at, report_kind(invoice), existing.amount,
+                          existing.operation_id)
         pending: list[PendingEvent] = [("payment_released", existing.label or None, existing.chat_id,
                                         existing.operation_id, {"source": source, "outcome": outcome})]
         invoice, subscription = self._settle(txn, invoice, existing.operation_id, outcome, now, pending)

@@ -19,6 +19,7 @@ offset is a whole or half hour sums its own local days from them, and changing
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Sequence
@@ -29,6 +30,7 @@ from ymds.billing.database import Database
 from ymds.billing.ledger import Invoice
 
 BUCKET = 1800
+SLOTS = 16  # rows per (bucket, kind): concurrent payments lock different ones
 KINDS = ("subscription", "donation")
 _KOPECKS = Decimal(100)
 
@@ -66,15 +68,21 @@ def kopecks(amount: Decimal) -> int:
     return int(amount * _KOPECKS)
 
 
-_UPSERT_MONEY = ("INSERT INTO report_money (bucket, kind, amount, count) VALUES (?, ?, ?, 1) "
-                 "ON CONFLICT (bucket, kind) DO UPDATE SET amount = report_money.amount + excluded.amount, "
+def slot_of(operation_id: str) -> int:
+    """The row of its bucket a payment adds to (stable, spread by operation id)."""
+    return zlib.crc32(operation_id.encode("utf-8", "replace")) % SLOTS
+
+
+_UPSERT_MONEY = ("INSERT INTO report_money (bucket, kind, slot, amount, count) VALUES (?, ?, ?, ?, 1) "
+                 "ON CONFLICT (bucket, kind, slot) DO UPDATE SET amount = report_money.amount + excluded.amount, "
                  "count = report_money.count + 1")
 _INSERT_GRANT = "INSERT INTO report_chats (chat_id, first_paid_at) VALUES (?, ?) ON CONFLICT (chat_id) DO NOTHING"
 
 
-def record_payment_in(db: Database, txn: Any, received_at: float, kind: str, amount: Decimal) -> None:
+def record_payment_in(db: Database, txn: Any, received_at: float, kind: str, amount: Decimal,
+                      operation_id: str) -> None:
     """Add one accepted payment to the money figures, inside the payment's transaction."""
-    db.execute(txn, _UPSERT_MONEY, (bucket_of(received_at), kind, kopecks(amount)))
+    db.execute(txn, _UPSERT_MONEY, (bucket_of(received_at), kind, slot_of(operation_id), kopecks(amount)))
 
 
 def record_grant_in(db: Database, txn: Any, chat_id: int, at: float) -> None:
@@ -82,15 +90,15 @@ def record_grant_in(db: Database, txn: Any, chat_id: int, at: float) -> None:
     db.execute(txn, _INSERT_GRANT, (chat_id, at))
 
 
-def postgres_report_ctes(received_at: float, kind: str, amount: Decimal, granted_chat: int | None,
-                         now: float) -> tuple[list[str], list[Any]]:
+def postgres_report_ctes(received_at: float, kind: str, amount: Decimal, operation_id: str,
+                         granted_chat: int | None, now: float) -> tuple[list[str], list[Any]]:
     """The same rows as data-modifying CTEs for the PostgreSQL payment statement; they
     run only when its ``ins`` CTE inserted the payment (a new, not-held payment)."""
-    ctes = ["rep AS (INSERT INTO report_money (bucket, kind, amount, count) "
-            "SELECT %s::bigint, %s::text, %s::bigint, 1 WHERE EXISTS (SELECT 1 FROM ins) "
-            "ON CONFLICT (bucket, kind) DO UPDATE SET amount = report_money.amount + excluded.amount, "
+    ctes = ["rep AS (INSERT INTO report_money (bucket, kind, slot, amount, count) "
+            "SELECT %s::bigint, %s::text, %s::int, %s::bigint, 1 WHERE EXISTS (SELECT 1 FROM ins) "
+            "ON CONFLICT (bucket, kind, slot) DO UPDATE SET amount = report_money.amount + excluded.amount, "
             "count = report_money.count + 1)"]
-    params: list[Any] = [bucket_of(received_at), kind, kopecks(amount)]
+    params: list[Any] = [bucket_of(received_at), kind, slot_of(operation_id), kopecks(amount)]
     if granted_chat is not None:
         ctes.append("repc AS (INSERT INTO report_chats (chat_id, first_paid_at) "
                     "SELECT %s::bigint, %s::double precision WHERE EXISTS (SELECT 1 FROM ins) "
@@ -117,8 +125,8 @@ class ReportStore:
         return self._db.run(q, write=False)
 
     def money_in(self, txn: Any, since: float, until: float) -> list[MoneyBucket]:
-        rows = self._db.all(txn, "SELECT bucket, kind, amount, count FROM report_money WHERE bucket >= ? AND bucket < ? "
-                                 "ORDER BY bucket, kind", (bucket_of(since), bucket_of(until - 1e-6) + 1))
+        rows = self._db.all(txn, "SELECT bucket, kind, SUM(amount), SUM(count) FROM report_money WHERE bucket >= ? "
+                                 "AND bucket < ? GROUP BY bucket, kind ORDER BY bucket, kind", (bucket_of(since), bucket_of(until - 1e-6) + 1))
         return _buckets(rows)
 
     def money_between(self, edges: Sequence[float]) -> Deferred[list[dict[str, Decimal]]]:
