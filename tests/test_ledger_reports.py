@@ -25,8 +25,8 @@ DAY = 86400.0
 T0 = 1_780_000_000.0
 AMOUNTS = ("199.00", "0.01", "1990.00", "12.34", "500.50")
 
-# one step: (what, a, b, offset) — what: pay | held | dup | release | reverify
-STEP = st.tuples(st.sampled_from(("pay", "pay", "held", "dup", "release", "reverify")),
+# one step: (what, a, b, offset) — what: pay | held | found | dup | release | reverify
+STEP = st.tuples(st.sampled_from(("pay", "pay", "held", "found", "dup", "release", "reverify")),
                  st.integers(0, 5), st.integers(0, len(AMOUNTS) - 1), st.floats(0, 40 * DAY))
 SEQUENCE = st.lists(STEP, min_size=1, max_size=25)
 
@@ -46,7 +46,7 @@ def examples(strategy: Any, count: int) -> list[Any]:
 
 def fields(op: str, label: str, amount: str) -> dict[str, str]:
     return {"notification_type": "card-incoming", "operation_id": op, "amount": amount, "withdraw_amount": amount,
-            "currency": "643", "datetime": "2026-05-28T10:00:00Z", "sender": "", "codepro": "false",
+            "currency": "643", "datetime": "2026-05-28T10:00:00Z",  # before T0: a found payment's own time "sender": "", "codepro": "false",
             "label": label, "unaccepted": "false"}
 
 
@@ -83,10 +83,12 @@ class ReportsContract:
         calls = []
         for n, (what, a, b, offset) in enumerate(steps):
             now = T0 + offset
-            if what in ("pay", "held") or not applied:
+            if what in ("pay", "held", "found") or not applied:
                 op = f"{tag}-{n}"
                 applied.append((op, labels[a], AMOUNTS[b]))
-                calls.append(pay(fields(op, labels[a], AMOUNTS[b]), "notification", now, held=what == "held"))
+                # "found": reconciliation finds it later; it counts when it was paid (its datetime)
+                source = "reconcile" if what == "found" else "notification"
+                calls.append(pay(fields(op, labels[a], AMOUNTS[b]), source, now, held=what == "held"))
             else:
                 op, label, amount = applied[a % len(applied)]
                 if what == "dup":  # the same delivery again, sometimes with other money

@@ -71,7 +71,7 @@ class PostgresPaymentStore(PaymentStore):
             params += [changed.status, changed.paid_at, changed.operation_id, changed.label]
         if not held:  # the dashboard's figures, in this same statement
             report_ctes, report_params = postgres_report_ctes(
-                now, report_kind(invoice), pf.amount, pf.operation_id, chat_id if granted is not None else None, now)
+                paid, report_kind(invoice), pf.amount, pf.operation_id, chat_id if granted is not None else None, now)
             ctes += report_ctes
             params += report_params
         pending: list[PendingEvent] = [

@@ -114,7 +114,7 @@ class PaymentStore:
             ("payment_" + outcome, pf.label or None, invoice.chat_id if invoice else None, pf.operation_id,
              {"source": source, "amount": pf.amount, "withdraw_amount": pf.withdraw_amount, "held": held})]
         if not held:
-            record_payment_in(db, txn, now, report_kind(invoice), pf.amount, pf.operation_id)
+            record_payment_in(db, txn, paid, report_kind(invoice), pf.amount, pf.operation_id)  # its received_at
         invoice, subscription = self._settle(txn, invoice, pf.operation_id, outcome, now, pending, paid_at=paid)
         events = db.write_events(txn, now, pending)
         payment = Payment(
