@@ -220,7 +220,8 @@ class SandboxAcrossRestart(unittest.TestCase):
         record = payment_record(payment, await ledger.invoices.get_invoice(label))
         from ymds.cli.output import iso
         self.assertEqual(record["paid_at"], iso(paid_at))
-        self.assertEqual(record["received_at"], iso(paid_at + 3 * 3600))
+        self.assertEqual(record["received_at"], iso(paid_at))  # recorded when paid, not when found
+        self.assertEqual(record["accepted_at"], iso(paid_at + 3 * 3600))
         self.assertEqual((record["purpose"], record["chat_id"]), ("plan month", 42))
 
     def test_a_torn_last_line_is_skipped(self):
