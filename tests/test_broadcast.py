@@ -136,6 +136,25 @@ class BroadcastTests(BroadcastTestBase):
         out, err, status = await self.ymds("broadcast", "--to", "all", "--text-file", self.write_text("x" * 5000))
         self.assertEqual(status, 1)
         self.assertIn("at most 4096", err)
+        out, err, status = await self.ymds("broadcast", "--to", "all", "--text-file",
+                                           self.write_text("Скидки <b>до 50%</b>!\n<div>x</div>"))
+        self.assertEqual(status, 1)
+        self.assertIn("Telegram would refuse it: a tag Telegram does not know, <div>, at line 2, character 1", err)
+
+
+class BroadcastTextTests(unittest.TestCase):
+    def test_telegram_html(self):
+        from ymds.billing.broadcast_text import html_problem
+        self.assertIsNone(html_problem(TEXT))
+        self.assertIsNone(html_problem('<a href="https://t.me/x">канал</a> &amp; <i>мы</i> &lt;3 <tg-spoiler>!</tg-spoiler>'))
+        for text, problem in (("a < b", "a bare < at line 1, character 3 (write &lt;)"),
+                              ("Tom & Jerry", "a bare & at line 1, character 5 (write &amp;)"),
+                              ("<b>x</i>", "</i> at line 1, character 5 closes no open <i>"),
+                              ("\n<b>bold", "<b> at line 2, character 1 is never closed"),
+                              ("<a>x</a>", "<a> without href at line 1, character 1"),
+                              ("2 > 1", "a bare > at line 1, character 3 (write &gt;)"),
+                              ("   ", "it is empty"), ("x" * 4097, "it has 4097 characters, Telegram takes at most 4096")):
+            self.assertEqual(html_problem(text), problem, text)
 
 
 class SubscriberCommandTests(BroadcastTestBase):
@@ -218,3 +237,42 @@ class SubscriberTasksTests(unittest.TestCase):
         self.assertFalse((await tasks.change(ChangeSubscriber("extend", 43, days=1))).found)
         with self.assertRaises(InvalidTaskArgs):
             await tasks.change(ChangeSubscriber("grant", 43, plan="nope"))
+
+
+class StatusReflectsTheCommandTests(BroadcastTestBase):
+    """What the user sees: /status through the polling bot and the billing role, both on the
+    ledger the command changes."""
+
+    @as_deferred
+    async def test_status_after_grant_and_revoke(self):
+        from tests.fakes.bot_harness import wait_until
+        from ymds.billing.service import make_billing_service
+        self.ledger = open_ledger(self.ledger_url, reactor)
+        await self.ledger.migrate()
+        self.queue = await start_queue(self, self.config)
+        billing = make_billing_service(reactor, self.config, self.queue, self.ledger)
+        billing.startService()
+        self.addCleanup(billing.stopService)
+        await wait_until(lambda: billing.timers._running is None, what="first billing sweep")
+        bot = make_bot_service(reactor, self.config, self.queue, limiter=RateLimiter(reactor, chat_interval=0.0))
+        bot.startService()
+        self.addCleanup(bot.stopService)
+        await wait_until(lambda: bot.parts.polling.polling, what="bot polling")
+
+        async def status() -> str:
+            before = len(self.fake.messages_to(888))
+            self.fake.user_sends(888, "/status")
+
+            def answer():  # other messages (the grant's invite) may come in between
+                return [m["text"] for m in self.fake.messages_to(888)[before:] if "Your subscription" in m["text"]]
+            await wait_until(answer, what="the /status answer")
+            return answer()[0]
+
+        out, err, code = await self.ymds("subscribers", "grant", "--chat", "888", "--plan", "month")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Your subscription <b>1 month</b> is active until", await status())
+        await wait_until(lambda: any("invitation" in m["text"] for m in self.fake.messages_to(888)),
+                         what="the grant's invite")
+        out, err, code = await self.ymds("subscribers", "revoke", "--chat", "888")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Your subscription <b>1 month</b> ended on", await status())

@@ -32,6 +32,10 @@ def _read_text(path: str) -> str:
         raise usage(f"--text-file {path!r} is empty; write the message (Telegram HTML) in it")
     if len(text) > MAX_TEXT:
         raise usage(f"--text-file {path!r} has {len(text)} characters; Telegram takes at most {MAX_TEXT}")
+    from ymds.billing.broadcast_text import html_problem
+    problem = html_problem(text)
+    if problem:
+        raise usage(f"--text-file {path!r}: Telegram would refuse it: {problem}; fix the text, nothing was sent")
     return text
 
 
