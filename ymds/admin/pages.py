@@ -319,7 +319,7 @@ def codes(lang: str, tz: ZoneInfo, found: Codes, csrf: str) -> Tag:
     for p in found.promo:
         discount = f"{p.percent}\u00a0%" if p.percent is not None else money(p.off or 0, lang)
         used = f"{number(p.used, lang)} / {number(p.uses, lang) if p.uses is not None else t['unlimited']}"
-        state = t["status_active"] if p.active else t["status_disabled"]
+        state = t["promo_active"] if p.active else t["status_disabled"]
         button = action_form("/admin/codes/disable", csrf, t["disable"], "button small", [("code", p.code)]) \
             if p.active else "—"
         promo.append([p.code, discount, used, local_time(p.ends_at, tz, lang), state, button])

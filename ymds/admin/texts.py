@@ -46,7 +46,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "payment_unmatched": "без счёта", "status_delivered": "доставлен", "status_failed": "не доставлен", "status_pending": "в очереди",
         "nav_codes": "Коды", "promo_codes": "Промокоды", "access_codes": "Подарочные коды и коды доступа",
         "col_code": "Код", "col_discount": "Скидка", "col_used": "Использовано", "col_days": "Дней",
-        "disable": "Отключить", "status_disabled": "отключён", "code_gift": "подарок", "unlimited": "без ограничений",
+        "disable": "Отключить", "status_disabled": "отключён", "promo_active": "действует", "code_gift": "подарок", "unlimited": "без ограничений",
     },
     "en": {
         "title": "Owner's dashboard", "switch_lang": "Русский", "switch_code": "ru",
@@ -88,7 +88,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "payment_unmatched": "no invoice", "status_delivered": "delivered", "status_failed": "failed", "status_pending": "pending",
         "nav_codes": "Codes", "promo_codes": "Promo codes", "access_codes": "Gift and access codes",
         "col_code": "Code", "col_discount": "Discount", "col_used": "Used", "col_days": "Days",
-        "disable": "Disable", "status_disabled": "disabled", "code_gift": "gift", "unlimited": "no limit",
+        "disable": "Disable", "status_disabled": "disabled", "promo_active": "active", "code_gift": "gift", "unlimited": "no limit",
     },
 }
 
