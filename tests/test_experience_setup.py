@@ -150,6 +150,26 @@ class ConfigSearch(unittest.TestCase):
         self.assertEqual(err.getvalue(), f"ymds: configuration {directory}/ymds.toml (from the current directory)\n")
 
 
+class SetOnTheCommandLine(unittest.TestCase):
+    async def test_a_wrong_plan_key_is_one_line_and_status_1(self):
+        from ymds.cli import run
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "ymds.toml")
+        with open(path, "w") as f:
+            f.write(f'[server]\npublic_url = "https://pay.example.org"\n[yoomoney]\nwallet = "{WALLET}"\n'
+                    '[ledger]\nurl = "sqlite:///ledger.sqlite3"\n'
+                    '[[plans]]\nid = "month"\ntitle = "1 month"\nprice = "199.00"\ndays = 30\n')
+        for key, status in (("plans.0.price=249", 0), ("plans.3.price=249", 1), ("plans.0.price=abc", 1)):
+            out, err = io.StringIO(), io.StringIO()
+            code = await run(reactor, ["-c", path, "--set", key, "payments"], env={}, out=out, err=err)
+            self.assertEqual(code, status, err.getvalue())
+            if status:
+                self.assertEqual(err.getvalue().count("\n"), 1, err.getvalue())
+                self.assertTrue(err.getvalue().startswith("ymds: configuration error: plans"), err.getvalue())
+                self.assertNotIn("Traceback", err.getvalue())
+
+
 class DemoConfigFile(unittest.TestCase):
     def test_the_demo_writes_its_effective_configuration(self):
         from ymds import demo
