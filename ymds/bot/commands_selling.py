@@ -143,9 +143,9 @@ class SellingCommands:
         if answer is None:
             return
         if answer.ok and answer.url:  # a paid trial: its pay link
-            text = texts.render(lang, "trial_paid", plan=plan.title, days=answer.days,
+            text = texts.render(lang, "trial_paid", plan=plan.title_in(lang), days=answer.days,
                                 amount_html=texts.money(answer.amount, lang))
-            button = [[{"text": texts.plain(lang, "plan_button", title=plan.title,
+            button = [[{"text": texts.plain(lang, "plan_button", title=plan.title_in(lang),
                                             amount=texts.money(answer.amount, lang)), "url": answer.url}]]
             await self.handler.reply(uid, chat_id, text, button)
             return
@@ -157,7 +157,7 @@ class SellingCommands:
             await self.handler.reply(uid, chat_id, texts.render(lang, refusal_key(answer.refusal, about)))
             return
         plan = self.handler.config.plan(str(answer.plan))
-        title = plan.title if plan else str(answer.plan or "—")
+        title = plan.title_in(lang) if plan else str(answer.plan or "—")
         await self.handler.reply(uid, chat_id, texts.render(lang, message, plan=title,
                                                             ends_at=texts.date(answer.ends_at, lang)))
         if self.handler.config.telegram.channel_id and answer.ends_at:
