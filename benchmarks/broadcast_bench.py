@@ -3,7 +3,7 @@ duplicates, for ``ymds broadcast`` to N subscribers (the scenario of
 tests/e2e/test_broadcast.py: a billing+bot node, the fake Bot API process enforcing
 Telegram's limits of 30 messages/s overall, Redis, a SQLite ledger).
 
-    .venv/bin/python -m benchmarks.broadcast_bench [--users 2000] [--kill-at 0.5]
+    .venv/bin/python -m benchmarks.broadcast_bench [--users 2000] [--kill-at 0.5 [--kill command|bot]]
 
 Prints one JSON line of counts.  The ceiling is Telegram's 30/s: the figure to look at is
 how close to it the broadcast runs, with no 429 and no duplicate.
@@ -39,13 +39,15 @@ def main(argv: list[str] | None = None) -> None:
     from tests.e2e.test_broadcast import broadcast_scenario
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL the command at this fraction, rerun")
+    parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL at this fraction, then start again")
+    parser.add_argument("--kill", choices=("command", "bot"), default="command",
+                        help="what is killed: the ymds broadcast command (run again) or the billing+bot node")
     args = parser.parse_args(argv)
     holder = _Cleanups()
     result: dict = {}
 
     async def go() -> None:
-        counts = await broadcast_scenario(holder, args.users, args.kill_at)
+        counts = await broadcast_scenario(holder, args.users, args.kill_at, args.kill)
         result.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in counts.items()
                        if "output" not in k})
 
