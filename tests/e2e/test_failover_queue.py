@@ -3,7 +3,8 @@
 - ``redis.min_replicas``: an enqueue succeeds only once WAIT shows a replica holds the job;
   with the replica gone it fails with ReplicasBehind after ``replica_timeout`` (the web node
   answers 503), and an idempotency-key hit is confirmed too (the job an earlier attempt wrote).
-- Sentinel discovery on the injected reactor: a dead sentinel does not stop it.
+- Sentinel discovery on the injected reactor: a dead sentinel does not stop it, the
+  majority answer wins over a stale sentinel, a silent one costs at most the timeout.
 - After the master is SIGKILLed, a client and a worker find the promoted replica through
   Sentinel: an enqueue made while the master is dead waits and succeeds, an RPC call works
   again within seconds, and nothing hangs.
@@ -131,3 +132,62 @@ class SentinelFailover(unittest.TestCase):
         # the old master comes back as a replica: nobody writes to it
         await threads.deferToThread(self.group.restart_as_replica, old)
         self.assertEqual(await q.call("billing", "job", {"i": 3}, timeout=10), 3)
+
+
+class _CannedSentinel:
+    """A TCP server on loopback answering every connection with one canned RESP reply
+    (after ``delay`` seconds; None: never answers)."""
+
+    def __init__(self, reply: bytes, delay: float | None = 0.0):
+        from twisted.internet.protocol import Factory, Protocol
+
+        canned = self
+
+        class Answer(Protocol):
+            def dataReceived(self, data):
+                if canned.delay is not None:
+                    reactor.callLater(canned.delay, self.transport.write, canned.reply)
+
+        self.reply, self.delay = reply, delay
+        self.port = reactor.listenTCP(0, Factory.forProtocol(Answer), interface="127.0.0.1")
+
+    @property
+    def address(self):
+        return ("127.0.0.1", self.port.getHost().port)
+
+
+def _address_reply(host: str, port: int) -> bytes:
+    p = str(port).encode()
+    return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(host), host.encode(), len(p), p)
+
+
+class SentinelAnswers(unittest.TestCase):
+    """ymds.queue.sentinel against canned sentinels: the majority wins, a silent one is bounded."""
+
+    def canned(self, reply: bytes, delay: float | None = 0.0) -> tuple:
+        server = _CannedSentinel(reply, delay)
+        self.addCleanup(server.port.stopListening)
+        return server.address
+
+    def test_parse(self):
+        from ymds.queue.sentinel import _parse_address_reply as parse
+        self.assertEqual(parse(_address_reply("10.0.0.5", 6380)), (True, ("10.0.0.5", 6380)))
+        self.assertEqual(parse(_address_reply("10.0.0.5", 6380)[:-3]), (False, None))  # still arriving
+        self.assertEqual(parse(b"*-1\r\n"), (True, None))  # unknown service
+        self.assertEqual(parse(b"-ERR unknown command\r\n"), (True, None))
+        self.assertEqual(parse(b"*2\r\n$1\r\nh\r\n$3\r\nabc\r\n"), (True, None))  # not a port
+
+    async def test_the_majority_wins_over_a_stale_sentinel(self):
+        stale = self.canned(_address_reply("127.0.0.1", 1111))  # answers first, wrongly
+        right = [self.canned(_address_reply("127.0.0.1", 2222), delay=0.05) for _ in range(2)]
+        self.assertEqual(await discover_master(reactor, (stale, *right), "ymds", timeout=2.0), ("127.0.0.1", 2222))
+
+    async def test_a_silent_sentinel_costs_at_most_the_timeout(self):
+        silent = self.canned(b"", delay=None)
+        lone = self.canned(_address_reply("127.0.0.1", 3333))
+        started = reactor.seconds()
+        # one of two answers: no majority until the silent one times out, then the most named
+        self.assertEqual(await discover_master(reactor, (silent, lone), "ymds", timeout=0.5), ("127.0.0.1", 3333))
+        self.assertLess(reactor.seconds() - started, 2.0)
+        with self.assertRaises(MasterNotFound):
+            await discover_master(reactor, (silent,), "ymds", timeout=0.3)
