@@ -52,6 +52,32 @@ class WorkersConfig(unittest.TestCase):
             load_config(raw={**base, "server": {"workers": 0}}, env={})
 
 
+class SharedSocket(unittest.TestCase):
+    def test_endpoints_that_can_be_shared(self):
+        from ymds.workers import _port_and_interface
+        self.assertEqual(_port_and_interface("tls:/etc/ymds/tls:port=8443:interface=127.0.0.1"),
+                         (8443, "127.0.0.1", 50))
+        self.assertEqual(_port_and_interface("tls:/etc/ymds/tls"), (443, "", 50))
+        self.assertEqual(_port_and_interface("ssl:8443:privateKey=k.pem"), (8443, "", 50))
+        self.assertEqual(_port_and_interface("tcp:port=8080:backlog=200"), (8080, "", 200))
+        self.assertEqual(_port_and_interface("tcp6:8080"), (8080, "::", 50))
+
+    def test_endpoints_that_cannot(self):
+        from ymds.workers import WorkersError, listen_socket
+        for description in ("unix:/run/ymds.sock", "tcp:interface=127.0.0.1"):
+            with self.assertRaises(WorkersError) as raised:
+                listen_socket(description)
+            self.assertIn("server", str(raised.exception))
+
+    def test_the_parent_socket_is_listening_and_non_blocking(self):
+        from ymds.workers import listen_socket
+        sock = listen_socket("tcp:0:interface=127.0.0.1")
+        self.addCleanup(sock.close)
+        self.assertFalse(sock.getblocking())  # a child's accept loop must never block
+        with socket.create_connection(sock.getsockname(), timeout=2):
+            pass
+
+
 class TwoWorkers(unittest.TestCase):
     timeout = 180
 
