@@ -195,6 +195,9 @@ class PaymentTasks:
                 gift = await self.selling.gift_notice(invoice, chat, op)
                 if gift is not None:
                     jobs.append(gift)
+                if self.config.telegram.sale_alerts:  # a gift is a sale: "gift: <plan title>"
+                    admins("sale", {**money, **about, "plan_title": invoice.description, "chat_id": invoice.chat_id},
+                           f"admins:{op}:sale")
             else:
                 meta = invoice.metadata or {}
                 admins("donation", {**money, **about, "name": str(meta.get("name", ""))[:MAX_NAME],
