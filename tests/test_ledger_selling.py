@@ -59,6 +59,13 @@ class SellingContract:
         return await self.ledger.payments.apply_payment(fields(op, invoice.label, withdraw=amount), "notification",
                                                         T0 + 60)
 
+    async def promo_code_of(self, operation_id):
+        def q(txn):
+            txn.execute(self.ledger.db.dialect.sql("SELECT promo_code FROM payments WHERE operation_id = ?"),
+                        (operation_id,))
+            return txn.fetchone()[0]
+        return await self.ledger.db.run(q, write=False)
+
     # --- trials ----------------------------------------------------------------------------
 
     async def test_free_trial_once_per_user_and_plan(self):
@@ -230,6 +237,7 @@ class SellingContract:
         self.assertTrue(await promo.disable("ONCE", T0 + 1))  # disabling later does not take it back
         result = await self.pay(inv, "promo-paid", "179.10")
         self.assertEqual(result.outcome, "paid")
+        self.assertEqual(await self.promo_code_of("promo-paid"), "ONCE")  # recorded in the payment's row
         self.assertEqual(result.subscription.ends_at, T0 + 60 + 30 * DAY)
         await self.ledger.invoices.expire_invoices(T0 + 2 * TTL)
         self.assertEqual(await promo.release_expired(T0 + 2 * TTL), 0)
@@ -240,6 +248,7 @@ class SellingContract:
                                                         chat_id=1)
         result = await self.pay(inv, "cheat-1", "179.10")
         self.assertEqual(result.outcome, "underpaid")
+        self.assertIsNone(await self.promo_code_of("cheat-1"))
         self.assertIsNone(await self.ledger.subscriptions.subscription(1))
 
     def test_two_processes_race_for_the_same_uses(self):

@@ -16,6 +16,7 @@ from ymds.billing.database import Database, PendingEvent
 from ymds.billing.ledger import ApplyResult, Event, LedgerError, Payment, PaymentFields
 from ymds.billing.sql import DAY, PAYMENT_INSERT_COLS, SUBSCRIPTION_COLS, PostgresDialect, json_text, subscription_from_row
 from ymds.billing.sqlledger import SQLLedger
+from ymds.billing.stores.promo import promo_of
 from ymds.billing.stores.payments import PaymentStore, classify, paid_time, plan_settlement
 from ymds.billing.stores.reports import postgres_report_ctes, report_kind
 
@@ -59,12 +60,12 @@ class PostgresPaymentStore(PaymentStore):
                 f"RETURNING {SUBSCRIPTION_COLS})")
             params += [chat_id, granted.plan, now + days, now, pf.operation_id, now, days]
         ctes.append(
-            f"ins AS (INSERT INTO payments ({PAYMENT_INSERT_COLS}) VALUES "
-            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {'(SELECT ends_at FROM sub)' if granted is not None else 'NULL'}, 0, %s) "
+            f"ins AS (INSERT INTO payments ({PAYMENT_INSERT_COLS}, promo_code) VALUES "
+            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {'(SELECT ends_at FROM sub)' if granted is not None else 'NULL'}, 0, %s, %s) "
             "ON CONFLICT (operation_id) DO NOTHING RETURNING seq)")
         params += [pf.operation_id, pf.label, invoice.label if invoice else None, pf.amount, pf.withdraw_amount,
                    pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome, source, paid,
-                   None if held else now, chat_id, json_text(dict(pf.raw))]
+                   None if held else now, chat_id, json_text(dict(pf.raw)), promo_of(invoice)]
         if changed is not None:
             ctes.append("inv AS (UPDATE invoices SET status = %s, paid_at = %s, operation_id = %s "
                         "WHERE label = %s AND EXISTS (SELECT 1 FROM ins) RETURNING label)")

@@ -69,3 +69,6 @@ CREATE TABLE code_redemptions (
     ends_at  DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (code, chat_id)
 );
+
+-- The promo code fixed into the paid invoice, recorded in the payment's own row.
+ALTER TABLE payments ADD COLUMN promo_code TEXT;

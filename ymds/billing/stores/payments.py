@@ -25,6 +25,7 @@ from ymds.billing.sql import (
     payment_from_row, subscription_from_row,
 )
 from ymds.billing.stores.reports import record_grant_in, record_payment_in, report_kind
+from ymds.billing.stores.promo import promo_of
 from ymds.links import is_our_label
 
 
@@ -103,11 +104,13 @@ class PaymentStore:
         money = db.dialect.money_in
         inserted = db.one(
             txn,
-            f"INSERT INTO payments ({PAYMENT_INSERT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?) "
+            f"INSERT INTO payments ({PAYMENT_INSERT_COLS}, promo_code) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?) "
             "ON CONFLICT (operation_id) DO NOTHING RETURNING seq",
             (pf.operation_id, pf.label, invoice.label if invoice else None, money(pf.amount),
              money(pf.withdraw_amount), pf.notification_type, pf.datetime_raw, pf.sender, int(held), outcome,
-             source, paid, None if held else now, invoice.chat_id if invoice else None, json_text(dict(pf.raw))))
+             source, paid, None if held else now, invoice.chat_id if invoice else None, json_text(dict(pf.raw)),
+             promo_of(invoice)))
         if inserted is None:
             return self.again(txn, pf, source, now, held, invoice)
         pending: list[PendingEvent] = [

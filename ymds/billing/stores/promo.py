@@ -69,6 +69,13 @@ def discounted(full: Decimal, percent: int | None, off: Decimal | None) -> Decim
     return min(full, max(price, MIN_PRICE))
 
 
+def promo_of(invoice: Invoice | None) -> str | None:
+    """The promo code fixed into ``invoice`` when it was made (None when it was not discounted);
+    the payment stores record it in the payment's row."""
+    code = (invoice.metadata or {}).get("promo") if invoice is not None else None
+    return code if isinstance(code, str) else None
+
+
 def check_terms(percent: int | None, off: Decimal | None, uses: int | None, per_user: int | None) -> None:
     """Raise SellingRefused("invalid") when a code's terms make no sense."""
     if (percent is None) == (off is None):
