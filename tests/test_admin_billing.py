@@ -194,3 +194,19 @@ class AdminBillingTests(unittest.TestCase):
         self.assertFalse((await self.data.redeliver_webhook(action, failed.id)).applied)
         self.assertEqual([d.status for d in await hooks.webhook_deliveries()], ["pending"])
         self.assertEqual(len(self.bot_queue.take("webhook_deliver")), 1)  # the deliverer is woken once
+
+    async def test_report_folder_folds_old_half_hours_on_its_clock(self) -> None:
+        from ymds.billing.admin import ReportFolder
+        for n in range(12):
+            await self.pay(f"r{n}", "10.00", NOW - timedelta(hours=3, minutes=n))
+        before = await self.ledger.reports.money(NOW.timestamp() - DAY, NOW.timestamp())
+
+        def slotted(txn: Any) -> int:
+            txn.execute("SELECT COUNT(*) FROM report_money WHERE slot > 0")
+            return int(txn.fetchone()[0])
+        self.assertGreater(await self.ledger.db.pool.runInteraction(slotted), 0)
+        folder = ReportFolder(self.ledger, self.clock, interval=600)
+        await folder.fold()  # what each tick runs
+        self.assertEqual(await self.ledger.db.pool.runInteraction(slotted), 0)
+        self.assertIs(folder.clock, self.clock)  # its LoopingCall runs on the injected clock
+        self.assertEqual(await self.ledger.reports.money(NOW.timestamp() - DAY, NOW.timestamp()), before)

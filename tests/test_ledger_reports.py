@@ -25,8 +25,9 @@ DAY = 86400.0
 T0 = 1_780_000_000.0
 AMOUNTS = ("199.00", "0.01", "1990.00", "12.34", "500.50")
 
-# one step: (what, a, b, offset) — what: pay | held | found | dup | release | reverify
-STEP = st.tuples(st.sampled_from(("pay", "pay", "held", "found", "dup", "release", "reverify")),
+# one step: (what, a, b, offset) — what: pay | held | found | dup | release | reverify | fold
+# (fold: the billing timer folding the half hours before T0 + offset, concurrently with payments)
+STEP = st.tuples(st.sampled_from(("pay", "pay", "held", "found", "dup", "release", "reverify", "fold")),
                  st.integers(0, 5), st.integers(0, len(AMOUNTS) - 1), st.floats(0, 40 * DAY))
 SEQUENCE = st.lists(STEP, min_size=1, max_size=25)
 
@@ -83,7 +84,9 @@ class ReportsContract:
         calls = []
         for n, (what, a, b, offset) in enumerate(steps):
             now = T0 + offset
-            if what in ("pay", "held", "found") or not applied:
+            if what == "fold":
+                calls.append(self.ledger.reports.fold(now))
+            elif what in ("pay", "held", "found") or not applied:
                 op = f"{tag}-{n}"
                 applied.append((op, labels[a], AMOUNTS[b]))
                 # "found": reconciliation finds it later; it counts when it was paid (its datetime)
@@ -137,6 +140,24 @@ class ReportsContract:
         await self.assert_figures_equal_recount()
         counts = await self.ledger.reports.subscriber_counts(T0 + 3 * DAY, T0 - DAY)
         self.assertEqual((counts.active, counts.new), (1, 1))  # type: ignore[attr-defined]
+
+    async def test_fold_keeps_the_figures_in_one_row_per_half_hour(self) -> None:
+        labels = await self.labels("f")
+        for n in range(40):
+            await self.ledger.payments.apply_payment(fields(f"f{n}", labels[n % 6], AMOUNTS[n % 5]), "notification",
+                                                     T0 + n)
+        before = await self.ledger.reports.money(T0 - DAY, T0 + DAY)
+
+        def count_rows(txn: Any) -> tuple[int, int]:
+            txn.execute("SELECT COUNT(*), SUM(CASE WHEN slot > 0 THEN 1 ELSE 0 END) FROM report_money")
+            total, slotted = txn.fetchone()
+            return int(total), int(slotted)
+        _, slotted = await self.ledger.db.pool.runInteraction(count_rows)
+        self.assertGreater(slotted, 2)  # type: ignore[attr-defined]
+        self.assertEqual(await self.ledger.reports.fold(T0 + DAY), slotted)  # type: ignore[attr-defined]
+        self.assertEqual(await self.ledger.db.pool.runInteraction(count_rows), (2, 0))  # type: ignore[attr-defined]
+        self.assertEqual(await self.ledger.reports.money(T0 - DAY, T0 + DAY), before)  # type: ignore[attr-defined]
+        self.assertEqual(await self.ledger.reports.fold(T0 + DAY), 0)  # type: ignore[attr-defined]
 
     async def test_kinds_and_held_money(self) -> None:
         labels = await self.labels("k")

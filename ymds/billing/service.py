@@ -53,6 +53,8 @@ def make_billing_service(reactor, config, queue, ledger, *, wallet_api=None, clo
     timers = BillingTimers(config, ledger, queue, clock, tasks, wallet_api=wallet_api, webhooks=webhooks,
                            **(timers_options or {}))
     timers.setServiceParent(top)
+    from ymds.billing.admin import ReportFolder
+    ReportFolder(ledger, clock).setServiceParent(top)  # issue 16: the dashboard's figures, one row per half hour
     from ymds.billing.overlay import make_publisher
     overlay = tasks.payments.overlay = make_publisher(reactor, config, ledger, queue, clock)
     if overlay is not None:  # issue 17: the overlay outbox to Redis

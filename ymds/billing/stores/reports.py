@@ -151,6 +151,32 @@ class ReportStore:
             out[int(i)][str(kind)] = (Decimal(int(kopeck_sum)) / _KOPECKS).quantize(Decimal("0.01"))
         return out
 
+    def fold(self, before: float) -> Deferred[int]:
+        """Fold the slots of every half hour that starts before ``before`` into its slot 0,
+        so reads sum one row per half hour and kind; returns how many rows went.
+
+        The slot rows are locked first (FOR UPDATE where the engine has row locks) and only
+        those exact rows are deleted, so a payment adding to an old half hour meanwhile
+        (one found by reconciliation) is never lost: it waits, or lands in a new row."""
+        db = self._db
+
+        def q(txn: Any) -> int:
+            rows = db.all(txn, "SELECT bucket, kind, slot, amount, count FROM report_money WHERE bucket < ? AND slot > 0 "
+                               f"ORDER BY bucket, kind, slot{db.dialect.for_update}", (bucket_of(before),))
+            totals: dict[tuple[int, str], list[int]] = {}
+            for bucket, kind, _, amount, count in rows:
+                entry = totals.setdefault((int(bucket), str(kind)), [0, 0])
+                entry[0] += int(amount)
+                entry[1] += int(count)
+            for (bucket, kind), (amount, count) in sorted(totals.items()):
+                db.execute(txn, "INSERT INTO report_money (bucket, kind, slot, amount, count) VALUES (?, ?, 0, ?, ?) "
+                                "ON CONFLICT (bucket, kind, slot) DO UPDATE SET amount = report_money.amount + "
+                                "excluded.amount, count = report_money.count + excluded.count", (bucket, kind, amount, count))
+            for bucket, kind, slot, _, _ in rows:
+                db.execute(txn, "DELETE FROM report_money WHERE bucket = ? AND kind = ? AND slot = ?", (bucket, kind, slot))
+            return len(rows)
+        return db.run(q)
+
     def recount(self, since: float, until: float) -> Deferred[list[MoneyBucket]]:
         """The same figures recounted from the payments themselves (a slow scan: for checks)."""
         d = self._db.dialect
