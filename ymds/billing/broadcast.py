@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ymds.bot.jobs import BotClient, SendMessage
 from ymds.queue.errors import JobTimeout, RemoteJobError
@@ -103,8 +104,11 @@ class Broadcaster:
             pending = iter(await store.broadcast_pending(broadcast))
             before = progress.done_this_run
             workers = [self._worker(broadcast, text, pending, progress) for _ in range(self.window)]
-            await DeferredList([Deferred.fromCoroutine(w) for w in workers], consumeErrors=True)
+            results = await DeferredList([Deferred.fromCoroutine(w) for w in workers], consumeErrors=True)
             await self._flush(broadcast)
+            for ok, failure in results:  # the ledger failed under a worker: say so, do not look finished
+                if not ok:
+                    cast(Failure, failure).raiseException()
             if self._aborted is not None or progress.done_this_run == before or not progress.errors:
                 break
             progress.errors = 0
@@ -132,6 +136,10 @@ class Broadcaster:
             except JobTimeout:
                 progress.errors += 1
                 progress.last_error = f"no answer from the bot within {self.call_timeout:g}s"
+                continue
+            except Exception as e:  # Redis unreachable: this recipient stays pending for the next run
+                progress.errors += 1
+                progress.last_error = f"the job queue failed ({str(e) or type(e).__name__})"
                 continue
             status = OUTCOMES.get(outcome)
             if status is None:
