@@ -168,12 +168,14 @@ class ReportStore:
                 entry = totals.setdefault((int(bucket), str(kind)), [0, 0])
                 entry[0] += int(amount)
                 entry[1] += int(count)
-            for (bucket, kind), (amount, count) in sorted(totals.items()):
-                db.execute(txn, "INSERT INTO report_money (bucket, kind, slot, amount, count) VALUES (?, ?, 0, ?, ?) "
-                                "ON CONFLICT (bucket, kind, slot) DO UPDATE SET amount = report_money.amount + "
-                                "excluded.amount, count = report_money.count + excluded.count", (bucket, kind, amount, count))
-            for bucket, kind, slot, _, _ in rows:
-                db.execute(txn, "DELETE FROM report_money WHERE bucket = ? AND kind = ? AND slot = ?", (bucket, kind, slot))
+            # executemany: one call per statement (psycopg pipelines it) however many rows
+            txn.executemany(db.dialect.sql(
+                "INSERT INTO report_money (bucket, kind, slot, amount, count) VALUES (?, ?, 0, ?, ?) "
+                "ON CONFLICT (bucket, kind, slot) DO UPDATE SET amount = report_money.amount + excluded.amount, "
+                "count = report_money.count + excluded.count"),
+                [(bucket, kind, amount, count) for (bucket, kind), (amount, count) in sorted(totals.items())])
+            txn.executemany(db.dialect.sql("DELETE FROM report_money WHERE bucket = ? AND kind = ? AND slot = ?"),
+                            [(bucket, kind, slot) for bucket, kind, slot, _, _ in rows])
             return len(rows)
         return db.run(q)
 
