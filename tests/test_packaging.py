@@ -52,24 +52,27 @@ class EditableInstallTests(unittest.TestCase):
         import sysconfig
         work = os.path.abspath(self.mktemp())
         source = copy_checkout(os.path.join(work, "src"))
+        # trial --jobs hands its workers PYTHONPATH = its own sys.path (the checkout under test):
+        # the fresh venv must not inherit it, or the checkout is found instead of the copy.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         venv = os.path.join(work, "venv")
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, timeout=120, env=env)
         python = os.path.join(venv, "bin", "python")
         site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True).stdout.strip()
+                              check=True, capture_output=True, text=True, env=env).stdout.strip()
         # The dependencies (Twisted, setuptools, wheel) come from this environment, with no
         # network; a plain path line does not run that environment's own .pth files, so our
         # own editable install there does not leak in.
         with open(os.path.join(site, "deps.pth"), "w") as f:
             f.write(sysconfig.get_paths()["purelib"] + "\n")
         result = subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
-                                 "--no-index", "-e", source], capture_output=True, text=True, timeout=300, cwd=work)
+                                 "--no-index", "-e", source], capture_output=True, text=True, timeout=300, cwd=work, env=env)
         self.assertEqual(result.returncode, 0, result.stdout[-2000:] + result.stderr[-2000:])
         twistd = ("import sys; from twisted.scripts.twistd import run; sys.argv = ['twistd', '--help']; run()")
-        result = subprocess.run([python, "-c", twistd], capture_output=True, text=True, timeout=120, cwd=work)
+        result = subprocess.run([python, "-c", twistd], capture_output=True, text=True, timeout=120, cwd=work, env=env)
         self.assertIn("ymds", [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")],
                       result.stdout[-3000:] + result.stderr[-2000:])
         # The plugin found is the checkout's (edits take effect without reinstalling).
         where = subprocess.run([python, "-c", "import ymds; print(ymds.__file__)"], capture_output=True, text=True,
-                               timeout=60, cwd=work)
+                               timeout=60, cwd=work, env=env)
         self.assertTrue(where.stdout.strip().startswith(source), where.stdout + where.stderr)
