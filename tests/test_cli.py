@@ -744,7 +744,7 @@ class Parser(unittest.TestCase):
         self.assertEqual(set(commands), {"payments", "export", "quarantine", "reverify", "dead-letters", "replay",
                                          "reconcile", "link", "test-notification", "stats", "check", "api-key",
                                          "webhook", "overlay-url", "overlay", "promo", "codes",
-                                         "subscribers", "broadcast"})
+                                         "subscribers", "broadcast", "members", "admin-link"})
         subcommands = {path[1] for path, _ in walk_parsers(self.parser()) if len(path) == 2}
         self.assertEqual(subcommands, set(commands))
         self.patch(registry, "GROUPS", registry.GROUPS + (registry.GROUPS[0],))
