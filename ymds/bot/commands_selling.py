@@ -124,7 +124,7 @@ class SellingCommands:
         text = texts.render(lang, "promo_applied", code=answer.code, discount_html=discount_text(lang, answer))
         notes = offer_notes(offers, lang)
         await self.handler.reply(uid, chat_id, "\n".join([text, *notes]),
-                                 invoice_buttons(offers, lang) if offers is not None else None)
+                                 invoice_buttons(offers, lang, self.handler.config) if offers is not None else None)
 
     async def redeem(self, uid: int, chat_id: int, lang: str, code: str) -> None:
         if not _CODE.match(code):
@@ -171,7 +171,7 @@ class SellingCommands:
         offers = await self._ask(uid, chat_id, lang, self.client.gift_invoices(chat_id))
         if offers is None:
             return
-        await self.handler.reply(uid, chat_id, texts.render(lang, "gift_choose"), invoice_buttons(offers, lang))
+        await self.handler.reply(uid, chat_id, texts.render(lang, "gift_choose"), invoice_buttons(offers, lang, self.handler.config))
 
     async def on_button(self, uid: int, chat_id: int, user_id: int, data: str) -> bool:
         """The free-trial button (``trial:<plan>``); False for other buttons."""
