@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 
+from ymds.money import rubles
 from ymds.bot.texts_selling import SELLING_TEXTS
 
 LANGUAGES = ("ru", "en")
@@ -139,16 +139,7 @@ def escape(value) -> str:
 
 def money(value, language: str = "ru") -> str:
     """Decimal (or its text) as rubles with two decimals; "—" for anything else."""
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return "—"
-    if not amount.is_finite():
-        return "—"
-    text = f"{amount.quantize(Decimal('0.01')):,.2f}"
-    if language == "ru":
-        text = text.replace(",", "\u00a0").replace(".", ",")
-    return text + "\u00a0₽"
+    return rubles(value, language)
 
 
 def date(value, language: str = "ru") -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Mapping, Union
 
+from ymds import money
+
 MAX_NAME = 64  # the donation form's limits (ymds.web.pages)
 MAX_MESSAGE = 500
 
@@ -33,8 +35,7 @@ def entry_order(entry_id: str) -> tuple[int, int]:
 
 def rubles(amount: Decimal) -> str:
     """Money as the owner sees it everywhere: "1 990,00 ₽" (no-break spaces)."""
-    text = f"{amount.quantize(Decimal('0.01')):,.2f}".replace(",", "\u00a0").replace(".", ",")
-    return text + "\u00a0₽"
+    return money.rubles(amount, "ru")
 
 
 def _money(value: object, field: str) -> Decimal:

@@ -17,6 +17,7 @@ import segno
 from twisted.web.template import Element, XMLFile, XMLString, flattenString, renderer, tags
 from twisted.python.filepath import FilePath
 
+from ymds.money import amount_text
 from ymds.web.bot_link import subscribe_url
 from ymds.web.i18n import STATE_WORDS, texts
 
@@ -139,8 +140,7 @@ def format_money(amount) -> str:
 def display_money(amount, lang: str) -> str:
     """An amount as people of ``lang`` write it (the ₽ sign is the template's): "1 990,00"
     in ru (a no-break space groups thousands), "1,990.00" in en."""
-    text = f"{Decimal(amount).quantize(Decimal('0.01')):,.2f}"
-    return text.replace(",", "\u00a0").replace(".", ",") if lang == "ru" else text
+    return amount_text(Decimal(amount), lang)
 
 
 # --- landing and donation form -------------------------------------------------------------
