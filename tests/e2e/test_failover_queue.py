@@ -76,9 +76,9 @@ class MinReplicas(unittest.TestCase):
         self.assertTrue(await self.queue(0).enqueue("billing", "job", {"n": 2}))
         self.replica.start()
         await threads.deferToThread(self.group.wait_replicated, self.master.port, 1)
-        # the sender delivers again: a key hit, written by the earlier attempt, is confirmed
-        # (and not added twice) once the replica has it
-        self.assertIsNone(await q.enqueue("billing", "job", {"n": 1}, key="op-1"))
+        # the sender delivers again, here to another web node (another connection, which never
+        # wrote the job): the key hit is confirmed (and not added twice) once the replica has it
+        self.assertIsNone(await self.queue(1).enqueue("billing", "job", {"n": 1}, key="op-1"))
         self.assertEqual(self.replica_has("t:q:billing"), 2)
 
 

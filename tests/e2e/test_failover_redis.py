@@ -31,7 +31,7 @@ from tests.e2e import test_faults  # not the class itself: trial would run its t
 from tests.support.sentinel import SentinelGroup
 
 BURST = 5000 if LONG else 1000
-STALL = 2.0  # seconds the replica and the billing workers stand still before the master dies
+STALL = 3.0  # seconds the replica and the billing workers stand still before the master dies
 CHATS = 300_000
 
 
