@@ -116,7 +116,9 @@ async def bench_task_path(reactor, url, n):
     started = time.perf_counter()
     await defer.gatherResults([defer.Deferred.fromCoroutine(lane()) for _ in range(64)])
     elapsed = time.perf_counter() - started
-    assert queue.count == 2 * n, queue.count
+    # One confirmation per payment; an invitation only for a chat's first purchase (a renewal of
+    # someone already in the channel sends none): make_invoices spreads n over 1,000 chats.
+    assert queue.count == n + min(n, 1000), queue.count
     await ledger.close()
     return n / elapsed, elapsed
 
