@@ -22,6 +22,7 @@ class RublesTests(unittest.TestCase):
                 amount_text(bad)
 
     def test_every_surface_writes_it_the_same(self):
+        from ymds.admin.texts import money as dashboard_money
         from ymds.bot.texts import money
         from ymds.overlay.events import rubles as overlay_rubles
         from ymds.web.render import display_money
@@ -29,3 +30,6 @@ class RublesTests(unittest.TestCase):
         self.assertEqual(money(amount, "ru"), rubles(amount, "ru"))
         self.assertEqual(overlay_rubles(amount), rubles(amount, "ru"))
         self.assertEqual(display_money(amount, "en") + "\u00a0₽", rubles(amount, "en"))
+        for lang in ("ru", "en"):
+            self.assertEqual(dashboard_money(amount, lang), rubles(amount, lang))
+            self.assertEqual(dashboard_money("NaN", lang), "—")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from zoneinfo import ZoneInfo
+
+from ymds.money import rubles
 
 TEXTS: dict[str, dict[str, str]] = {
     "ru": {
@@ -98,17 +100,8 @@ def texts(lang: str) -> dict[str, str]:
 
 
 def money(value: Decimal | str | int, lang: str = "ru") -> str:
-    """"1 990,00 ₽" in Russian, "1,990.00 ₽" in English (no-break spaces); "—" if not a number."""
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return "—"
-    if not amount.is_finite():
-        return "—"
-    text = f"{amount.quantize(Decimal('0.01')):,.2f}"
-    if lang == "ru":
-        text = text.replace(",", "\u00a0").replace(".", ",")
-    return text + "\u00a0₽"
+    """"1 990,00 ₽" in Russian, "1,990.00 ₽" in English; "—" if not a number (ymds.money.rubles)."""
+    return rubles(value, lang)
 
 
 def number(value: int, lang: str = "ru") -> str:
