@@ -159,7 +159,7 @@ class SellingCommands:
         plan = self.handler.config.plan(str(answer.plan))
         title = plan.title_in(lang) if plan else str(answer.plan or "—")
         await self.handler.reply(uid, chat_id, texts.render(lang, message, plan=title,
-                                                            ends_at=texts.date(answer.ends_at, lang)))
+                                                            ends_at=texts.date(answer.ends_at, lang, self.handler.config.server.timezone)))
         if self.handler.config.telegram.channel_id and answer.ends_at:
             # the same job a payment's grant enqueues, keyed by this update
             await self.handler.bot.grant_access(GrantAccess(chat_id, answer.ends_at, f"grant:u:{uid}"))

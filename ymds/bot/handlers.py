@@ -221,7 +221,7 @@ class UpdateHandler:
             return
         plan = self.config.plan(str(status.plan))
         title = plan.title_in(lang) if plan else str(status.plan or "—")
-        ends_at = texts.date(status.ends_at, lang)
+        ends_at = texts.date(status.ends_at, lang, self.config.server.timezone)
         result = await self.invoices(chat_id)
         buttons = (invoice_buttons(result, lang, self.config) if result is not None else None) or []
         if status.active:

@@ -225,8 +225,8 @@ class BotTasks:
         fields = {
             "plan": (self.plan_title(p.get("plan"), lang) if self.config.plan(str(p.get("plan"))) else None)
             or title or self.plan_title(p.get("plan")) or "—",
-            "ends_at": texts.date(p.get("ends_at"), lang),
-            "expires_at": texts.date(p.get("expires_at"), lang),
+            "ends_at": texts.date(p.get("ends_at"), lang, self.config.server.timezone),
+            "expires_at": texts.date(p.get("expires_at"), lang, self.config.server.timezone),
             "amount_html": texts.money(amount, lang),
             "amount_part_html": f" ({texts.money(amount, lang)})" if amount is not None else "",
             "expected_part_html": f" ({texts.money(expected, lang)})" if expected is not None else "",
@@ -290,7 +290,7 @@ class BotTasks:
         lang = await self.language(chat_id)
         link, expires = await self.invite_link(key, chat_id, _timestamp(job.ends_at))
         expires_iso = datetime.fromtimestamp(expires, timezone.utc).isoformat()
-        text = texts.render(lang, "invite", expires_at=texts.date(expires_iso, lang))
+        text = texts.render(lang, "invite", expires_at=texts.date(expires_iso, lang, self.config.server.timezone))
         buttons = [[{"text": texts.plain(lang, "invite_open"), "url": link}]]
         return AccessOutcome(granted=True, outcome=await self.sender.send(key, chat_id, text, buttons))
 

@@ -8,8 +8,9 @@ the markup or inject links.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import tzinfo
 
+from ymds.localtime import moment_text
 from ymds.money import rubles
 from ymds.bot.texts_selling import SELLING_TEXTS
 
@@ -142,18 +143,10 @@ def money(value, language: str = "ru") -> str:
     return rubles(value, language)
 
 
-def date(value, language: str = "ru") -> str:
-    """An ISO 8601 moment as a date and time in UTC."""
-    try:
-        moment = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        return "—"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
-    if language == "ru":
-        return moment.strftime("%d.%m.%Y %H:%M UTC")
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+def date(value, language: str = "ru", zone: str | tzinfo | None = "UTC") -> str:
+    """An ISO 8601 moment in the owner's zone (``[server] timezone``) with its name and
+    offset, "30.11.2026 00:30 MSK (UTC+3)"; "—" if it is not a moment."""
+    return moment_text(value, zone, language) or "—"
 
 
 def render(language: str, name: str, /, **params) -> str:

@@ -11,7 +11,6 @@ an entry without a name is left out all the same, so a private donor cannot appe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Hashable, Sequence, cast
 
@@ -19,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import ITemplateLoader
 from twisted.web.template import Element, XMLFile, renderer, tags
 
+from ymds import localtime
 from ymds.overlay.events import rubles
 from ymds.web.render import TEMPLATES
 
@@ -62,21 +62,16 @@ def _loader(name: str) -> ITemplateLoader:
     return cast(ITemplateLoader, XMLFile(TEMPLATES.child(name)))
 
 
-def day_text(value: str) -> str:
-    """An ISO date or moment as "31.12.2026"; the text itself if it is not one."""
-    try:
-        return date.fromisoformat(value[:10]).strftime("%d.%m.%Y")
-    except ValueError:
-        return value
+def day_text(value: str, zone: str = "UTC", lang: str = "ru") -> str:
+    """An ISO date or moment as "31.12.2026" (ru) or "2026-12-31" (en), a moment's day in
+    the owner's zone; the text itself if it is not one."""
+    return localtime.day_text(value, zone, lang) or value
 
 
-def moment_text(value: str) -> str:
-    """An ISO moment as "29.11.2026 20:00 UTC" (the feed shows UTC, like the pay page)."""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    return moment.strftime("%d.%m.%Y %H:%M") + " UTC"
+def moment_text(value: str, zone: str = "UTC", lang: str = "ru") -> str:
+    """An ISO moment in the owner's zone, "29.11.2026 23:00 MSK (UTC+3)"; the text itself if
+    it is not one."""
+    return localtime.moment_text(value, zone, lang) or value
 
 
 @dataclass(frozen=True)
@@ -152,10 +147,11 @@ class PublicChoice(Element):
 class GoalBar(Element):
     loader = _loader("donate_goal.xml")
 
-    def __init__(self, lang: str, progress: GoalProgress):
+    def __init__(self, lang: str, progress: GoalProgress, zone: str = "UTC"):
         super().__init__()
         self.lang = lang
         self.progress = progress
+        self.zone = zone  # [server] timezone
 
     @renderer
     def goal(self, request, tag):
@@ -167,15 +163,17 @@ class GoalBar(Element):
     def until(self, request, tag):
         if not self.progress.until:
             return ""
-        return tag.fillSlots(until_text=_t(self.lang)["goal_until"].format(date=day_text(self.progress.until)))
+        until = day_text(self.progress.until, self.zone, self.lang)
+        return tag.fillSlots(until_text=_t(self.lang)["goal_until"].format(date=until))
 
 
 class SupportersFeed(Element):
     loader = _loader("donate_supporters.xml")
 
-    def __init__(self, lang: str, latest: Sequence[PublicDonation], top: Sequence[TopSupporter]):
+    def __init__(self, lang: str, latest: Sequence[PublicDonation], top: Sequence[TopSupporter], zone: str = "UTC"):
         super().__init__()
         self.lang = lang
+        self.zone = zone  # [server] timezone
         self.latest_items = [d for d in latest if d.name]
         self.top_items = [s for s in top if s.name]
 
@@ -201,7 +199,7 @@ class SupportersFeed(Element):
     def latest(self, request, tag):
         for d in self.latest_items:
             yield tag.clone().fillSlots(name=d.name or "", amount=rubles(d.amount), paid_at=d.paid_at,
-                                        paid_text=moment_text(d.paid_at), message=d.message or "")
+                                        paid_text=moment_text(d.paid_at, self.zone, self.lang), message=d.message or "")
 
     @renderer
     def top(self, request, tag):
@@ -274,9 +272,9 @@ class CreatorParts:
             return parts
         progress = board_progress(board)
         if progress is not None:
-            parts["goal"] = GoalBar(lang, progress)
+            parts["goal"] = GoalBar(lang, progress, self.config.server.timezone)
         if self.config.donations.show_supporters:
-            parts["supporters"] = SupportersFeed(lang, *board_feed(board))
+            parts["supporters"] = SupportersFeed(lang, *board_feed(board), zone=self.config.server.timezone)
         return parts
 
     def apply_preset(self, form: dict[str, str]) -> dict[str, str] | None:

@@ -17,6 +17,7 @@ import segno
 from twisted.web.template import Element, XMLFile, XMLString, flattenString, renderer, tags
 from twisted.python.filepath import FilePath
 
+from ymds.localtime import moment_text
 from ymds.money import amount_text
 from ymds.web.bot_link import subscribe_url
 from ymds.web.i18n import STATE_WORDS, texts
@@ -131,6 +132,12 @@ def switch_href(path: str, lang: str) -> str:
 def page(lang: str, title_key: str, content: Element, path: str, head: Iterable = (),
          look: SiteLook | None = None) -> bytes:
     return flatten(Layout(lang, texts(lang)[title_key], content, switch_href(path, lang), head, look))
+
+
+def owner_zone(config) -> str:
+    """The zone every time on the pages is shown in (``[server] timezone``; UTC without a config)."""
+    server = getattr(config, "server", None)
+    return getattr(server, "timezone", "") or "UTC"
 
 
 def format_money(amount) -> str:
@@ -286,7 +293,7 @@ class PayPage(_Translated):
         return tag.fillSlots(
             lang=self.lang, amount=display_money(self.invoice["amount"], self.lang),
             purpose=purpose(self.lang, self.invoice, self.config),
-            expires_iso=expires, expires_text=expires.replace("T", " ")[:16] + (" UTC" if expires.endswith(("Z", "+00:00")) else ""),
+            expires_iso=expires, expires_text=moment_text(expires, owner_zone(self.config), self.lang) or "—",
             state=status, state_text=state_text(self.lang, status), **_text_slots(self.lang))
 
     @renderer

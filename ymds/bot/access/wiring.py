@@ -204,5 +204,5 @@ class AccessService(Service):
 
     def expiry_text(self, language: str, expires: int) -> str:
         from ymds.bot import texts
-        return say(language, "invite", expires_at=texts.date(datetime.fromtimestamp(expires, timezone.utc).isoformat(),
-                                                             language))
+        moment = datetime.fromtimestamp(expires, timezone.utc).isoformat()
+        return say(language, "invite", expires_at=texts.date(moment, language, self.config.server.timezone))
