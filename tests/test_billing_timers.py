@@ -3,13 +3,10 @@ and two billing processes sweeping the same ledger at once."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import PostgresLedgerMixin, SQLiteLedgerMixin
 from tests.support.queues import RecordingQueue, run_task
 from tests.test_billing_tasks import make_config, note
 from ymds.billing.open import open_ledger
@@ -21,10 +18,7 @@ DAY = 86400.0
 CHANNEL = make_config().telegram.channel_id
 
 
-class TimersTestBase(unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-timers-")
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class TimersTestBase(SQLiteLedgerMixin, unittest.TestCase):
 
     def setUp(self):
         self.url = self.make_url()
@@ -180,13 +174,8 @@ class SweepTests(TimersTestBase):
         self.assertEqual(len(keys), 30 * 4)  # 3-day and 1-day reminders, expired, access_remove
 
 
-class PostgresSweepTests(SweepTests):
+class PostgresSweepTests(PostgresLedgerMixin, SweepTests):
     """The same sweeps on PostgreSQL (errors, never skips, without a server)."""
-
-    def make_url(self):
-        url = create_database()
-        self.addCleanup(drop_database, url)
-        return url
 
 
 class ServiceTests(TimersTestBase):

@@ -5,15 +5,12 @@ arrives."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import reactor
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import PostgresLedgerMixin, SQLiteLedgerMixin
 from ymds.billing.open import open_ledger
 
 T0 = 1_780_000_000.0
@@ -70,16 +67,13 @@ class PaidTimeContract:
             self.assertEqual((await ledger.payments.get_payment(op)).received_at, T0, op)
 
 
-class SQLitePaidTime(PaidTimeContract, unittest.TestCase):
+class SQLitePaidTime(SQLiteLedgerMixin, PaidTimeContract, unittest.TestCase):
     def setUp(self):
-        directory = tempfile.mkdtemp(prefix="ymds-paid-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        self.url = "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+        self.url = self.make_url()
 
 
-class PostgresPaidTime(PaidTimeContract, unittest.TestCase):
+class PostgresPaidTime(PostgresLedgerMixin, PaidTimeContract, unittest.TestCase):
     """Needs a PostgreSQL server (YMDS_TEST_PG), as tests/test_ledger.py."""
 
     def setUp(self):
-        self.url = create_database()
-        self.addCleanup(drop_database, self.url)
+        self.url = self.make_url()

@@ -3,14 +3,12 @@ cap on open donation invoices, enforced in the ledger transaction (both engines,
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import PostgresLedgerMixin, SQLiteLedgerMixin
 from tests.test_billing_tasks import TasksTestBase
 from tests.test_web_support import LiveSite, make_config
 from tests.support.redis_server import free_port
@@ -64,8 +62,7 @@ class OpenDonationCapTests(TasksTestBase):
 
 
 class ConcurrentCapContract:
-    def make_url(self) -> str:
-        raise NotImplementedError
+    """Run with an engine mixin (tests/support/ledgers.py) giving ``make_url``."""
 
     async def test_concurrent_forms_never_overshoot(self):
         ledger = open_ledger(self.make_url(), reactor)
@@ -80,13 +77,9 @@ class ConcurrentCapContract:
         self.assertTrue(all(f.check(TooManyOpenDonations) for f in refused))
 
 
-class SQLiteCapTests(ConcurrentCapContract, unittest.TestCase):
-    def make_url(self):
-        return "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="ymds-cap-"), "ledger.sqlite3")
+class SQLiteCapTests(SQLiteLedgerMixin, ConcurrentCapContract, unittest.TestCase):
+    pass
 
 
-class PostgresCapTests(ConcurrentCapContract, unittest.TestCase):
-    def make_url(self):
-        url = create_database()
-        self.addCleanup(drop_database, url)
-        return url
+class PostgresCapTests(PostgresLedgerMixin, ConcurrentCapContract, unittest.TestCase):
+    pass

@@ -7,14 +7,12 @@ The wallet API is the sandbox's, over real HTTP on loopback.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import reactor
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import PostgresLedgerMixin, SQLiteLedgerMixin
 from tests.support.queues import run_task
 from tests.test_billing_sandbox import SandboxBillingBase
 from ymds.billing.jobs import ApplyPayment
@@ -141,8 +139,7 @@ class ApplyPaymentWireTests(unittest.TestCase):
 
 
 class SignatureStoreContract:
-    def make_url(self):
-        raise NotImplementedError
+    """Run with an engine mixin (tests/support/ledgers.py) giving ``make_url``."""
 
     async def open(self):
         ledger = open_ledger(self.make_url(), reactor)
@@ -163,13 +160,9 @@ class SignatureStoreContract:
         self.assertIsNone(await ledger.signatures.scheme_of("op2"))
 
 
-class SQLiteSignatureStoreTests(SignatureStoreContract, unittest.TestCase):
-    def make_url(self):
-        return "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="ymds-sig-"), "ledger.sqlite3")
+class SQLiteSignatureStoreTests(SQLiteLedgerMixin, SignatureStoreContract, unittest.TestCase):
+    pass
 
 
-class PostgresSignatureStoreTests(SignatureStoreContract, unittest.TestCase):
-    def make_url(self):
-        url = create_database()
-        self.addCleanup(drop_database, url)
-        return url
+class PostgresSignatureStoreTests(PostgresLedgerMixin, SignatureStoreContract, unittest.TestCase):
+    pass

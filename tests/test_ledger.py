@@ -10,13 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from ymds.billing.interfaces import STORE_INTERFACES, ILedger, missing_members
 from ymds.billing.ledger import BadPaymentFields, LedgerError, SchemaTooNew
 from ymds.billing.open import open_ledger
@@ -37,32 +36,8 @@ def fields(op, label="", withdraw="199.00", amount=None, **extra):
     return f
 
 
-class LedgerContract:
-    """Mixin: subclasses set ``self.url`` in ``make_url`` and may clean up in ``drop_url``."""
-
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    async def open(self, **options):
-        ledger = open_ledger(self.url, reactor, **options)
-        self.addCleanup(ledger.close)
-        await ledger.migrate()
-        return ledger
-
-    def setUp(self):
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)
-        return self._ready()
-
-    def _ready(self):
-        from twisted.internet.defer import Deferred
-
-        async def go():
-            self.ledger = await self.open()
-        return Deferred.fromCoroutine(go())
+class LedgerContract(LedgerTestMixin):
+    """The ILedger contract; the engine mixin of each subclass below says where the ledger lives."""
 
     async def invoice(self, chat=42, plan="month", days=30, amount="199.00", now=T0, ttl=3 * DAY, **kw):
         return await self.ledger.invoices.create_invoice("subscription", Decimal(amount), now, ttl, plan=plan, days=days,
@@ -95,8 +70,7 @@ class LedgerContract:
         self.assertEqual(await again.migrate(), newest)
 
     async def test_concurrent_migrations_from_empty(self):
-        url = self.make_url()
-        self.addCleanup(self.drop_url, url)
+        url = self.make_url()  # a second, empty ledger (removed when the test ends)
         first, second = open_ledger(url, reactor), open_ledger(url, reactor)
         self.addCleanup(first.close)
         self.addCleanup(second.close)
@@ -615,12 +589,7 @@ task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 """
 
 
-class SQLiteLedgerTests(LedgerContract, unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-ledger-")
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, n)) for n in os.listdir(directory)] and os.rmdir(directory))
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
-
+class SQLiteLedgerTests(SQLiteLedgerMixin, LedgerContract, unittest.TestCase):
     async def test_wal_mode(self):
         def mode(txn):
             txn.execute("PRAGMA journal_mode")
@@ -660,14 +629,8 @@ class SQLiteLedgerTests(LedgerContract, unittest.TestCase):
         self.assertIn("/nonexistent/dir does not exist", str(caught.exception))
 
 
-class PostgresLedgerTests(LedgerContract, unittest.TestCase):
+class PostgresLedgerTests(PostgresLedgerMixin, LedgerContract, unittest.TestCase):
     """Needs a PostgreSQL server (YMDS_TEST_PG); errors, never skips, when there is none."""
-
-    def make_url(self):
-        return create_database()
-
-    def drop_url(self, url):
-        drop_database(url)
 
     async def test_money_is_numeric(self):
         def column_type(txn):

@@ -5,43 +5,19 @@ skips, when no server answers."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from ymds.billing.access_model import AccessRemoval
 from ymds.billing.interfaces import missing_members
-from ymds.billing.open import open_ledger
 
 T0 = 1_780_000_000.0
 CHANNEL = -1001111111111
 GROUP = -1002222222222
 
 
-class AccessLedgerContract:
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    async def open(self):
-        ledger = open_ledger(self.url, reactor)
-        self.addCleanup(ledger.close)
-        await ledger.migrate()
-        return ledger
-
-    def setUp(self):
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)
-
-        async def go():
-            self.ledger = await self.open()
-        return defer.Deferred.fromCoroutine(go())
-
+class AccessLedgerContract(LedgerTestMixin):
     async def test_the_ledger_has_the_access_store(self):
         self.assertEqual(missing_members(self.ledger), [])
         self.assertGreaterEqual(await self.ledger.schema_version(), 3)
@@ -121,17 +97,9 @@ class AccessLedgerContract:
         self.assertEqual([r.user_id for r in await a.pending_removals()], [8, 7])
 
 
-class SQLiteAccessLedgerTests(AccessLedgerContract, unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-ledger-access-")
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, n)) for n in os.listdir(directory)]
-                        and os.rmdir(directory))
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class SQLiteAccessLedgerTests(SQLiteLedgerMixin, AccessLedgerContract, unittest.TestCase):
+    pass
 
 
-class PostgresAccessLedgerTests(AccessLedgerContract, unittest.TestCase):
-    def make_url(self):
-        return create_database()
-
-    def drop_url(self, url):
-        drop_database(url)
+class PostgresAccessLedgerTests(PostgresLedgerMixin, AccessLedgerContract, unittest.TestCase):
+    pass

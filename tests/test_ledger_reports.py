@@ -7,18 +7,15 @@ a full recount from the payments; and migration 006 backfills an existing ledger
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
-from ymds.billing.open import open_ledger
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from ymds.billing.stores.reports import BUCKET, bucket_of
 
 DAY = 86400.0
@@ -51,25 +48,7 @@ def fields(op: str, label: str, amount: str) -> dict[str, str]:
             "label": label, "unaccepted": "false"}
 
 
-class ReportsContract:
-    url: str
-
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    def setUp(self) -> Any:
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)  # type: ignore[attr-defined]
-        return defer.Deferred.fromCoroutine(self._open())
-
-    async def _open(self) -> None:
-        self.ledger = open_ledger(self.url, reactor)
-        self.addCleanup(self.ledger.close)  # type: ignore[attr-defined]
-        await self.ledger.migrate()
-
+class ReportsContract(LedgerTestMixin):
     async def labels(self, tag: str) -> list[str]:
         inv = self.ledger.invoices
         made = [await inv.create_invoice("subscription", Decimal("199.00"), T0, 60 * DAY, plan="month", days=30,
@@ -174,19 +153,9 @@ class ReportsContract:
         self.assertIn(("donation", Decimal("1011.00"), 3), figures)  # type: ignore[attr-defined]
 
 
-class SQLiteReportsTests(ReportsContract, unittest.TestCase):
-    def make_url(self) -> str:
-        directory = tempfile.mkdtemp(prefix="ymds-reports-")
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, n)) for n in os.listdir(directory)]
-                        and os.rmdir(directory))
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class SQLiteReportsTests(SQLiteLedgerMixin, ReportsContract, unittest.TestCase):
+    pass
 
 
-class PostgresReportsTests(ReportsContract, unittest.TestCase):
+class PostgresReportsTests(PostgresLedgerMixin, ReportsContract, unittest.TestCase):
     """Needs a PostgreSQL server (YMDS_TEST_PG); errors, never skips, when there is none."""
-
-    def make_url(self) -> str:
-        return create_database()
-
-    def drop_url(self, url: str) -> None:
-        drop_database(url)

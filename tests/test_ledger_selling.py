@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from decimal import Decimal
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from tests.test_ledger import ROOT, fields
-from ymds.billing.open import open_ledger
 from ymds.billing.stores.trials import SellingRefused
 
 DAY = 86400.0
@@ -35,25 +32,7 @@ async def refused(d) -> str:
     raise AssertionError("not refused")
 
 
-class SellingContract:
-    """Mixin: subclasses set ``make_url`` / ``drop_url``."""
-
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    def setUp(self):
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)
-
-        async def ready():
-            self.ledger = open_ledger(self.url, reactor)
-            self.addCleanup(self.ledger.close)
-            await self.ledger.migrate()
-        return defer.Deferred.fromCoroutine(ready())
-
+class SellingContract(LedgerTestMixin):
     async def pay(self, invoice, op, amount=None):
         amount = amount or format(invoice.amount, "f")
         return await self.ledger.payments.apply_payment(fields(op, invoice.label, withdraw=amount), "notification",
@@ -367,18 +346,9 @@ CHILD_PROMO = _CHILD_HEAD + r"""
 """ + _CHILD_TAIL
 
 
-class SQLiteSellingTests(SellingContract, unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-selling-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class SQLiteSellingTests(SQLiteLedgerMixin, SellingContract, unittest.TestCase):
+    pass
 
 
-class PostgresSellingTests(SellingContract, unittest.TestCase):
+class PostgresSellingTests(PostgresLedgerMixin, SellingContract, unittest.TestCase):
     """Needs a PostgreSQL server; errors, never skips, when there is none."""
-
-    def make_url(self):
-        return create_database()
-
-    def drop_url(self, url):
-        drop_database(url)

@@ -4,37 +4,18 @@ never skips, when no server answers)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from tests.test_ledger import fields
-from ymds.billing.open import open_ledger
 
 T0 = 1_780_000_000.0
 
 
-class OverlayLedgerContract:
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    def setUp(self):
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)
-
-        async def go():
-            self.ledger = open_ledger(self.url, reactor)
-            self.addCleanup(self.ledger.close)
-            await self.ledger.migrate()
-        return defer.Deferred.fromCoroutine(go())
-
+class OverlayLedgerContract(LedgerTestMixin):
     async def donate(self, op: str, amount: str, name: str = "", message: str = "", public: bool = False,
                      at: float = T0, paid: bool = True) -> str:
         inv = await self.ledger.invoices.create_invoice("donation", Decimal(amount), at, 3600, description="donation",
@@ -117,17 +98,9 @@ class OverlayLedgerContract:
         self.assertNotIn("secret", everything)
 
 
-class SQLiteOverlayLedgerTests(OverlayLedgerContract, unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-ledger-overlay-")
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, n)) for n in os.listdir(directory)]
-                        and os.rmdir(directory))
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class SQLiteOverlayLedgerTests(SQLiteLedgerMixin, OverlayLedgerContract, unittest.TestCase):
+    pass
 
 
-class PostgresOverlayLedgerTests(OverlayLedgerContract, unittest.TestCase):
-    def make_url(self):
-        return create_database()
-
-    def drop_url(self, url):
-        drop_database(url)
+class PostgresOverlayLedgerTests(PostgresLedgerMixin, OverlayLedgerContract, unittest.TestCase):
+    pass

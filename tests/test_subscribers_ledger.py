@@ -4,41 +4,17 @@ answers)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from ymds.billing.ledger import LedgerError
-from ymds.billing.open import open_ledger
 
 T0 = 1_780_000_000.0
 DAY = 86400
 
 
-class SubscriberLedgerContract:
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    async def open(self):
-        ledger = open_ledger(self.url, reactor)
-        self.addCleanup(ledger.close)
-        await ledger.migrate()
-        return ledger
-
-    def setUp(self):
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)
-
-        async def go():
-            self.ledger = await self.open()
-        return defer.Deferred.fromCoroutine(go())
-
+class SubscriberLedgerContract(LedgerTestMixin):
     async def kinds(self, chat_id):
         return [(e.kind, e.data.get("by")) for e in await self.ledger.audit.events(chat_id=chat_id)]
 
@@ -173,17 +149,9 @@ class SubscriberLedgerContract:
         self.assertEqual(sum(marked), 300)
 
 
-class SQLiteSubscriberLedgerTests(SubscriberLedgerContract, unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-ledger-sub-")
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, n)) for n in os.listdir(directory)]
-                        and os.rmdir(directory))
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class SQLiteSubscriberLedgerTests(SQLiteLedgerMixin, SubscriberLedgerContract, unittest.TestCase):
+    pass
 
 
-class PostgresSubscriberLedgerTests(SubscriberLedgerContract, unittest.TestCase):
-    def make_url(self):
-        return create_database()
-
-    def drop_url(self, url):
-        drop_database(url)
+class PostgresSubscriberLedgerTests(PostgresLedgerMixin, SubscriberLedgerContract, unittest.TestCase):
+    pass

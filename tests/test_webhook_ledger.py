@@ -5,41 +5,18 @@ when no server answers)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.postgres import create_database, drop_database
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
 from ymds.billing.ledger import IdempotencyConflict, LedgerError
-from ymds.billing.open import open_ledger
 
 T0 = 1_780_000_000.0
 
 
-class IntegrationLedgerContract:
-    def make_url(self) -> str:
-        raise NotImplementedError
-
-    def drop_url(self, url: str) -> None:
-        pass
-
-    async def open(self):
-        ledger = open_ledger(self.url, reactor)
-        self.addCleanup(ledger.close)
-        await ledger.migrate()
-        return ledger
-
-    def setUp(self):
-        self.url = self.make_url()
-        self.addCleanup(self.drop_url, self.url)
-
-        async def go():
-            self.ledger = await self.open()
-        return defer.Deferred.fromCoroutine(go())
-
+class IntegrationLedgerContract(LedgerTestMixin):
     # --- API keys ---------------------------------------------------------------------
 
     async def test_api_keys_by_hash_list_and_revoke(self):
@@ -201,16 +178,9 @@ class IntegrationLedgerContract:
             await self.ledger.webhooks.webhook_redeliver(T0)
 
 
-class SQLiteIntegrationLedgerTests(IntegrationLedgerContract, unittest.TestCase):
-    def make_url(self):
-        directory = tempfile.mkdtemp(prefix="ymds-ledger-int-")
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, n)) for n in os.listdir(directory)] and os.rmdir(directory))
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+class SQLiteIntegrationLedgerTests(SQLiteLedgerMixin, IntegrationLedgerContract, unittest.TestCase):
+    pass
 
 
-class PostgresIntegrationLedgerTests(IntegrationLedgerContract, unittest.TestCase):
-    def make_url(self):
-        return create_database()
-
-    def drop_url(self, url):
-        drop_database(url)
+class PostgresIntegrationLedgerTests(PostgresLedgerMixin, IntegrationLedgerContract, unittest.TestCase):
+    pass
