@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from ymds.admin.data import (
     KINDS, AccessCodeRow, ActionResult, Codes, PromoCodeRow, AdminAction, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage, PaymentRow,
-    QuarantineItem, RevenuePoint, Subscriber, WebhookDelivery,
+    QuarantineItem, RevenuePoint, StreamAlert, Subscriber, WebhookDelivery,
 )
 from ymds.billing import admin_jobs as aj
 from ymds.billing.admin_jobs import AdminClient, AdminCommand, AdminPaymentsQuery, OverviewQuery, SubscribersQuery
@@ -148,6 +148,12 @@ class BillingDashboardData:
                                             int(r.get("used") or 0), int(r.get("uses") or 0), at, bool(r.get("gift"))))
         return Codes(promo, access)
 
+    async def stream_alerts(self) -> Sequence[StreamAlert]:
+        return [StreamAlert(str(r["operation_id"]), None if r.get("entry_id") is None else str(r["entry_id"]),
+                            self._at(r.get("at")), Decimal(str(r.get("amount") or "0")).quantize(Decimal("0.01")),
+                            None if r.get("name") is None else str(r["name"]), r.get("sent_at") is not None)
+                for r in (await self.client.alerts()).rows]
+
     # --- actions ------------------------------------------------------------------------------
 
     async def _act(self, task: str, action: AdminAction, **target: Any) -> ActionResult:
@@ -176,3 +182,9 @@ class BillingDashboardData:
 
     async def redeliver_webhook(self, action: AdminAction, delivery_id: str) -> ActionResult:
         return await self._act(aj.ADMIN_REDELIVER, action, item=delivery_id)
+
+    async def skip_alert(self, action: AdminAction, entry_id: str) -> ActionResult:
+        return await self._act(aj.ADMIN_SKIP_ALERT, action, item=entry_id[:40])
+
+    async def replay_alert(self, action: AdminAction, entry_id: str) -> ActionResult:
+        return await self._act(aj.ADMIN_REPLAY_ALERT, action, item=entry_id[:40])

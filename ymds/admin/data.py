@@ -146,6 +146,19 @@ class Codes:
 
 
 @dataclass(frozen=True)
+class StreamAlert:
+    """A donation alert of the stream overlay (issue 17): ``entry_id`` is the overlay stream's
+    entry (None until it was published, so nothing to skip or replay yet); ``name`` only for
+    a donor who chose to be shown."""
+    operation_id: str
+    entry_id: str | None
+    at: datetime
+    amount: Decimal
+    name: str | None
+    shown: bool
+
+
+@dataclass(frozen=True)
 class AdminAction:
     admin: str
     idempotency_key: str
@@ -198,3 +211,12 @@ class DashboardData(Protocol):
         """Promo codes and gift/access codes (issue 19)."""
 
     async def disable_promo(self, action: AdminAction, code: str) -> ActionResult: ...
+
+    async def stream_alerts(self) -> Sequence[StreamAlert]:
+        """The newest donation alerts of the stream overlay, newest first (issue 17)."""
+
+    async def skip_alert(self, action: AdminAction, entry_id: str) -> ActionResult:
+        """The overlays drop, or stop showing, this alert (``ymds overlay skip``)."""
+
+    async def replay_alert(self, action: AdminAction, entry_id: str) -> ActionResult:
+        """This alert is shown again (``ymds overlay replay``); count 0 if the stream lost it."""

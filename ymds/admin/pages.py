@@ -19,14 +19,14 @@ from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer,
 
 from ymds.admin import charts
 from ymds.admin.data import (KINDS, PERIODS, Codes, CountPoint, DeadLetter, Overview, PaymentFilter, PaymentPage,
-                             PaymentRow, QuarantineItem, RevenuePoint, Subscriber, WebhookDelivery)
+                             PaymentRow, QuarantineItem, RevenuePoint, StreamAlert, Subscriber, WebhookDelivery)
 from ymds.admin.texts import local_time, money, number, texts
 from ymds.web.i18n import STATE_WORDS
 
 TEMPLATES = FilePath(os.path.join(os.path.dirname(os.path.dirname(__file__)), "web", "templates"))
 NAV = (("", "nav_overview"), ("payments", "nav_payments"), ("subscribers", "nav_subscribers"),
        ("quarantine", "nav_quarantine"), ("dead-letters", "nav_dead"), ("webhooks", "nav_webhooks"),
-       ("codes", "nav_codes"))
+       ("codes", "nav_codes"), ("alerts", "nav_alerts"))
 LAST_PAYMENTS = 5  # on the overview; the payments page has the rest
 PAYMENT_STATUSES = ("paid", "overpaid", "underpaid", "late", "unmatched", "held")
 
@@ -332,6 +332,26 @@ def codes(lang: str, tz: ZoneInfo, found: Codes, csrf: str) -> Tag:
                                                 t["col_status"], t["col_actions"]], promo, lang), class_="card"),
         tags.section(tags.h2(t["access_codes"]), _table(t["access_codes"], [t["col_code"], t["col_plan"], t["col_days"], t["col_used"],
                                                  t["col_expires"]], access, lang), class_="card"))
+
+
+def stream_alerts(lang: str, tz: ZoneInfo, alerts: Sequence[StreamAlert], csrf: str) -> Tag:
+    """The stream overlay's recent donation alerts with Skip and Replay (issue 17); an alert
+    not yet published has no entry to act on."""
+    t = texts(lang)
+    rows = []
+    for a in alerts:
+        if a.entry_id is None:
+            actions: Tag | str = t["alert_waiting"]
+        else:
+            target = [("id", a.entry_id)]
+            actions = tags.div(action_form("/admin/alerts/skip", csrf, t["skip_alert"], "button small danger", target),
+                               action_form("/admin/alerts/replay", csrf, t["replay_alert"], "button small", target),
+                               class_="actions")
+        rows.append([local_time(a.at, tz, lang), tags.span(money(a.amount, lang), class_="num"),
+                     a.name or t["anonymous"], a.operation_id, actions])
+    head = [t["col_time"], t["col_amount"], t["col_donor"], t["col_operation"], t["col_actions"]]
+    return tags.div(tags.h1(t["nav_alerts"]), tags.p(t["alerts_hint"], class_="hint"),
+                    tags.section(_table(t["nav_alerts"], head, rows, lang), class_="card"))
 
 
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")

@@ -77,11 +77,13 @@ class AdminResource(Resource):
         self._gets: dict[str, Callable[..., Awaitable[None]]] = {
             "": self._overview, "payments": self._payments, "payments.csv": self._payments_csv,
             "subscribers": self._subscribers, "quarantine": self._quarantine,
-            "dead-letters": self._dead_letters, "webhooks": self._webhooks, "codes": self._codes}
+            "dead-letters": self._dead_letters, "webhooks": self._webhooks, "codes": self._codes,
+            "alerts": self._alerts}
         self._posts: dict[str, Callable[..., Awaitable[Any]]] = {
             "subscribers/extend": self._extend, "subscribers/revoke": self._revoke,
             "quarantine/reverify": self._reverify, "dead-letters/replay": self._replay,
-            "webhooks/redeliver": self._redeliver, "codes/disable": self._disable_promo}
+            "webhooks/redeliver": self._redeliver, "codes/disable": self._disable_promo,
+            "alerts/skip": self._skip_alert, "alerts/replay": self._replay_alert}
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -255,6 +257,11 @@ class AdminResource(Resource):
         self._show(request, lang, session, "nav_codes",
                    [pages.notice(lang, _arg(request, "msg", 20), _arg(request, "n", 9)), content], "codes")
 
+    async def _alerts(self, request, lang: str, session: AdminSession) -> None:
+        content = pages.stream_alerts(lang, self.tz, await self.data.stream_alerts(), session.csrf)
+        self._show(request, lang, session, "nav_alerts",
+                   [pages.notice(lang, _arg(request, "msg", 20), _arg(request, "n", 9)), content], "alerts")
+
     # --- actions (POST, CSRF checked) -------------------------------------------------------
 
     async def _act(self, request, route: str, session: AdminSession) -> None:
@@ -288,3 +295,9 @@ class AdminResource(Resource):
 
     async def _redeliver(self, request, action: AdminAction):
         return await self.data.redeliver_webhook(action, _ident(request, "id"))
+
+    async def _skip_alert(self, request, action: AdminAction):
+        return await self.data.skip_alert(action, _ident(request, "id"))
+
+    async def _replay_alert(self, request, action: AdminAction):
+        return await self.data.replay_alert(action, _ident(request, "id"))

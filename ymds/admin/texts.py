@@ -49,6 +49,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "nav_codes": "Коды", "promo_codes": "Промокоды", "access_codes": "Подарочные коды и коды доступа",
         "col_code": "Код", "col_discount": "Скидка", "col_used": "Использовано", "col_days": "Дней",
         "disable": "Отключить", "status_disabled": "отключён", "promo_active": "действует", "code_gift": "подарок", "unlimited": "без ограничений",
+        "nav_alerts": "Оповещения стрима", "col_donor": "Донатер", "anonymous": "аноним",
+        "skip_alert": "Пропустить", "replay_alert": "Показать снова", "alert_waiting": "ещё не показано",
+        "alerts_hint": "Последние оповещения о донатах в оверлее OBS: «Пропустить» убирает оповещение с экрана, «Показать снова» повторяет его.",
     },
     "en": {
         "title": "Owner's dashboard", "switch_lang": "Русский", "switch_code": "ru",
@@ -91,6 +94,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "nav_codes": "Codes", "promo_codes": "Promo codes", "access_codes": "Gift and access codes",
         "col_code": "Code", "col_discount": "Discount", "col_used": "Used", "col_days": "Days",
         "disable": "Disable", "status_disabled": "disabled", "promo_active": "active", "code_gift": "gift", "unlimited": "no limit",
+        "nav_alerts": "Stream alerts", "col_donor": "Donor", "anonymous": "anonymous",
+        "skip_alert": "Skip", "replay_alert": "Replay", "alert_waiting": "not shown yet",
+        "alerts_hint": "The latest donation alerts of the OBS overlay: Skip takes an alert off the screen, Replay shows it again.",
     },
 }
 

@@ -18,6 +18,7 @@ from ymds.billing.admin_jobs import (
     ActionDone, AdminCommand, AdminOverview, AdminPaymentsQuery, MoneyIntervals, MoneyQuery, OverviewQuery, Rows,
     SinceQuery, SubscribersQuery,
 )
+from ymds.billing.admin_overlay import StreamAlerts, queue_stream_writer
 from ymds.billing.admin_store import AdminStore
 from ymds.billing.jobs import BillingClient, NoArgs
 from ymds.bot.jobs import BotClient, GrantAccess
@@ -143,8 +144,11 @@ class AdminTasks:
     jobs an extension causes and the webhook wake-ups."""
 
     def __init__(self, config: Any, ledger: Any, queue: Any, clock: Any, dead_letters: DeadLetters,
-                 reverify: Callable[..., Awaitable[Mapping[str, int]]] | None = None):
+                 reverify: Callable[..., Awaitable[Mapping[str, int]]] | None = None, overlay_writer: Any = None):
         self.config = config
+        # the overlay event stream's writer (skip and replay of a stream alert); by default
+        # over the job queue's Redis, as the outbox publisher writes it
+        self.alerts = StreamAlerts(ledger, overlay_writer or queue_stream_writer(config, queue))
         self.ledger = ledger
         self.store = AdminStore(ledger.db)
         self.bot = BotClient(queue)
@@ -172,6 +176,9 @@ class AdminTasks:
             aj.ADMIN_REDELIVER: (AdminCommand.from_wire, self.redeliver),
             aj.ADMIN_CODES: (NoArgs.from_wire, self.codes),
             aj.ADMIN_DISABLE_PROMO: (AdminCommand.from_wire, self.disable_promo),
+            aj.ADMIN_ALERTS: (NoArgs.from_wire, self.stream_alerts),
+            aj.ADMIN_SKIP_ALERT: (AdminCommand.from_wire, self.skip_alert),
+            aj.ADMIN_REPLAY_ALERT: (AdminCommand.from_wire, self.replay_alert),
         }
 
     def register(self, registry: Any) -> None:
@@ -338,3 +345,16 @@ class AdminTasks:
                 await self.billing.webhook_deliver(target, key=f"admin-redeliver:{job.key}:{target}")
             return {"item": job.item, "count": len(concerned)}
         return await self._once(job, "redeliver", run)
+
+    # --- the stream overlay's alerts (issue 17) ------------------------------------------------
+
+    async def stream_alerts(self, job: NoArgs) -> Rows:
+        return Rows(tuple(await self.store.stream_alerts(aj.MAX_ROWS)))
+
+    async def skip_alert(self, job: AdminCommand) -> ActionDone:
+        target = self.alerts.entry(job.item)
+        return await self._once(job, "skip_alert", lambda: self.alerts.skip(target))
+
+    async def replay_alert(self, job: AdminCommand) -> ActionDone:
+        target = self.alerts.entry(job.item)
+        return await self._once(job, "replay_alert", lambda: self.alerts.replay(target))

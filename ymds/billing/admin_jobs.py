@@ -33,6 +33,9 @@ ADMIN_WEBHOOKS = "dashboard_webhooks"
 ADMIN_REDELIVER = "dashboard_redeliver"
 ADMIN_CODES = "dashboard_codes"
 ADMIN_DISABLE_PROMO = "dashboard_disable_promo"
+ADMIN_ALERTS = "dashboard_alerts"  # issue 17: the stream overlay's recent donation alerts
+ADMIN_SKIP_ALERT = "dashboard_skip_alert"
+ADMIN_REPLAY_ALERT = "dashboard_replay_alert"
 
 MAX_EDGES = 400  # a year of days plus room
 MAX_KEY = 100
@@ -149,8 +152,8 @@ class SubscribersQuery:
 class AdminCommand:
     """One dashboard action: who (``admin``, e.g. "tg:42"), its idempotency ``key``, and its
     target: ``chat_id`` (+ ``days``) for subscribers, ``item`` for quarantine ("" = all),
-    dead letters ("<queue>/<entry id>"), webhook deliveries ("<endpoint id>:<event id>") and
-    promo codes (the code)."""
+    dead letters ("<queue>/<entry id>"), webhook deliveries ("<endpoint id>:<event id>"),
+    promo codes (the code) and stream alerts (the overlay stream's entry id)."""
     admin: str
     key: str
     chat_id: int | None = None
@@ -270,6 +273,11 @@ class AdminClient:
         """Rows {"type": "promo" | "access", ...}: the promo codes and the gift/access codes."""
         return self._call(ADMIN_CODES, {}).addCallback(_rows)
 
+    def alerts(self) -> Deferred[Rows]:
+        """Rows {"operation_id", "entry_id" (None until shown), "at", "amount", "name" (public
+        donors only), "queued_at", "sent_at"}: the newest donation alerts of the overlay outbox."""
+        return self._call(ADMIN_ALERTS, {}).addCallback(_rows)
+
     def act(self, task: str, command: AdminCommand) -> Deferred[ActionDone]:
         """One of ACTIONS."""
         if task not in ACTIONS:
@@ -281,4 +289,5 @@ class AdminClient:
         return self._call(task, command.to_wire()).addCallback(read)
 
 
-ACTIONS = (ADMIN_EXTEND, ADMIN_REVOKE, ADMIN_REVERIFY, ADMIN_REPLAY, ADMIN_REDELIVER, ADMIN_DISABLE_PROMO)
+ACTIONS = (ADMIN_EXTEND, ADMIN_REVOKE, ADMIN_REVERIFY, ADMIN_REPLAY, ADMIN_REDELIVER, ADMIN_DISABLE_PROMO,
+           ADMIN_SKIP_ALERT, ADMIN_REPLAY_ALERT)

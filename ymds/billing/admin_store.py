@@ -186,3 +186,20 @@ class AdminStore:
                      "uses": int(uses), "used": int(used), "expires_at": expires_at, "gift": gift is not None}
                     for code, plan, days, uses, expires_at, gift, used in rows]
         return self._db.run(q, write=False)
+
+    def stream_alerts(self, limit: int) -> Deferred[list[dict[str, Any]]]:
+        """The newest donation alerts of the overlay outbox (issue 17), newest first: the
+        stream entry each became (None until published), the amount the donor paid, and the
+        name only of a donor who chose to be shown."""
+        def q(txn: Any) -> list[dict[str, Any]]:
+            rows = self._db.all(txn, "SELECT o.operation_id, o.entry_id, o.created_at, o.sent_at, p.received_at, "
+                                     "p.withdraw_amount, d.name FROM overlay_outbox o "
+                                     "JOIN payments p ON p.operation_id = o.operation_id "
+                                     "LEFT JOIN donation_public d ON d.label = p.invoice_label "
+                                     "ORDER BY o.created_at DESC, o.operation_id DESC LIMIT ?",
+                                (max(1, min(int(limit), MAX_LIST)),))
+            money = self._db.dialect.money_out
+            return [{"operation_id": str(op), "entry_id": entry, "queued_at": float(queued),
+                     "sent_at": None if sent is None else float(sent), "at": float(at), "amount": money(amount),
+                     "name": name} for op, entry, queued, sent, at, amount, name in rows]
+        return self._db.run(q, write=False)
