@@ -36,13 +36,15 @@ from ymds.overlay.events import decode
 from ymds.overlay.stream import OverlayStreamWriter, stream_key
 from ymds.queue import codec
 from ymds.queue.redis import RedisPool, parse_redis_url
+from ymds.web.site import StaticResource
 
 MSK = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 5, 28, 1, 30, tzinfo=MSK)
 PREFIX = "t17"
 
 
-class StreamAlertsTests(unittest.TestCase):
+class AlertsSite(unittest.TestCase):
+    """The dashboard on real parts (no tests here)."""
     timeout = 60
 
     def setUp(self) -> Any:
@@ -68,6 +70,7 @@ class StreamAlertsTests(unittest.TestCase):
         queue = RecordingQueue({name: over_the_wire(name) for name in self.tasks.handlers()})
         self.sessions = AdminSessions(self.pool, self.clock, prefix=PREFIX, idle=600, absolute=3600)
         root = Resource()
+        root.putChild(b"static", StaticResource())
         root.putChild(b"admin", AdminResource(self.sessions, BillingDashboardData(AdminClient(queue), MSK),
                                               self.clock, "Europe/Moscow", "en"))
         port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
@@ -117,6 +120,8 @@ class StreamAlertsTests(unittest.TestCase):
             lambda txn: txn.execute("SELECT data FROM events WHERE kind = ?", (kind,)).fetchall())
         return [json.loads(r[0]) for r in rows]
 
+
+class StreamAlertsTests(AlertsSite):
     async def test_page_lists_alerts_private_donors_stay_anonymous(self) -> None:
         shown = await self.donate("op-public", "500.00", name="Маша <b>")
         await self.donate("op-private", "1990.00", name="Секрет", public=False)
@@ -188,3 +193,53 @@ class StreamAlertsTests(unittest.TestCase):
         again = await self.tasks.skip_alert(AdminCommand("tg:42", "k-1", item="1000000000000-0"))
         self.assertTrue(again.applied)
         self.assertIn(aj.ADMIN_SKIP_ALERT, aj.ACTIONS)
+
+
+def browse_alerts(login_url: str, base: str) -> dict:
+    """Chromium at phone width (runs in a thread; the reactor serves meanwhile): sign in, open
+    Stream alerts, press Skip on the first alert."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_admin_browser import accessibility
+    from tests.test_browser_pay import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    seen: dict = {"errors": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(locale="ru-RU", viewport={"width": 390, "height": 844}).new_page()
+            page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+            page.goto(login_url)
+            page.get_by_role("button", name="Войти").click()
+            page.wait_for_url(base + "/admin")
+            page.get_by_role("link", name="Оповещения стрима").click()
+            page.wait_for_url(base + "/admin/alerts")
+            seen["scroll_width"] = page.evaluate("document.documentElement.scrollWidth")
+            seen["axe"] = accessibility(page)
+            page.screenshot(path=os.path.join(ARTIFACTS, "admin-alerts-phone.png"), full_page=True)
+            page.locator("tr", has_text="Маша").get_by_role("button", name="Пропустить").click()
+            page.wait_for_url("**/admin/alerts?msg=done")
+            seen["notice"] = page.locator(".notice").inner_text()
+        finally:
+            browser.close()
+    return seen
+
+
+class StreamAlertsInABrowser(AlertsSite):
+    timeout = 240
+
+    async def test_phone_width_skip(self) -> None:
+        from tests.test_browser_pay import CHROMIUM
+        from ymds.admin.sessions import login_url
+        from twisted.internet import threads
+        if not os.path.exists(CHROMIUM):
+            raise RuntimeError("chromium is missing: apt-get install -y chromium (the CI script installs it)")
+        entry = await self.donate("op-b", "500.00", name="Маша")
+        base = self.base.replace("127.0.0.1", "localhost")  # a secure context for the Secure cookie
+        url = login_url(base, await self.sessions.issue_login_token(10, admin="tg:42"))
+        seen = await threads.deferToThread(browse_alerts, url, base)
+        self.assertLessEqual(seen["scroll_width"], 390)
+        self.assertEqual(seen["axe"], [])
+        self.assertEqual(seen["errors"], [])
+        self.assertEqual(seen["notice"], "Готово.")
+        self.assertEqual([e.target for _, e in await self.stream() if e.kind == "skip"], [entry])
