@@ -52,8 +52,7 @@ class AlertsSite(unittest.TestCase):
         self.addCleanup(self.redis.cleanup)
         self.pool = RedisPool(reactor, parse_redis_url(self.redis.url), name="t17")
         self.addCleanup(self.pool.close)
-        directory = tempfile.mkdtemp(prefix="ymds-admin-overlay-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(self.ledger_url(), reactor)
         self.addCleanup(self.ledger.close)
         self.clock = task.Clock()
         self.clock.advance(NOW.timestamp())
@@ -78,6 +77,9 @@ class AlertsSite(unittest.TestCase):
         self.base = f"http://127.0.0.1:{port.getHost().port}"
         self.http = HTTPConnectionPool(reactor, persistent=False)
         return self.ledger.migrate()
+
+    def ledger_url(self) -> str:
+        return "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="ymds-admin-overlay-"), "ledger.sqlite3")
 
     async def donate(self, op: str, amount: str, name: str | None = None, public: bool = True) -> str | None:
         """A paid donation through the outbox and the publisher, as billing does it."""
@@ -116,9 +118,9 @@ class AlertsSite(unittest.TestCase):
         raise AssertionError(f"no {action} form for {entry}")
 
     async def audit(self, kind: str) -> list[dict]:
-        rows = await self.ledger.db.run(
-            lambda txn: txn.execute("SELECT data FROM events WHERE kind = ?", (kind,)).fetchall())
-        return [json.loads(r[0]) for r in rows]
+        rows = await self.ledger.db.run(lambda txn: self.ledger.db.all(txn, "SELECT data FROM events WHERE kind = ?",
+                                                                        (kind,)), write=False)
+        return [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in rows]
 
 
 class StreamAlertsTests(AlertsSite):
@@ -193,6 +195,16 @@ class StreamAlertsTests(AlertsSite):
         again = await self.tasks.skip_alert(AdminCommand("tg:42", "k-1", item="1000000000000-0"))
         self.assertTrue(again.applied)
         self.assertIn(aj.ADMIN_SKIP_ALERT, aj.ACTIONS)
+
+
+class StreamAlertsOnPostgres(StreamAlertsTests):
+    """The same over PostgreSQL (the outbox query joins payments and donors on both engines)."""
+
+    def ledger_url(self) -> str:
+        from tests.support.postgres import create_database, drop_database
+        url = create_database()
+        self.addCleanup(drop_database, url)
+        return url
 
 
 def browse_alerts(login_url: str, base: str) -> dict:
