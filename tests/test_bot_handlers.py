@@ -37,9 +37,12 @@ class BotTestBase(unittest.TestCase):
         self.fake, self.url = start_fake(self, limits=Limits(chat_rate=100, chat_burst=100))
         self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
         self.addCleanup(self.redis.close)
-        self.config = make_config(self.url, self.redis_server.url, self.prefix, channel=self.channel,
-                                  language=self.language)
-        return as_deferred(BotTestBase.start)(self)
+        self.config = make_config(self.url, self.redis_server.url, self.prefix, **self.config_options())
+        return as_deferred(type(self).start)(self)
+
+    def config_options(self) -> dict:
+        """make_config's sections and keywords for this case; a subclass adds its plans or keys."""
+        return {"channel": self.channel, "language": self.language}
 
     async def start(self):
         self.queue = await start_queue(self, self.config)

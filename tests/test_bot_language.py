@@ -3,15 +3,13 @@ user's Telegram language_code until /lang, plan titles per language, prices in t
 language's number format, and the bot's @username kept in Redis for the web role."""
 from __future__ import annotations
 
-from twisted.internet import reactor
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import as_deferred, make_config, new_prefix, shared_redis, start_fake, wait_until
-from tests.fakes.fake_telegram import BOT_USER, Limits
+from tests.fakes.bot_harness import as_deferred, wait_until
+from tests.fakes.fake_telegram import BOT_USER
 from tests.test_bot_handlers import BotTestBase
 from ymds.bot.commands_lang import COMMAND_MENU, language_of_code, username_key
 from ymds.config import ConfigError, load_config
-from ymds.queue.redis import RedisPool, parse_redis_url
 
 PLANS = [{"id": "month", "title": {"ru": "1 месяц", "en": "1 month"}, "price": "1990.00", "days": 30},
          {"id": "year", "title": "Год / Year", "price": "19900.00", "days": 365}]
@@ -20,15 +18,8 @@ PLANS = [{"id": "month", "title": {"ru": "1 месяц", "en": "1 month"}, "pric
 class LanguageBotTests(BotTestBase):
     language = "ru"
 
-    def setUp(self):
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
-        self.fake, self.url = start_fake(self, limits=Limits(chat_rate=100, chat_burst=100))
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
-        self.config = make_config(self.url, self.redis_server.url, self.prefix, channel=self.channel,
-                                  language=self.language, plans=PLANS)
-        return as_deferred(BotTestBase.start)(self)
+    def config_options(self):
+        return {**super().config_options(), "plans": PLANS}
 
     @as_deferred
     async def test_the_menu_is_set_in_ru_and_en_and_the_username_kept_for_the_web(self):

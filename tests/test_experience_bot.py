@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 
-from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, make_config, pause, wait_until
+from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, pause, wait_until
 from tests.test_bot_handlers import BotTestBase, payment_fields
 from ymds.links import verify_token
 
@@ -15,15 +15,9 @@ from ymds.links import verify_token
 class ShopWords(BotTestBase):
     language = "ru"
 
-    def setUp(self):
-        original = make_config
-
-        def with_shop(*args, **kw):
-            return original(*args, shop={"name": "Клуб <Анны>", "contact": "@anna_owner"},
-                            telegram={"sale_alerts": True}, **kw)
-        import tests.test_bot_handlers as handlers_tests
-        self.patch(handlers_tests, "make_config", with_shop)
-        return super().setUp()
+    def config_options(self):
+        return {**super().config_options(), "shop": {"name": "Клуб <Анны>", "contact": "@anna_owner"},
+                "telegram": {"sale_alerts": True}}
 
     async def pay(self, chat: int, operation: str, amount: str = "199.00") -> dict:
         reply = await self.say(chat, "/subscribe")

@@ -4,26 +4,15 @@ fake Bot API)."""
 
 from __future__ import annotations
 
-from twisted.internet import reactor
-
-from tests.fakes.bot_harness import ADMIN, as_deferred, make_config, new_prefix, shared_redis, start_fake
-from tests.fakes.fake_telegram import Limits
+from tests.fakes.bot_harness import ADMIN, as_deferred
 from tests.test_bot_handlers import BotTestBase
-from ymds.queue.redis import RedisPool, parse_redis_url
 
 GROUP = -100555000111  # a group listed in telegram.admins: its members get no admin rights by that
 
 
 class AdminBySenderTests(BotTestBase):
-    def setUp(self):
-        # BotTestBase.setUp with the group listed among the admins
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
-        self.fake, self.url = start_fake(self, limits=Limits(chat_rate=100, chat_burst=100))
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
-        self.config = make_config(self.url, self.redis_server.url, self.prefix, telegram={"admins": [ADMIN, GROUP]})
-        return as_deferred(BotTestBase.start)(self)
+    def config_options(self):
+        return {**super().config_options(), "telegram": {"admins": [ADMIN, GROUP]}}  # the group among the admins
 
     @as_deferred
     async def test_group_member_gets_no_stats(self):

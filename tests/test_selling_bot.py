@@ -8,30 +8,19 @@ from decimal import Decimal
 
 from twisted.internet import defer, reactor
 
-from tests.fakes.bot_harness import (LINK_SECRET, as_deferred, make_config, new_prefix, shared_redis, start_fake,
-                                     wait_until)
-from tests.fakes.fake_telegram import Limits
+from tests.fakes.bot_harness import LINK_SECRET, as_deferred, wait_until
 from tests.test_bot_handlers import BotTestBase, payment_fields
 from ymds.billing.jobs import BillingClient
 from ymds.billing.selling_jobs import CodesAdd, PromoTerms, SellingClient
 from ymds.links import verify_token
-from ymds.queue.redis import RedisPool, parse_redis_url
 
 PLANS = [{"id": "month", "title": "1 month", "price": "199.00", "days": 30, "trial_days": 3},
          {"id": "year", "title": "1 year", "price": "1990.00", "days": 365, "trial_days": 7, "trial_price": "10.00"}]
 
 
 class SellingBotTests(BotTestBase):
-    def setUp(self):
-        # BotTestBase's set-up with plans that have trials
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
-        self.fake, self.url = start_fake(self, limits=Limits(chat_rate=100, chat_burst=100))
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
-        self.config = make_config(self.url, self.redis_server.url, self.prefix, channel=self.channel,
-                                  language=self.language, plans=PLANS)
-        return as_deferred(SellingBotTests.start)(self)
+    def config_options(self):
+        return {**super().config_options(), "plans": PLANS}  # plans that have trials
 
     async def start(self):
         await BotTestBase.start(self)

@@ -5,28 +5,13 @@ bot's /status reads)."""
 
 from __future__ import annotations
 
-from twisted.internet import defer
-from twisted.trial import unittest
-
-from tests.test_api import T0, ApiStack, schema_validator
+from tests.test_api import T0, ApiTestBase, schema_validator
 from ymds.billing.invoices import iso
 
 DAY = 86400
 
 
-class SubscriberApiTests(unittest.TestCase):
-    timeout = 60
-
-    def setUp(self):
-        self.stack = ApiStack(self)
-        return defer.Deferred.fromCoroutine(self.stack.start())
-
-    def assertError(self, answer, status, code):
-        got_status, value, _ = answer
-        self.assertEqual((got_status, value["error"]["code"] if isinstance(value, dict) and "error" in value else value),
-                         (status, code))
-        schema_validator("Error").validate(value)
-
+class SubscriberApiTests(ApiTestBase):
     async def status(self, chat_id):
         from ymds.billing.jobs import BillingClient
         return await BillingClient(self.stack.queue).subscription_status(chat_id)
