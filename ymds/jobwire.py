@@ -133,6 +133,11 @@ def result_from_wire(cls: type[R], wire: Any) -> R | None:
     return cls(**{k: v for k, v in wire.items() if k in names})
 
 
+HandlerTable = dict[str, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]]
+"""Task name -> (the argument dataclass's ``from_wire``, the async handler taking it): what each
+billing task group's ``handlers()`` returns, joined by BillingTasks into one registry."""
+
+
 def typed_handler(from_wire: Callable[[Any], A], handler: Callable[[A], Awaitable[Any]]
                   ) -> Callable[[Any], Awaitable[Any]]:
     """A registry handler: wire args -> ``from_wire`` -> ``handler`` -> wire result."""

@@ -13,7 +13,7 @@ returning member is approved, so that a late renewal changes nothing for them.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from twisted.logger import Logger
 
@@ -22,6 +22,7 @@ from ymds.billing.access_config import plan_chats
 from ymds.billing.access_jobs import AccessQuery, Covers, InviteRecord, MemberSeen, SwapInvite, Swapped
 from ymds.billing.access_model import AccessRemoval
 from ymds.bot.access.jobs import AccessBotClient, RemoveMember
+from ymds.jobwire import HandlerTable
 
 log = Logger()
 
@@ -42,7 +43,7 @@ class AccessTasks:
         self.ledger = ledger
         self.clock = clock
 
-    def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]]:
+    def handlers(self) -> HandlerTable:
         """Task name -> (from_wire, handler), for BillingTasks.handlers."""
         return {
             jobs.ACCESS_COVERS: (AccessQuery.from_wire, self.covers),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 import time
 from datetime import date, datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
@@ -26,6 +26,7 @@ from ymds.billing import overlay_jobs
 from ymds.billing.ledger import GRANTING, Invoice, Payment
 from ymds.billing.overlay_jobs import DonationBoard, MarkedPublic, MarkPublic, NoArgs, OverlayTokenView
 from ymds.overlay.events import DonationEvent, GoalEvent
+from ymds.jobwire import HandlerTable
 from ymds.overlay.moderation import WordMask, load_blocked_words, moderate
 
 log = Logger()
@@ -188,7 +189,7 @@ class OverlayTasks:
         self.ledger = ledger
         self.clock = clock
 
-    def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]]:
+    def handlers(self) -> HandlerTable:
         """Task name -> (from_wire, handler), joined into BillingTasks.handlers."""
         return {
             overlay_jobs.OVERLAY_TOKEN: (NoArgs.from_wire, self.overlay_token),

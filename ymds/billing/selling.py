@@ -23,6 +23,7 @@ from ymds.billing.selling_jobs import (
 from ymds.billing.stores.promo import PromoCode
 from ymds.billing.stores.trials import SellingRefused
 from ymds.bot.jobs import Notify
+from ymds.jobwire import HandlerTable
 
 log = Logger()
 
@@ -195,7 +196,7 @@ class SellingTasks:
             return CodesMade(refusal=e.reason)
         return CodesMade(tuple(c.code for c in made), job.plan, days, job.uses, iso(job.expires_at))
 
-    def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
+    def handlers(self) -> HandlerTable:
         """Task name -> (from_wire, handler), for BillingTasks to register."""
         from ymds.billing import selling_jobs as sj
         from ymds.billing.jobs import NoArgs

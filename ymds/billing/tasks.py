@@ -8,7 +8,7 @@ small account queries are here.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -23,7 +23,7 @@ from ymds.billing.payments import BotJob, PaymentTasks
 from ymds.billing.selling import SellingTasks
 from ymds.billing.quarantine import QUARANTINE_ALERT_EVERY, QuarantineTasks
 from ymds.bot.jobs import BotClient
-from ymds.jobwire import InvalidTaskArgs, typed_handler
+from ymds.jobwire import HandlerTable, InvalidTaskArgs, typed_handler
 
 log = Logger()
 
@@ -71,7 +71,7 @@ class BillingTasks:
     def wallet_api(self, api: Any) -> None:
         self.payments.wallet_api = api
 
-    def handlers(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]]:
+    def handlers(self) -> HandlerTable:
         """Task name -> (the argument dataclass's from_wire, the handler taking it)."""
         return {
             jobs.CREATE_INVOICES: (jobs.CreateInvoices.from_wire, self.invoices.create_invoices),
