@@ -32,7 +32,6 @@ import json
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
-from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -40,9 +39,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ymds.api.keys import KEY_FORMAT, key_hash
+from ymds.api.routes import ApiError, idempotency_key, invalid, query_parameters, refuse_unknown_fields
 from ymds.api.subscribers import ROUTES as SUBSCRIBER_ROUTES, SubscriberRoutes
 from ymds.api.selling import ROUTES as SELLING_ROUTES, SellingRoutes
-from ymds.api.openapi import AMOUNT_PATTERN, IDEMPOTENCY_KEY_PATTERN, openapi_document
+from ymds.api.openapi import AMOUNT_PATTERN, openapi_document
 from ymds.billing import jobs
 from ymds.billing.jobs import (
     ApiKeyAuth, BillingClient, CreatedInvoice, CreateInvoice, IdempotencyKeyReused, ListPayments,
@@ -60,7 +60,6 @@ MAX_BODY = 16384
 MAX_JSON_DEPTH = 32  # deeper bodies are refused with 400 (issue 14)
 UNKNOWN_KEY_TTL = 60.0  # seconds an unknown API key is refused without asking billing
 MAX_IDEMPOTENCY_KEY = 255
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _AMOUNT = re.compile(AMOUNT_PATTERN)
 _LABEL = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CHAT = re.compile(r"^-?\d{1,19}$")
@@ -76,20 +75,6 @@ ROUTES = (
     ("GET", "/api/v1/payments", "list_payments", "payments:read"),
     ("GET", "/api/v1/subscriptions/{chat_id}", "get_subscription", "subscriptions:read"),
 ) + SUBSCRIBER_ROUTES + SELLING_ROUTES
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, param: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.headers = headers or {}
-
-
-def invalid(message: str, param: str | None = None) -> ApiError:
-    return ApiError(422, "invalid_request", message, param)
 
 
 def _json_default(value):
@@ -341,9 +326,7 @@ class ApiResource(SellingRoutes, SubscriberRoutes, Resource):
         return body
 
     def _invoice_args(self, body: dict) -> dict:
-        unknown = sorted(set(body) - INVOICE_FIELDS)
-        if unknown:
-            raise invalid(f"unknown field {unknown[0]!r}", unknown[0][:40])
+        refuse_unknown_fields(body, INVOICE_FIELDS)
         args: dict = {}
         amount, plan = body.get("amount"), body.get("plan")
         if (amount is None) == (plan is None):
@@ -395,11 +378,8 @@ class ApiResource(SellingRoutes, SubscriberRoutes, Resource):
     async def create_invoice(self, request, key_id):
         body = self._body(request)
         args = self._invoice_args(body)
-        idem = request.getHeader(b"idempotency-key")
-        if idem is not None:
-            idem_text = idem.decode("latin-1")
-            if not _IDEMPOTENCY_KEY.fullmatch(idem_text):
-                raise invalid("Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key")
+        idem_text = idempotency_key(request)
+        if idem_text is not None:
             digest = hashlib.sha256(json.dumps(body, default=_json_default, sort_keys=True,
                                                separators=(",", ":")).encode("utf-8")).hexdigest()
             args["idempotency"] = {"key_id": key_id, "key": idem_text, "request_hash": digest}
@@ -423,13 +403,7 @@ class ApiResource(SellingRoutes, SubscriberRoutes, Resource):
         return 200, dict(found.body), None
 
     async def list_payments(self, request, key_id):
-        query = parse_qs(request.uri.partition(b"?")[2].decode("utf-8", "replace"), keep_blank_values=True)
-        for name, values in query.items():
-            if name not in PAYMENT_FILTERS:
-                raise invalid(f"unknown parameter {name[:40]!r}", name[:40])
-            if len(values) > 1:
-                raise invalid(f"{name} given more than once", name)
-        one = {name: values[0] for name, values in query.items()}
+        one = query_parameters(request, PAYMENT_FILTERS)
         args: dict = {}
         for name in ("since", "until"):
             if name in one:

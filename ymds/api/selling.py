@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ymds.api.routes import ApiError, RouteGroup, invalid, refuse_unknown_fields
 from ymds.billing.selling_jobs import (
     CODES_ADD, PROMO_ADD, PROMO_DISABLE, PROMO_LIST, CodesAdd, PromoTerms, SellingClient,
 )
@@ -33,27 +34,15 @@ REFUSALS = {
 }
 
 
-class SellingRoutes:
-    """The handlers; ApiResource supplies ``_ask``, ``_body``, ``queue`` and ``call_timeout``."""
-
-    queue: Any
-    call_timeout: float
-
-    def _ask(self, task: str, call: Any) -> Any:
-        raise NotImplementedError
-
-    def _body(self, request: Any) -> dict:
-        raise NotImplementedError
+class SellingRoutes(RouteGroup):
+    """The promo and access code handlers."""
 
     def _selling(self) -> SellingClient:
         return SellingClient(self.queue, timeout=self.call_timeout)
 
     def _fields(self, request: Any, allowed: set[str]) -> dict:
-        from ymds.api.resource import invalid
         body = self._body(request)
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise invalid(f"unknown field {unknown[0][:40]!r}", unknown[0][:40])
+        refuse_unknown_fields(body, allowed)
         nulls = sorted(name for name, value in body.items() if value is None)
         if nulls:
             raise invalid(f"{nulls[0]} must not be null (leave it out instead)", nulls[0])
@@ -69,7 +58,6 @@ class SellingRoutes:
         return 200, {"data": found.to_wire()["promo_codes"]}, None
 
     async def create_promo_code(self, request: Any, key_id: str) -> tuple[int, Any, None]:
-        from ymds.api.resource import ApiError, invalid
         body = self._fields(request, PROMO_FIELDS)
         terms = await self._ask(PROMO_ADD, _parsed(lambda: PromoTerms.from_wire(body)))
         answer = await self._ask(PROMO_ADD, lambda: self._selling().promo_add(terms))
@@ -81,14 +69,12 @@ class SellingRoutes:
                      "plans": list(answer.plans)}, None
 
     async def disable_promo_code(self, request: Any, key_id: str, code: str) -> tuple[int, Any, None]:
-        from ymds.api.resource import ApiError
         answer = await self._ask(PROMO_DISABLE, lambda: self._selling().promo_disable(code[:64]))
         if not answer.ok:
             raise ApiError(404, "not_found", REFUSALS["unknown"])
         return 200, {"code": answer.code, "active": False}, None
 
     async def create_access_codes(self, request: Any, key_id: str) -> tuple[int, Any, None]:
-        from ymds.api.resource import invalid
         body = self._fields(request, CODES_FIELDS)
         job = await self._ask(CODES_ADD, _parsed(lambda: CodesAdd.from_wire(body)))
         made = await self._ask(CODES_ADD, lambda: self._selling().codes_add(job))

@@ -18,9 +18,8 @@ import hashlib
 import json
 import re
 from typing import Any
-from urllib.parse import parse_qs
 
-from ymds.api.openapi import IDEMPOTENCY_KEY_PATTERN
+from ymds.api.routes import ApiError, RouteGroup, idempotency_key, invalid, query_parameters, refuse_unknown_fields
 from ymds.billing.subscribers_jobs import (
     CHANGE_SUBSCRIBER, LIST_SUBSCRIBERS, MAX_DAYS, MAX_LIST, STATUSES, ChangeSubscriber, ListSubscribers,
     SubscribersClient,
@@ -35,30 +34,16 @@ ROUTES = (
 LIST_PARAMETERS = {"status", "plan", "expiring_within", "limit"}
 _CHAT = re.compile(r"^-?\d{1,19}$")
 _WHOLE = re.compile(r"^\d{1,10}$")
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
-class SubscriberRoutes:
-    """The handlers; ApiResource supplies ``_ask``, ``_body``, ``queue`` and ``call_timeout``."""
-
-    queue: Any
-    call_timeout: float
-
-    def _ask(self, task: str, call: Any) -> Any:
-        raise NotImplementedError
-
-    def _body(self, request: Any) -> dict:
-        raise NotImplementedError
+class SubscriberRoutes(RouteGroup):
+    """The subscriber management handlers."""
 
     def _request(self, request: Any, key_id: str, what: list[Any]) -> tuple[str | None, str | None]:
         """(request key, request hash) of an Idempotency-Key header, or (None, None)."""
-        from ymds.api.resource import invalid
-        header = request.getHeader(b"idempotency-key")
-        if header is None:
+        text = idempotency_key(request)
+        if text is None:
             return None, None
-        text = header.decode("latin-1")
-        if not _IDEMPOTENCY_KEY.fullmatch(text):
-            raise invalid("Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key")
         digest = hashlib.sha256(json.dumps(what, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return f"{key_id}:{text}", digest
 
@@ -66,14 +51,7 @@ class SubscriberRoutes:
         return SubscribersClient(self.queue, timeout=self.call_timeout)
 
     async def list_subscriptions(self, request: Any, key_id: str) -> tuple[int, Any, None]:
-        from ymds.api.resource import invalid
-        query = parse_qs(request.uri.partition(b"?")[2].decode("utf-8", "replace"), keep_blank_values=True)
-        for name, values in query.items():
-            if name not in LIST_PARAMETERS:
-                raise invalid(f"unknown parameter {name[:40]!r}", name[:40])
-            if len(values) > 1:
-                raise invalid(f"{name} given more than once", name)
-        one = {name: values[0] for name, values in query.items()}
+        one = query_parameters(request, LIST_PARAMETERS)
         status = one.get("status", "active")
         if status not in STATUSES:
             raise invalid(f"status must be one of {', '.join(STATUSES)}", "status")
@@ -101,13 +79,10 @@ class SubscriberRoutes:
 
     async def _change(self, request: Any, key_id: str, action: str, chat_id: str,
                       fields: set[str]) -> tuple[int, Any, None]:
-        from ymds.api.resource import ApiError, invalid
         if not _CHAT.fullmatch(chat_id) or not -2**63 <= int(chat_id) < 2**63:
             raise ApiError(404, "not_found", "no such chat (chat ids are integers)")
         body = self._body(request)
-        unknown = sorted(set(body) - fields)
-        if unknown:
-            raise invalid(f"unknown field {unknown[0][:40]!r}", unknown[0][:40])
+        refuse_unknown_fields(body, fields)
         plan, days = body.get("plan"), body.get("days")
         if isinstance(days, float) and days.is_integer():  # JSON Schema's integer: 7 and 7.0
             days = int(days)
