@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Awaitable, Callable, Mapping, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, Collection, Mapping, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
@@ -100,6 +100,27 @@ def wire_money(args: Mapping[str, Any], name: str) -> Decimal:
     if value != value.quantize(CENT, rounding=ROUND_DOWN):
         raise InvalidTaskArgs(f"{name} {value} has more than two decimal places")
     return value.quantize(CENT)
+
+
+def wire_choice(args: Mapping[str, Any], name: str, choices: Collection[str], what: str) -> str:
+    """``args[name]`` when it is one of ``choices``; else InvalidTaskArgs "unknown <what> ..."."""
+    value = args.get(name)
+    if value not in choices:
+        raise InvalidTaskArgs(f"unknown {what} {str(value)[:40]!r}")
+    return str(value)
+
+
+def wire_key(args: Mapping[str, Any]) -> str | None:
+    """The job's own dedup ``key`` (None when it brings none)."""
+    key = args.get("key")
+    return str(key) if key else None
+
+
+def with_key(wire: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """``wire`` with ``key`` added when there is one (the handler dedups its own effects by it)."""
+    if key is not None:
+        wire["key"] = key
+    return wire
 
 
 def wire_dict(args: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from ymds.jobwire import Enqueued, InvalidTaskArgs, JobQueue, wire_int, wire_object, wire_required_int, wire_text
+from ymds.jobwire import (
+    Enqueued, InvalidTaskArgs, JobQueue, wire_choice, wire_int, wire_object, wire_required_int, wire_text,
+)
 
 QUEUE = "billing"
 
@@ -77,10 +79,8 @@ class MemberSeen:
     @classmethod
     def from_wire(cls, args: object) -> MemberSeen:
         a = wire_object(args)
-        status = a.get("status")
-        if status not in MEMBER_STATUSES:
-            raise InvalidTaskArgs(f"unknown member status {str(status)[:20]!r}")
-        return cls(wire_required_int(a, "chat_id"), wire_required_int(a, "user_id"), str(status),
+        status = wire_choice(a, "status", MEMBER_STATUSES, "member status")
+        return cls(wire_required_int(a, "chat_id"), wire_required_int(a, "user_id"), status,
                    wire_required_int(a, "at"))
 
     def to_wire(self) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from typing import Any, Mapping
 
 from twisted.internet.defer import Deferred
 
-from ymds.jobwire import Enqueued, InvalidTaskArgs, JobQueue, wire_dict, wire_object, wire_required_int
+from ymds.jobwire import (
+    Enqueued, InvalidTaskArgs, JobQueue, wire_choice, wire_dict, wire_key, wire_object, wire_required_int, with_key,
+)
 
 QUEUE = "bot"
 
@@ -39,18 +41,6 @@ def content_key(task: str, args: Any) -> str:
     return f"{task}:" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def _key(args: Mapping[str, Any]) -> str | None:
-    key = args.get("key")
-    return str(key) if key else None
-
-
-def _with_key(wire: dict[str, Any], key: str | None) -> dict[str, Any]:
-    # the key travels in the arguments too: the bot dedups its own sends by it
-    if key is not None:
-        wire["key"] = key
-    return wire
-
-
 @dataclass(frozen=True)
 class Notify:
     """A message to a user from the texts catalogue (``message``), with its parameters."""
@@ -63,18 +53,16 @@ class Notify:
     def from_wire(cls, args: object) -> Notify:
         a = wire_object(args)
         chat_id = wire_required_int(a, "chat_id")
-        message = a.get("message")
-        if message not in NOTIFY_MESSAGES:
-            raise InvalidTaskArgs(f"unknown notify message {str(message)[:40]!r}")
+        message = wire_choice(a, "message", NOTIFY_MESSAGES, "notify message")
         params = wire_dict(a, "params")
         if message == "invite":
             link = params.get("link")
             if not isinstance(link, str) or not link.startswith("https://"):
                 raise InvalidTaskArgs("invite needs an https link")
-        return cls(chat_id, str(message), params, _key(a))
+        return cls(chat_id, message, params, wire_key(a))
 
     def to_wire(self) -> dict[str, Any]:
-        return _with_key({"chat_id": self.chat_id, "message": self.message, "params": dict(self.params)}, self.key)
+        return with_key({"chat_id": self.chat_id, "message": self.message, "params": dict(self.params)}, self.key)
 
     def dedup_key(self) -> str:
         return self.key or content_key(NOTIFY, self.to_wire())
@@ -90,13 +78,11 @@ class NotifyAdmins:
     @classmethod
     def from_wire(cls, args: object) -> NotifyAdmins:
         a = wire_object(args)
-        message = a.get("message")
-        if message not in ADMIN_MESSAGES:
-            raise InvalidTaskArgs(f"unknown admin message {str(message)[:40]!r}")
-        return cls(str(message), wire_dict(a, "params"), _key(a))
+        message = wire_choice(a, "message", ADMIN_MESSAGES, "admin message")
+        return cls(message, wire_dict(a, "params"), wire_key(a))
 
     def to_wire(self) -> dict[str, Any]:
-        return _with_key({"message": self.message, "params": dict(self.params)}, self.key)
+        return with_key({"message": self.message, "params": dict(self.params)}, self.key)
 
     def dedup_key(self) -> str:
         return self.key or content_key(NOTIFY_ADMINS, self.to_wire())
@@ -113,10 +99,10 @@ class GrantAccess:
     def from_wire(cls, args: object) -> GrantAccess:
         a = wire_object(args)
         ends_at = a.get("ends_at")
-        return cls(wire_required_int(a, "chat_id"), None if ends_at is None else str(ends_at), _key(a))
+        return cls(wire_required_int(a, "chat_id"), None if ends_at is None else str(ends_at), wire_key(a))
 
     def to_wire(self) -> dict[str, Any]:
-        return _with_key({"chat_id": self.chat_id, "ends_at": self.ends_at}, self.key)
+        return with_key({"chat_id": self.chat_id, "ends_at": self.ends_at}, self.key)
 
     def dedup_key(self) -> str:
         return self.key or content_key(GRANT_ACCESS, self.to_wire())
@@ -131,10 +117,10 @@ class RevokeAccess:
     @classmethod
     def from_wire(cls, args: object) -> RevokeAccess:
         a = wire_object(args)
-        return cls(wire_required_int(a, "chat_id"), _key(a))
+        return cls(wire_required_int(a, "chat_id"), wire_key(a))
 
     def to_wire(self) -> dict[str, Any]:
-        return _with_key({"chat_id": self.chat_id}, self.key)
+        return with_key({"chat_id": self.chat_id}, self.key)
 
 
 @dataclass(frozen=True)
@@ -155,13 +141,13 @@ class SendMessage:
         buttons = a.get("buttons")
         if buttons is not None and not isinstance(buttons, list):
             raise InvalidTaskArgs("buttons must be a list of rows")
-        return cls(chat_id, text, buttons, _key(a))
+        return cls(chat_id, text, buttons, wire_key(a))
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"chat_id": self.chat_id, "text": self.text}
         if self.buttons is not None:
             wire["buttons"] = self.buttons
-        return _with_key(wire, self.key)
+        return with_key(wire, self.key)
 
     def dedup_key(self) -> str:
         return self.key or content_key(SEND, self.to_wire())

@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from ymds.jobwire import Enqueued, InvalidTaskArgs, JobQueue, wire_object, wire_required_int
+from ymds.jobwire import Enqueued, JobQueue, wire_choice, wire_key, wire_object, wire_required_int, with_key
 
 QUEUE = "bot"
 
@@ -29,18 +29,11 @@ class RemoveMember:
     @classmethod
     def from_wire(cls, args: object) -> RemoveMember:
         a = wire_object(args)
-        reason = a.get("reason")
-        if reason not in REASONS:
-            raise InvalidTaskArgs(f"unknown removal reason {str(reason)[:20]!r}")
-        key = a.get("key")
-        return cls(wire_required_int(a, "chat_id"), wire_required_int(a, "user_id"), str(reason),
-                   str(key) if key else None)
+        reason = wire_choice(a, "reason", REASONS, "removal reason")
+        return cls(wire_required_int(a, "chat_id"), wire_required_int(a, "user_id"), reason, wire_key(a))
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"chat_id": self.chat_id, "user_id": self.user_id, "reason": self.reason}
-        if self.key is not None:
-            wire["key"] = self.key
-        return wire
+        return with_key({"chat_id": self.chat_id, "user_id": self.user_id, "reason": self.reason}, self.key)
 
 
 @dataclass(frozen=True)
