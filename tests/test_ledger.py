@@ -7,15 +7,12 @@ the reason (tests/support/postgres.py), so a missing server cannot pass silently
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin, race_two_processes
 from ymds.billing.interfaces import STORE_INTERFACES, ILedger, missing_members
 from ymds.billing.ledger import BadPaymentFields, LedgerError, SchemaTooNew
 from ymds.billing.open import open_ledger
@@ -23,7 +20,6 @@ from ymds.billing.sql import known_migrations
 
 DAY = 86400.0
 T0 = 1_780_000_000.0  # 2026-05-28, a fixed "now"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fields(op, label="", withdraw="199.00", amount=None, **extra):
@@ -539,21 +535,7 @@ class LedgerContract(LedgerTestMixin):
 
         def run(invoices):
             payments = [fields(f"race-{i}", inv.label) for i, inv in enumerate(invoices)]
-            script = CHILD % {"url": self.url, "payments": json.dumps(payments), "now": T0}
-            env = dict(os.environ, PYTHONPATH=ROOT)
-            children = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
-            for child in children:  # both have migrated and opened their connections
-                self.assertEqual(child.stdout.readline().strip(), "ready", child.stderr.read() if child.poll() else "")
-            for child in children:
-                child.stdin.write("go\n")
-                child.stdin.flush()
-            outcomes = []
-            for child in children:
-                out, err = child.communicate(timeout=120)
-                self.assertEqual(child.returncode, 0, err)
-                outcomes.append(json.loads(out.strip().splitlines()[-1]))
-            return outcomes
+            return race_two_processes(self, CHILD % {"url": self.url, "payments": json.dumps(payments), "now": T0})
 
         async def check():
             outcomes = run(await prepare())

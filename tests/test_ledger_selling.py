@@ -4,17 +4,13 @@ OS processes racing for the same unique rows."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin
-from tests.test_ledger import ROOT, fields
+from tests.support.ledgers import LedgerTestMixin, PostgresLedgerMixin, SQLiteLedgerMixin, race_two_processes
+from tests.test_ledger import fields
 from ymds.billing.stores.trials import SellingRefused
 
 DAY = 86400.0
@@ -105,7 +101,7 @@ class SellingContract(LedgerTestMixin):
         """Two OS processes start the trials of the same 20 users at the same moment: each
         user gets exactly one (the primary key), and each subscription is extended once."""
         script = CHILD_TRIALS % {"url": self.url, "now": T0}
-        outcomes = run_children(self, script)
+        outcomes = race_two_processes(self, script)
 
         async def check():
             for user in range(20):
@@ -239,7 +235,7 @@ class SellingContract(LedgerTestMixin):
 
         async def go():
             await prepare()
-            outcomes.extend(run_children(self, CHILD_PROMO % {"url": self.url, "now": T0}))
+            outcomes.extend(race_two_processes(self, CHILD_PROMO % {"url": self.url, "now": T0}))
             made = [o for run in outcomes for o in run if o == "made"]
             self.assertEqual(len(made), 5)
             self.assertEqual(len([o for run in outcomes for o in run if o == "used_up"]), 15)
@@ -287,24 +283,6 @@ class SellingContract(LedgerTestMixin):
         _, sub = await codes.redeem(gift.code, 555, T0)
         self.assertEqual((sub.chat_id, sub.plan), (555, "month"))
         self.assertEqual(await refused(codes.redeem(gift.code, 556, T0)), "used_up")
-
-
-def run_children(test, script: str) -> list[list[str]]:
-    """Start two children running ``script``, release them together, return their outputs."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    children = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
-    for child in children:
-        test.assertEqual(child.stdout.readline().strip(), "ready", child.stderr.read() if child.poll() else "")
-    for child in children:
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    outcomes = []
-    for child in children:
-        out, err = child.communicate(timeout=120)
-        test.assertEqual(child.returncode, 0, err)
-        outcomes.append(json.loads(out.strip().splitlines()[-1]))
-    return outcomes
 
 
 _CHILD_HEAD = r"""

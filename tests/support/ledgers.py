@@ -12,8 +12,11 @@ optional: without a server every PostgreSQL test errors with the reason
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from typing import Any, Callable
 
@@ -22,6 +25,8 @@ from twisted.internet.defer import Deferred
 
 from tests.support.postgres import create_database, drop_database
 from ymds.billing.open import open_ledger
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class SQLiteLedgerMixin:
@@ -69,3 +74,23 @@ class LedgerTestMixin:
         self.addCleanup(ledger.close)
         await ledger.migrate()
         return ledger
+
+
+def race_two_processes(test: Any, script: str) -> list[Any]:
+    """Run ``script`` (``python -c``) in two OS processes released at the same moment; the
+    last line each prints, as JSON.  The script prints "ready" once its ledger is open, then
+    waits for a line on stdin before it starts.  A child that fails fails ``test``."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    children = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
+    for child in children:  # both have migrated and opened their connections
+        test.assertEqual(child.stdout.readline().strip(), "ready", child.stderr.read() if child.poll() else "")
+    for child in children:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    outcomes = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        test.assertEqual(child.returncode, 0, err)
+        outcomes.append(json.loads(out.strip().splitlines()[-1]))
+    return outcomes
