@@ -7,13 +7,13 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import tempfile
 from decimal import Decimal
 
 from jsonschema import Draft202012Validator
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.support.ledgers import sqlite_url
 from tests.support.redis_server import RedisServer, free_port
 from tests.test_billing_tasks import note
 from tests.support.queues import RecordingQueue
@@ -68,8 +68,7 @@ class ApiStack:
         self.queue = RedisJobQueue(reactor, self.config.redis, clock=self.clock)
         self.queue.startService()
         testcase.addCleanup(self.queue.stopService)
-        directory = tempfile.mkdtemp(prefix="ymds-api-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(testcase), reactor)
         self.billing = None
         self.want_billing = billing
         metrics = Registry()

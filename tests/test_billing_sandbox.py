@@ -4,8 +4,6 @@ operation-details confirms, and reverify applies quarantined notifications that 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
@@ -15,6 +13,7 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from tests.support.ledgers import sqlite_url
 from tests.support.queues import RecordingQueue, run_task
 from ymds.billing.open import open_ledger
 from ymds.billing.reverify import reverify
@@ -77,8 +76,7 @@ class SandboxBillingBase(unittest.TestCase):
         root.putChild(b"sandbox", resource)
         self.api_url = f"http://127.0.0.1:{self.listen(root).getHost().port}/sandbox"
         self.api = self.wallet_api(self.api_url)
-        directory = tempfile.mkdtemp(prefix="ymds-sandbox-billing-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.addCleanup(self.ledger.close)
         self.queue = RecordingQueue()
         self.tasks = BillingTasks(self.config, self.ledger, self.queue, self.clock, wallet_api=self.api)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import atexit
 import os
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.support.ledgers import sqlite_url
 from tests.support.redis_server import RedisServer
 from tests.test_billing_tasks import note
 from ymds.billing.open import open_ledger
@@ -74,8 +74,7 @@ class BillingServiceTests(unittest.TestCase):
         self.queue = RedisJobQueue(reactor, self.config.redis, clock=self.clock)
         self.queue.startService()
         self.addCleanup(self.queue.stopService)
-        directory = tempfile.mkdtemp(prefix="ymds-billing-service-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.bot = BotRecorder()
         registry = TaskRegistry({name: self.bot.handler(name) for name in
                                  ("notify", "notify_admins", "grant_access", "revoke_access")})

@@ -3,13 +3,12 @@ a recording IJobQueue (a test double of the queue interface) and a real SQLite l
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.support.ledgers import sqlite_url
 from tests.support.queues import RecordingQueue, run_task
 from ymds.billing.open import open_ledger
 from ymds.billing.tasks import BillingTasks, InvalidTaskArgs
@@ -49,8 +48,7 @@ class TasksTestBase(unittest.TestCase):
     config_sections: dict = {}
 
     def setUp(self):
-        directory = tempfile.mkdtemp(prefix="ymds-tasks-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.addCleanup(self.ledger.close)
         self.clock = task.Clock()
         self.clock.advance(T0)

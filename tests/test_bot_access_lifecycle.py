@@ -5,15 +5,13 @@ leaving and coming back while active, a bot restart between a join request and i
 and ``ymds members --audit [--fix]``."""
 from __future__ import annotations
 
-import os
-import tempfile
-
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.fakes.access_memory import FakeCaller
 from tests.fakes.fake_chats import OWNER_ID
 from tests.fakes.fake_telegram import DEFAULT_TOKEN, FakeBotAPI
+from tests.support.ledgers import sqlite_url
 from tests.support.queues import QueueDown, registry_of
 from tests.test_billing_tasks import make_config, note
 from tests.test_cli import CLITestCase
@@ -70,8 +68,7 @@ class JoinedQueue:
 
 class LifecycleBase(unittest.TestCase):
     def setUp(self):
-        directory = tempfile.mkdtemp(prefix="ymds-access-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.addCleanup(self.ledger.close)
         self.clock = task.Clock()
         self.clock.advance(T0)

@@ -5,13 +5,12 @@ the outbox sends the event later; the creators' RPCs (token, board, public)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.support.ledgers import sqlite_url
 from tests.support.queues import RecordingQueue, run_task
 from tests.support.redis_server import RedisServer
 from tests.test_billing_tasks import make_config, note
@@ -42,8 +41,7 @@ class OverlayBillingTests(unittest.TestCase):
         self.commands, blocking = open_redis(reactor, self.redis.url, "test")
         blocking.close()
         self.addCleanup(self.commands.close)
-        directory = tempfile.mkdtemp(prefix="ymds-overlay-billing-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.addCleanup(self.ledger.close)
         self.clock = task.Clock()
         self.clock.advance(T0)

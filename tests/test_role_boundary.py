@@ -13,6 +13,7 @@ from decimal import Decimal
 from twisted.internet import reactor, task
 from twisted.trial import unittest
 
+from tests.support.ledgers import sqlite_url
 from tests.test_billing_service import BotRecorder, redis_server
 from tests.test_billing_tasks import note
 from ymds.billing import access_jobs
@@ -193,8 +194,7 @@ class RollingUpgradeTests(unittest.TestCase):
         self.queue.startService()
         self.addCleanup(self.queue.stopService)
         self.billing = BillingClient(self.queue, timeout=10.0)
-        directory = tempfile.mkdtemp(prefix="ymds-boundary-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.bot = BotRecorder()
         registry = TaskRegistry({name: self.bot.handler(name) for name in
                                  (bot_jobs.NOTIFY, bot_jobs.NOTIFY_ADMINS, bot_jobs.GRANT_ACCESS)})

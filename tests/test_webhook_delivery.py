@@ -4,14 +4,13 @@ with the backoff and the 24-hour limit on a task.Clock; the outbox events billin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from tests.support.ledgers import sqlite_url
 from tests.support.queues import RecordingQueue, run_task
 from tests.test_billing_tasks import make_config, note
 from ymds.billing.open import open_ledger
@@ -63,8 +62,7 @@ class DeliveryTestBase(unittest.TestCase):
     timeout = 60
 
     def setUp(self):
-        directory = tempfile.mkdtemp(prefix="ymds-webhooks-")
-        self.ledger = open_ledger("sqlite:///" + os.path.join(directory, "ledger.sqlite3"), reactor)
+        self.ledger = open_ledger(sqlite_url(self), reactor)
         self.addCleanup(self.ledger.close)
         self.clock = task.Clock()
         self.clock.advance(T0)

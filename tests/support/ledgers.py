@@ -29,15 +29,18 @@ from ymds.billing.open import open_ledger
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def sqlite_url(testcase: Any) -> str:
+    """The URL of a ledger file in a fresh temp directory, removed when ``testcase`` ends."""
+    directory = tempfile.mkdtemp(prefix="ymds-ledger-")
+    testcase.addCleanup(shutil.rmtree, directory)
+    return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+
+
 class SQLiteLedgerMixin:
     """``make_url()``: a ledger file in a fresh temp directory, removed when the test ends."""
 
-    addCleanup: Callable[..., None]
-
     def make_url(self) -> str:
-        directory = tempfile.mkdtemp(prefix="ymds-ledger-")
-        self.addCleanup(shutil.rmtree, directory)
-        return "sqlite:///" + os.path.join(directory, "ledger.sqlite3")
+        return sqlite_url(self)
 
 
 class PostgresLedgerMixin:
