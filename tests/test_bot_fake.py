@@ -2,22 +2,14 @@
 checks, and the standalone process with its JSON control API."""
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-
 import treq
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import as_deferred
+from tests.fakes.bot_harness import as_deferred, fake_control, start_fake_process
 from tests.fakes.fake_telegram import DEFAULT_TOKEN, FakeBotAPI, check_html, _Answer
 from ymds.bot import errors
 from ymds.bot.api import BotAPI
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class LimitTests(unittest.TestCase):
@@ -119,25 +111,12 @@ class StandaloneTests(unittest.TestCase):
     """``python -m tests.fakes.fake_telegram``, as the end-to-end harness runs it."""
 
     def setUp(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.fakes.fake_telegram", "--port", "0",
-                                         "--channel", "-1001"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(self.stop)
-        self.port = json.loads(self.process.stdout.readline())["port"]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = start_fake_process(self, "tests.fakes.fake_telegram", "--channel", "-1001")
         self.api = BotAPI(reactor, DEFAULT_TOKEN, self.base)
         self.addCleanup(self.api.close)
 
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
-        self.process.stdout.close()
-
     async def control(self, path, body=None):
-        if body is None:
-            response = await treq.get(f"{self.base}/_control/{path}", persistent=False)
-        else:
-            response = await treq.post(f"{self.base}/_control/{path}", json=body, persistent=False)
-        return json.loads(await response.content())
+        return (await fake_control(self.base, path, body))[1]
 
     @as_deferred
     async def test_control_api(self):

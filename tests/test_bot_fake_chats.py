@@ -2,23 +2,15 @@
 chat_member updates delivered only when allowed_updates asks for them (as Telegram does)."""
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-
-import treq
 from twisted.internet import reactor, task
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import as_deferred
+from tests.fakes.bot_harness import as_deferred, fake_control, start_fake_process
 from tests.fakes.fake_chats import OWNER_ID, JoinRefused
 from tests.fakes.fake_telegram import BOT_USER, DEFAULT_TOKEN, FakeBotAPI
 from ymds.bot import errors
 from ymds.bot.api import BotAPI
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHANNEL = -1001111111111
 GROUP = -1002222222222
 BOT = BOT_USER["id"]
@@ -276,24 +268,12 @@ class StandaloneChatTests(unittest.TestCase):
     """The chat actions through the process's control API, the methods through BotAPI."""
 
     def setUp(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.support.fake_telegram_process", "--port", "0",
-                                         "--no-limits"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(self.stop)
-        self.base = f"http://127.0.0.1:{json.loads(self.process.stdout.readline())['port']}"
+        self.base = start_fake_process(self, "tests.support.fake_telegram_process", "--no-limits")
         self.api = BotAPI(reactor, DEFAULT_TOKEN, self.base)
         self.addCleanup(self.api.close)
 
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
-        self.process.stdout.close()
-
     async def control(self, path, body=None):
-        if body is None:
-            response = await treq.get(f"{self.base}/_control/{path}", persistent=False)
-        else:
-            response = await treq.post(f"{self.base}/_control/{path}", json=body, persistent=False)
-        return response.code, json.loads(await response.content())
+        return await fake_control(self.base, path, body)
 
     @as_deferred
     async def test_join_request_flow_over_http(self):

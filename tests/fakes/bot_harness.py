@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 
+import treq
 from twisted.internet import defer, reactor, task
 
 from tests.fakes.fake_telegram import DEFAULT_TOKEN, FakeBotAPI, make_site
@@ -56,6 +61,30 @@ def as_deferred(test):
     run.__name__ = test.__name__
     run.__doc__ = test.__doc__
     return run
+
+
+def start_fake_process(testcase, module: str, *arguments: str) -> str:
+    """``python -m <module> --port 0 <arguments>`` (a fake Bot API program) as a child process,
+    stopped when ``testcase`` ends; returns its base URL."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    process = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *arguments], cwd=root,
+                               stdout=subprocess.PIPE, text=True)
+
+    def stop():
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        process.stdout.close()
+    testcase.addCleanup(stop)
+    return f"http://127.0.0.1:{json.loads(process.stdout.readline())['port']}"
+
+
+async def fake_control(base: str, path: str, body=None) -> tuple[int, object]:
+    """(HTTP status, JSON answer) of the fake's control API at ``base``: GET, or POST ``body``."""
+    if body is None:
+        response = await treq.get(f"{base}/_control/{path}", persistent=False)
+    else:
+        response = await treq.post(f"{base}/_control/{path}", json=body, persistent=False)
+    return response.code, json.loads(await response.content())
 
 
 def start_fake(testcase, **kw) -> tuple[FakeBotAPI, str]:
