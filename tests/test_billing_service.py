@@ -56,7 +56,13 @@ class BotRecorder:
         return d.addTimeout(timeout, reactor)
 
 
-class BillingServiceTests(unittest.TestCase):
+class BillingStackCase(unittest.TestCase):
+    """The billing service (its worker on a real Redis, a SQLite ledger) on one Clock, with
+    the bot queue's ``bot_tasks`` answered by a BotRecorder (``self.bot``)."""
+
+    bot_tasks = ("notify", "notify_admins", "grant_access", "revoke_access")
+    config_sections: dict = {}
+
     def setUp(self):
         server = redis_server()
         prefix = "billing" + os.urandom(4).hex()
@@ -68,6 +74,7 @@ class BillingServiceTests(unittest.TestCase):
             "queue": {"visibility_timeout": 30},
             "telegram": {"channel_id": -100123, "admins": [1]},
             "plans": [{"id": "month", "title": "1 month", "price": "199.00", "days": 30}],
+            **self.config_sections,
         }, env={})
         self.clock = task.Clock()
         self.clock.advance(T0)
@@ -76,8 +83,7 @@ class BillingServiceTests(unittest.TestCase):
         self.addCleanup(self.queue.stopService)
         self.ledger = open_ledger(sqlite_url(self), reactor)
         self.bot = BotRecorder()
-        registry = TaskRegistry({name: self.bot.handler(name) for name in
-                                 ("notify", "notify_admins", "grant_access", "revoke_access")})
+        registry = TaskRegistry({name: self.bot.handler(name) for name in self.bot_tasks})
         bot_worker = Worker(reactor, self.config.redis, self.config.queue, "bot", registry, clock=self.clock, block=0.2)
         bot_worker.startService()
         self.addCleanup(bot_worker.stopService)
@@ -89,6 +95,8 @@ class BillingServiceTests(unittest.TestCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
 
+
+class BillingServiceTests(BillingStackCase):
     async def test_payment_through_the_queue(self):
         created = await self.queue.call("billing", "create_invoices", {"chat_id": 42, "user_id": 42})
         [invoice] = created["invoices"]

@@ -5,16 +5,13 @@ still work with the new handlers), and task names living only in the jobs module
 from __future__ import annotations
 
 import ast
-import os
 import pathlib
 import tempfile
 from decimal import Decimal
 
-from twisted.internet import reactor, task
 from twisted.trial import unittest
 
-from tests.support.ledgers import sqlite_url
-from tests.test_billing_service import BotRecorder, redis_server
+from tests.test_billing_service import BillingStackCase
 from tests.test_billing_tasks import note
 from ymds.billing import access_jobs
 from ymds.billing import jobs as billing_jobs
@@ -25,17 +22,11 @@ from ymds.billing.jobs import (
     ApplyPayment, BillingClient, ChatQuery, CreateDonation, CreateInvoice, CreateInvoices, IdempotencyKey,
     IdempotencyKeyReused, InvoiceOffers, ListPayments, Quarantine, WebhookDeliver,
 )
-from ymds.billing.open import open_ledger
-from ymds.billing.service import make_billing_service
 from ymds.bot import jobs as bot_jobs
 from ymds.bot.access import jobs as bot_access_jobs
 from ymds.billing import subscribers_jobs
 from ymds.bot.jobs import GrantAccess, Notify, NotifyAdmins, RevokeAccess, SendMessage
-from ymds.config import load_config
-from ymds.queue.client import RedisJobQueue
 from ymds.queue.errors import InvalidTaskArgs, PermanentJobError, RemoteJobError, remote_failure
-from ymds.queue.registry import TaskRegistry
-from ymds.queue.worker import Worker
 
 T0 = 1_780_000_000.0
 YMDS = pathlib.Path(__file__).resolve().parent.parent / "ymds"
@@ -173,41 +164,16 @@ class TaskNameTests(unittest.TestCase):
         self.assertEqual(task_name_strings(sample, "sample.py"), ["sample.py:2: 'notify'"])
 
 
-class RollingUpgradeTests(unittest.TestCase):
+class RollingUpgradeTests(BillingStackCase):
     """A real Redis and the real billing worker; the bot queue is recorded."""
 
-    def setUp(self):
-        server = redis_server()
-        self.config = load_config(raw={
-            "server": {"public_url": "https://pay.example.org"},
-            "links": {"secret": "link-secret-0123456789abcdef"},
-            "yoomoney": {"wallet": "4100111122223333", "notification_secret": "s3cret"},
-            "redis": {"url": server.url, "prefix": "boundary" + os.urandom(4).hex()},
-            "queue": {"visibility_timeout": 30},
-            "telegram": {"channel_id": -100123, "admins": [1]},
-            "plans": [{"id": "month", "title": "1 month", "price": "199.00", "days": 30}],
-            "donations": {"min": "10.00", "max": "5000.00"},
-        }, env={})
-        self.clock = task.Clock()
-        self.clock.advance(T0)
-        self.queue = RedisJobQueue(reactor, self.config.redis, clock=self.clock)
-        self.queue.startService()
-        self.addCleanup(self.queue.stopService)
-        self.billing = BillingClient(self.queue, timeout=10.0)
-        self.ledger = open_ledger(sqlite_url(self), reactor)
-        self.bot = BotRecorder()
-        registry = TaskRegistry({name: self.bot.handler(name) for name in
-                                 (bot_jobs.NOTIFY, bot_jobs.NOTIFY_ADMINS, bot_jobs.GRANT_ACCESS)})
-        bot_worker = Worker(reactor, self.config.redis, self.config.queue, "bot", registry, clock=self.clock, block=0.2)
-        bot_worker.startService()
-        self.addCleanup(bot_worker.stopService)
-        return self.ledger.migrate().addCallback(lambda _: self.start_billing())
+    bot_tasks = (bot_jobs.NOTIFY, bot_jobs.NOTIFY_ADMINS, bot_jobs.GRANT_ACCESS)
+    config_sections = {"donations": {"min": "10.00", "max": "5000.00"}}
 
-    def start_billing(self):
-        service = make_billing_service(reactor, self.config, self.queue, self.ledger, clock=self.clock,
-                                       worker_options={"block": 0.2})
-        service.startService()
-        self.addCleanup(service.stopService)
+    def setUp(self):
+        started = super().setUp()
+        self.billing = BillingClient(self.queue, timeout=10.0)
+        return started
 
     async def test_old_raw_job_is_handled_by_the_new_worker(self):
         """A job enqueued by an old web node (raw task name and dict) is applied, and the bot
