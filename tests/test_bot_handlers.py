@@ -9,12 +9,11 @@ from twisted.internet import reactor
 from twisted.trial import unittest
 
 from tests.fakes.fake_telegram import Limits
-from tests.fakes.bot_harness import (ADMIN, CHANNEL, LINK_SECRET, as_deferred, make_config, new_prefix, pause,
-                                     shared_redis, start_billing, start_fake, start_queue, wait_until)
+from tests.fakes.bot_harness import (ADMIN, CHANNEL, LINK_SECRET, as_deferred, make_config, pause, start_billing,
+                                     start_queue, start_world, wait_until)
 from ymds.bot.ratelimit import RateLimiter
 from ymds.bot.service import make_bot_service
 from ymds.links import verify_token
-from ymds.queue.redis import RedisPool, parse_redis_url
 
 DAY = 86400
 
@@ -30,13 +29,9 @@ class BotTestBase(unittest.TestCase):
     language = "en"
 
     def setUp(self):
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
         # Conversations here go faster than Telegram allows per chat (our limiter is set so
         # below); the flood limits themselves are tested in test_bot_ratelimit and the benchmark.
-        self.fake, self.url = start_fake(self, limits=Limits(chat_rate=100, chat_burst=100))
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
+        start_world(self, limits=Limits(chat_rate=100, chat_burst=100))
         self.config = make_config(self.url, self.redis_server.url, self.prefix, **self.config_options())
         return as_deferred(type(self).start)(self)
 

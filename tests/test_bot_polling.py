@@ -6,8 +6,7 @@ from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher, formatEvent
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import (make_config, new_prefix, pause, shared_redis, start_fake,
-                                     start_queue, wait_until)
+from tests.fakes.bot_harness import make_config, pause, start_queue, start_world, wait_until
 from tests.fakes.fake_telegram import DEFAULT_TOKEN
 from ymds.bot.api import BotAPI
 from ymds.bot.lease import RedisLease
@@ -18,11 +17,7 @@ from ymds.queue.redis import RedisPool, parse_redis_url
 
 class PollingTestBase(unittest.TestCase):
     def setUp(self):
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
-        self.fake, self.url = start_fake(self)
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
+        start_world(self)
         self.store = BotStore(self.redis, self.prefix)
         self.dispatched: list[int] = []
         self.logged: list[str] = []

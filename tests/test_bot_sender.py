@@ -8,13 +8,12 @@ from decimal import Decimal
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import (ADMIN, CHANNEL, as_deferred, make_config, new_prefix, pause, shared_redis,
-                                     start_billing, start_fake, start_queue, wait_until)
+from tests.fakes.bot_harness import (ADMIN, CHANNEL, as_deferred, make_config, pause, start_billing, start_queue,
+                                     start_world, wait_until)
 from ymds.bot.ratelimit import RateLimiter
 from ymds.bot.service import make_bot_service
 from tests.support.queues import run_task
 from ymds.queue.errors import PermanentJobError
-from ymds.queue.redis import RedisPool, parse_redis_url
 
 PAID = {"amount": Decimal("199.00"), "received": Decimal("193.03"), "plan": "year", "plan_title": "1 year <best>",
         "price": Decimal("1990.00"), "operation_id": "op-1", "label": "abcdefgh12345678",
@@ -26,11 +25,7 @@ class SenderTestBase(unittest.TestCase):
     language = "en"
 
     def setUp(self):
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
-        self.fake, self.url = start_fake(self)
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
+        start_world(self)
         self.config = make_config(self.url, self.redis_server.url, self.prefix, channel=self.channel,
                                   language=self.language)
 

@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo
 from twisted.internet import reactor
 from twisted.trial import unittest
 
-from tests.fakes.bot_harness import (as_deferred, make_config as bot_config, new_prefix, shared_redis, start_billing,
-                                     start_fake, start_queue)
+from tests.fakes.bot_harness import as_deferred, make_config as bot_config, start_billing, start_queue, start_world
 from tests.support.queues import run_task
 from tests.support.redis_server import free_port
 from tests.test_web_support import LiveSite, make_config as web_config
@@ -20,7 +19,6 @@ from ymds.billing import overlay_jobs
 from ymds.bot import texts
 from ymds.bot.ratelimit import RateLimiter
 from ymds.bot.service import make_bot_service
-from ymds.queue.redis import RedisPool, parse_redis_url
 
 LATE = "2030-01-01T22:30:00+00:00"  # 01:30 on 2 January in Moscow: the day differs
 LATE_EPOCH = 1_893_537_000.0
@@ -61,11 +59,7 @@ class BotTimes(unittest.TestCase):
     """The real bot role (queue tasks, sender) and billing, against the fake Bot API."""
 
     def setUp(self):
-        self.redis_server = shared_redis()
-        self.prefix = new_prefix()
-        self.fake, self.url = start_fake(self)
-        self.redis = RedisPool(reactor, parse_redis_url(self.redis_server.url), name="test:")
-        self.addCleanup(self.redis.close)
+        start_world(self)
         self.config = bot_config(self.url, self.redis_server.url, self.prefix, language="ru",
                                  server={"timezone": MOSCOW})
 

@@ -18,6 +18,7 @@ from twisted.internet import defer, reactor, task
 from tests.fakes.fake_telegram import DEFAULT_TOKEN, FakeBotAPI, make_site
 from tests.support.redis_server import RedisServer
 from ymds.config import load_config
+from ymds.queue.redis import RedisPool, parse_redis_url
 
 _server: RedisServer | None = None
 _prefixes = itertools.count(1)
@@ -95,6 +96,17 @@ def start_fake(testcase, **kw) -> tuple[FakeBotAPI, str]:
     testcase.addCleanup(port.stopListening)
     testcase.addCleanup(fake.close)
     return fake, f"http://127.0.0.1:{port.getHost().port}"
+
+
+def start_world(testcase, **fake_options) -> None:
+    """What a bot test runs against, set on ``testcase``: ``redis_server`` (shared), a fresh
+    ``prefix``, the fake Bot API (``fake`` at ``url``, made with ``fake_options``) and
+    ``redis``, a pool on that server closed when the test ends."""
+    testcase.redis_server = shared_redis()
+    testcase.prefix = new_prefix()
+    testcase.fake, testcase.url = start_fake(testcase, **fake_options)
+    testcase.redis = RedisPool(reactor, parse_redis_url(testcase.redis_server.url), name="test:")
+    testcase.addCleanup(testcase.redis.close)
 
 
 def make_config(api_url: str, redis_url: str, prefix: str, channel: int = CHANNEL, language: str = "en",
