@@ -92,8 +92,8 @@ class TelegramConfig:
     token: str = ""
     api_url: str = "https://api.telegram.org"
     channel_id: int = 0
-    admins: tuple[int, ...] = ()
     grace: int = 0  # seconds a member stays in paid chats after the subscription ends (issue 15)
+    admins: tuple[int, ...] = ()
     language: str = "ru"
     poll_timeout: int = 50
     sale_alerts: bool = False  # one owner message per paid sale (batched when many arrive at once)
@@ -108,7 +108,6 @@ class Plan:
     days: int
     trial_days: int = 0  # 0: no trial (issue 19)
     trial_price: Decimal | None = None  # None: a free trial; else the paid first period's price
-
     chats: tuple[int, ...] = ()  # paid chats it opens; () = telegram.channel_id (issue 15)
     titles: tuple[tuple[str, str], ...] = ()  # (language, title) when title is a table (issue 19)
 

@@ -54,9 +54,9 @@ class PaymentTasks:
         self.quarantine = quarantine
         self.webhooks = webhooks
         self.wallet_api = wallet_api
-        self.signatures = SignatureRules(config, ledger)
         self.overlay: Any = None  # issue 17: the OverlayPublisher (set by make_billing_service)
         self.selling: Any = None  # issue 19: SellingTasks (set by BillingTasks): gift codes
+        self.signatures = SignatureRules(config, ledger)
 
     async def apply_payment(self, job: ApplyPayment) -> PaymentOutcome:
         fields = job.fields

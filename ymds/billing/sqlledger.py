@@ -20,7 +20,6 @@ from ymds.billing.stores import (
     WebhookStore,
 )
 from ymds.billing.stores.signatures import SignatureStore
-from ymds.billing.stores.signatures import SignatureStore
 from ymds.billing.stores.overlay import OverlayStore
 
 
@@ -43,7 +42,6 @@ class SQLLedger:
         self.cursors = CursorStore(db)
         self.api_keys = ApiKeyStore(db, self.invoices)
         self.webhooks = WebhookStore(db)
-        self.signatures = SignatureStore(db)  # issue 14: the sign-seen flag per wallet
         self.trials = TrialStore(db)  # issue 19: selling tools
         self.promo = PromoStore(db)
         self.codes = CodeStore(db)

@@ -26,11 +26,11 @@ from ymds.bot.commands_admin import AdminLinkCommand
 from ymds.bot.commands_lang import LanguagePreference
 from ymds.bot.commands_selling import COMMANDS as SELLING_COMMANDS, SellingCommands, offer_notes, trial_buttons
 from ymds.bot.jobs import BotClient, GrantAccess
-from ymds.bot.sender import invoice_buttons
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ymds.bot.access.wiring import AccessService
+from ymds.bot.sender import invoice_buttons
 from ymds.queue.keys import QueueKeys
 
 log = Logger()
@@ -72,9 +72,9 @@ class UpdateHandler:
         self.selling = SellingCommands(self)  # issue 19: /promo, /redeem, /gift, trials, deep links
         self.admin_link = AdminLinkCommand(config, store.redis)  # /admin (issue 16)
         self.languages = LanguagePreference(config, store)  # /lang, else the user's language_code (issue 19)
+        self.access: AccessService | None = None  # ymds.bot.access.wiring.AccessService when paid chats are guarded (issue 15)
 
     async def handle(self, update) -> None:
-        self.access: AccessService | None = None  # ymds.bot.access.wiring.AccessService when paid chats are guarded (issue 15)
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
             log.warn("bot: ignored a malformed update")
             return
@@ -83,10 +83,10 @@ class UpdateHandler:
             await self.on_message(uid, update["message"])
         elif isinstance(update.get("callback_query"), dict):
             await self.on_callback(uid, update["callback_query"])
-        # other update kinds are not asked for (allowed_updates) and are ignored
-
         elif self.access is not None and any(isinstance(update.get(k), dict) for k in ALLOWED_UPDATES):
             await self.access.handle_update(update)  # raises on a passing failure: the job is tried again
+        # other update kinds are not asked for (allowed_updates) and are ignored
+
     # --- helpers ------------------------------------------------------------------------
 
     async def language(self, chat_id: int) -> str:

@@ -14,8 +14,8 @@ from ymds.cli import broadcast, subscribers
 from ymds.cli import codes, promo
 from ymds.cli import overlay
 from ymds.cli import admin_link
-from ymds.cli.command import Command
 from ymds.cli import members
+from ymds.cli.command import Command
 
 GROUPS: tuple[ModuleType, ...] = (
     payments,            # payments, export
@@ -31,10 +31,10 @@ GROUPS: tuple[ModuleType, ...] = (
     webhook,
     overlay,             # overlay-url, overlay skip|replay (issue 17)
     subscribers,
+    members,             # members [--audit [--fix]] (issue 15)
     broadcast,
     promo,               # promo codes (issue 19)
     codes,               # gift and access codes (issue 19)
-    members,             # members [--audit [--fix]] (issue 15)
 )
 
 
