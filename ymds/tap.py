@@ -14,7 +14,6 @@ import sys
 from twisted.python import usage
 
 from ymds.cli import common_options
-from ymds.cli.common_options import ROLES
 from ymds.config import Config, ConfigError, load_config, require_secrets
 
 

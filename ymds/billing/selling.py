@@ -9,7 +9,6 @@ only chooses which store call a request needs and turns refusals into one-word a
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, Callable
 
 from twisted.logger import Logger
