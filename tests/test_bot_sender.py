@@ -321,8 +321,12 @@ class ChannelTests(SenderTestBase):
         self.assertIn("administrator", str(caught.exception))
         await self.subscribe(706)
         self.fake.channels.clear()
+        # issue 20: a refused invitation is tried again later by itself; after a day of retries, a dead letter
+        outcome = await run_task(self.tasks, "grant_access", {"chat_id": 706, "ends_at": "2030-01-01T00:00:00Z"})
+        self.assertIs(outcome["granted"], False)
         with self.assertRaises(PermanentJobError):
-            await run_task(self.tasks, "grant_access", {"chat_id": 706, "ends_at": "2030-01-01T00:00:00Z"})
+            await run_task(self.tasks, "grant_access", {"chat_id": 706, "ends_at": "2030-01-01T00:00:00Z",
+                                                        "attempt": 288})
 
 
 class NoChannelTests(SenderTestBase):

@@ -97,37 +97,76 @@ class ShopWords(BotTestBase):
 
 class InvitationDelayed(BotTestBase):
     """The bot lacks "invite users" in the channel: the buyer hears at once that the invitation
-    comes later, the owner hears which right is missing where, and after the fix a replay of
-    the dead letter brings the invitation."""
+    comes later, the owner hears which right is missing where; the grant is tried again by
+    itself (delays shortened here), so once the owner gives the right the invitation arrives
+    with nobody told twice; if the right never comes, the grant ends as a dead letter."""
 
-    @as_deferred
-    async def test_buyer_and_owner_are_told_and_the_replay_delivers(self):
+    async def pay_without_the_right(self, chat: int) -> None:
         from tests.fakes.bot_harness import CHANNEL
-        from ymds.queue.admin import list_dead, replay
         self.fake.add_chat(CHANNEL, bot_rights=["can_restrict_members"])
-        chat = 210
         reply = await self.say(chat, "/subscribe")
         label = verify_token(LINK_SECRET.encode(), self.buttons(reply)[0]["url"].rsplit("/", 1)[1], reactor.seconds())
-        result = await self.queue.call("billing", "apply_payment",
-                                       {"fields": payment_fields("op-210", label, "199.00"), "source": "notification"})
+        result = await self.queue.call("billing", "apply_payment", {
+            "fields": payment_fields(f"op-{chat}", label, "199.00"), "source": "notification"})
         self.assertEqual(result["outcome"], "paid")
         await wait_until(lambda: any("a little later" in m["visible"] for m in self.fake.messages_to(chat)),
                          what="the buyer's notice")
-        await wait_until(lambda: any("could not issue an invitation" in m["visible"]
-                                     for m in self.fake.messages_to(ADMIN)), what="the owner's alert")
-        alert = [m for m in self.fake.messages_to(ADMIN) if "could not issue an invitation" in m["visible"]][0]
-        self.assertIn(f"Chat {CHANNEL}: give the bot the right “Invite users via link” (can_invite_users)",
-                      alert["visible"])
-        self.assertIn(f"(chat {chat})", alert["visible"])
-        self.assertIn("ymds replay --queue bot --all", alert["visible"])
+        await wait_until(lambda: self.owner_alerts(chat), what="the owner's alert")
+
+    def owner_alerts(self, chat: int) -> list[str]:
+        return [m["visible"] for m in self.fake.messages_to(ADMIN)
+                if "could not issue an invitation" in m["visible"] and f"(chat {chat})" in m["visible"]]
+
+    def told_once(self, chat: int) -> None:
+        self.assertEqual(len([m for m in self.fake.messages_to(chat) if "a little later" in m["visible"]]), 1)
+        self.assertEqual(len(self.owner_alerts(chat)), 1)
+
+    @as_deferred
+    async def test_the_invitation_arrives_by_itself_once_the_right_is_given(self):
+        from tests.fakes.bot_harness import CHANNEL
+        from ymds.bot import access_notice
+        from ymds.queue.admin import list_dead
+        self.patch(access_notice, "RETRY_EVERY", 0.3)
+        chat = 210
+        await self.pay_without_the_right(chat)
+        alert = self.owner_alerts(chat)[0]
+        self.assertIn(f"Chat {CHANNEL}: give the bot the right “Invite users via link” (can_invite_users)", alert)
+        self.assertIn("sent automatically", alert)
+        self.assertIn("ymds replay --queue bot --all", alert)
         self.assertEqual(self.fake.invite_links, [])
-        for _ in range(2000):  # the job's permanent failure reaches the dead stream
+        await pause(1.0)  # a few retries fail: nobody is told again, nothing is sent
+        self.told_once(chat)
+        self.assertEqual(self.fake.invite_links, [])
+        self.fake.add_chat(CHANNEL)  # the owner gives the bot every right
+        await wait_until(lambda: len(self.fake.invite_links) == 1, what="the invitation")
+        await wait_until(lambda: any(m.get("reply_markup") for m in self.fake.messages_to(chat)[1:]),
+                         what="the invitation message")
+        await pause(1.0)  # later retries, had any been left, would show here
+        invitations = [m for m in self.fake.messages_to(chat)
+                       if any(b.get("url", "").startswith("https://t.me/") for b in self.buttons(m))]
+        self.assertEqual(len(invitations), 1)
+        self.assertEqual(len(self.fake.invite_links), 1)
+        self.told_once(chat)
+        self.assertEqual(await list_dead(reactor, self.config.redis, "bot"), [])
+
+    @as_deferred
+    async def test_a_day_of_failures_is_a_dead_letter_and_the_replay_delivers(self):
+        from tests.fakes.bot_harness import CHANNEL
+        from ymds.bot import access_notice
+        from ymds.queue.admin import list_dead, replay
+        self.patch(access_notice, "RETRY_EVERY", 0.2)
+        self.patch(access_notice, "RETRY_FOR", 0.6)  # "a day": three retries
+        chat = 211
+        await self.pay_without_the_right(chat)
+        for _ in range(2000):  # the last retry's permanent failure reaches the dead stream
             if await list_dead(reactor, self.config.redis, "bot"):
                 break
             await pause(0.01)
-        # the owner gives the right and replays: the invitation arrives, nobody is told twice
+        dead = await list_dead(reactor, self.config.redis, "bot")
+        self.assertEqual(len(dead), 1, dead)
+        self.told_once(chat)
+        self.assertEqual(self.fake.invite_links, [])
         self.fake.add_chat(CHANNEL)
         self.assertEqual(await replay(reactor, self.config.redis, "bot"), 1)
         await wait_until(lambda: len(self.fake.invite_links) == 1, what="the invitation")
-        notices = [m for m in self.fake.messages_to(chat) if "a little later" in m["visible"]]
-        self.assertEqual(len(notices), 1)
+        self.told_once(chat)

@@ -1,11 +1,13 @@
-"""When the bot cannot make a buyer's invitation (it lacks a right in the paid chat, or
-Telegram refuses), the buyer is told at once that the invitation comes a little later, and
-the owner is told exactly which right is missing in which chat and how to send the waiting
-invitations once it is fixed.
+"""When the bot cannot make a buyer's invitation (it lacks a right in the paid chat, the chat
+is not found, Telegram refuses), the buyer is told at once that the invitation comes a little
+later, and the owner is told exactly which right is missing in which chat.
 
-The grant job still fails (a dead letter, as before): ``ymds replay --queue bot --all`` after
-the fix runs it again, and the buyer then gets the invitation.  Both messages are keyed by
-the job, so a replay that fails again tells nobody twice.
+The same grant is then tried again by itself every :data:`RETRY_EVERY` seconds (a delayed
+job with the same message key, so the invitation is sent once) until it succeeds, i.e. once
+the owner gives the right; after :data:`RETRY_FOR` seconds of failures it becomes a dead
+letter as before (``ymds replay --queue bot --all``).  Both notices are keyed by the job, so
+a retry that fails again tells nobody twice.  Telegram's 5xx and 429 answers are not
+refusals: the queue's own retries handle them.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from typing import Any
 from twisted.logger import Logger
 
 from ymds.bot import texts
-from ymds.bot.jobs import AccessOutcome, GrantAccess
+from ymds.bot.jobs import AccessOutcome, BotClient, GrantAccess
 from ymds.bot.shop_texts import contact_part
 from ymds.queue.errors import PermanentJobError
 
 log = Logger()
+
+#: seconds between automatic retries of a failed invitation
+RETRY_EVERY = 300.0
+#: seconds of failed retries after which the grant is a dead letter
+RETRY_FOR = 86400.0
 
 GrantHandler = Callable[[GrantAccess], Awaitable[AccessOutcome]]
 
@@ -31,10 +38,12 @@ _BUYER = {
           "little later: the owner has been told to issue it.",
 }
 _OWNER = {
-    "ru": "🔑 Бот не смог выдать приглашение подписчику (чат {chat_id}). {problems} Когда исправите, отправьте "
-          "ждущие приглашения: <code>ymds replay --queue bot --all</code>.",
-    "en": "🔑 The bot could not issue an invitation to a subscriber (chat {chat_id}). {problems} Once fixed, send "
-          "the waiting invitations: <code>ymds replay --queue bot --all</code>.",
+    "ru": "🔑 Бот не смог выдать приглашение подписчику (чат {chat_id}). {problems} Когда вы дадите боту это "
+          "право, приглашение уйдёт само в течение нескольких минут. Если бот так и не сможет его выдать за сутки, "
+          "задание попадёт в «мёртвые»: отправьте его командой <code>ymds replay --queue bot --all</code>.",
+    "en": "🔑 The bot could not issue an invitation to a subscriber (chat {chat_id}). {problems} Once you give the "
+          "bot this right, the invitation is sent automatically within a few minutes. If it still fails after a day, "
+          "the job becomes a dead letter: send it with <code>ymds replay --queue bot --all</code>.",
 }
 
 
@@ -52,8 +61,24 @@ def noticed(tasks: Any, grant: GrantHandler) -> GrantHandler:
             if not is_invitation_failure(e):
                 raise
             await tell(tasks, job, str(e))
-            raise
+            if not await retry_later(tasks, job):
+                raise
+            return AccessOutcome(granted=False, reason=f"invitation failed; tried again in {RETRY_EVERY:g} s")
     return grant_access
+
+
+async def retry_later(tasks: Any, job: GrantAccess) -> bool:
+    """Schedule ``job`` again in RETRY_EVERY seconds (same message key); False once the
+    retries have lasted RETRY_FOR (the failure then goes to the dead letters)."""
+    if (job.attempt + 1) * RETRY_EVERY > RETRY_FOR:
+        log.warn("bot: invitation for {chat_id} still failing after {attempts} retries; a dead letter now",
+                 chat_id=job.chat_id, attempts=job.attempt)
+        return False
+    key = job.dedup_key()
+    again = GrantAccess(job.chat_id, job.ends_at, key, job.attempt + 1)
+    # one enqueue key per attempt: a redelivery of this failed job schedules the retry once
+    await BotClient(tasks.queue).grant_access_later(again, RETRY_EVERY, key=f"{key}:retry:{again.attempt}")
+    return True
 
 
 async def tell(tasks: Any, job: GrantAccess, error: str) -> None:

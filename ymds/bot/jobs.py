@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from twisted.internet.defer import Deferred
 
 from ymds.jobwire import (
-    Enqueued, InvalidTaskArgs, JobQueue, wire_choice, wire_dict, wire_key, wire_object, wire_required_int, with_key,
+    Enqueued, InvalidTaskArgs, JobQueue, wire_choice, wire_dict, wire_int, wire_key, wire_object, wire_required_int,
+    with_key,
 )
 
 QUEUE = "bot"
@@ -90,22 +91,32 @@ class NotifyAdmins:
 
 @dataclass(frozen=True)
 class GrantAccess:
-    """A one-person invite link to the channel, valid until ``ends_at`` (ISO 8601) at most."""
+    """A one-person invite link to the channel, valid until ``ends_at`` (ISO 8601) at most.
+
+    ``attempt`` counts the automatic retries of a failed invitation (ymds.bot.access_notice);
+    it is not part of the dedup key, so a retry never sends a second invitation."""
     chat_id: int
     ends_at: str | None = None
     key: str | None = None
+    attempt: int = 0
 
     @classmethod
     def from_wire(cls, args: object) -> GrantAccess:
         a = wire_object(args)
         ends_at = a.get("ends_at")
-        return cls(wire_required_int(a, "chat_id"), None if ends_at is None else str(ends_at), wire_key(a))
+        attempt = wire_int(a, "attempt", optional=True) or 0
+        if not 0 <= attempt <= 100_000:
+            raise InvalidTaskArgs("attempt must be between 0 and 100000")
+        return cls(wire_required_int(a, "chat_id"), None if ends_at is None else str(ends_at), wire_key(a), attempt)
 
     def to_wire(self) -> dict[str, Any]:
-        return with_key({"chat_id": self.chat_id, "ends_at": self.ends_at}, self.key)
+        wire = with_key({"chat_id": self.chat_id, "ends_at": self.ends_at}, self.key)
+        if self.attempt:
+            wire["attempt"] = self.attempt
+        return wire
 
     def dedup_key(self) -> str:
-        return self.key or content_key(GRANT_ACCESS, self.to_wire())
+        return self.key or content_key(GRANT_ACCESS, with_key({"chat_id": self.chat_id, "ends_at": self.ends_at}, None))
 
 
 @dataclass(frozen=True)
@@ -216,6 +227,11 @@ class BotClient:
     def grant_access(self, job: GrantAccess) -> Deferred[Enqueued]:
         """Send a user a one-person invite link to the channel."""
         return self._enqueue(GRANT_ACCESS, job.to_wire(), job.key)
+
+    def grant_access_later(self, job: GrantAccess, delay: float, key: str) -> Deferred[Enqueued]:
+        """Try a failed invitation again after ``delay`` seconds; ``key`` (one per attempt)
+        makes a redelivery of the failed job schedule it once."""
+        return self.queue.enqueue(QUEUE, GRANT_ACCESS, job.to_wire(), key=key, delay=delay).addCallback(Enqueued)
 
     def revoke_access(self, job: RevokeAccess) -> Deferred[Enqueued]:
         """Remove a user from the channel."""
