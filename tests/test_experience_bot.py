@@ -6,8 +6,10 @@ chat, and telegram.sale_alerts tells the owner of each sale."""
 from __future__ import annotations
 
 from twisted.internet import reactor
+from twisted.trial import unittest
 
-from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, pause, wait_until
+from tests.fakes.bot_harness import ADMIN, LINK_SECRET, as_deferred, pause, start_world, wait_until
+from tests.fakes.bot_harness import make_config as bot_config
 from tests.test_bot_handlers import BotTestBase, payment_fields
 from ymds.links import verify_token
 
@@ -170,3 +172,94 @@ class InvitationDelayed(BotTestBase):
         self.assertEqual(await replay(reactor, self.config.redis, "bot"), 1)
         await wait_until(lambda: len(self.fake.invite_links) == 1, what="the invitation")
         self.told_once(chat)
+
+
+class InvitationRetryOverTheWire(unittest.TestCase):
+    """The grant handler exactly as a worker runs it, on the real billing handlers and a
+    SQLite ledger, every enqueue recorded with its delay (the queue joined in memory): each
+    failure schedules the same grant RETRY_EVERY later with one enqueue key per attempt; the
+    right given (make_admin), the next retry sends the one invitation; the attempt after
+    RETRY_FOR raises (a dead letter); nobody is told twice."""
+
+    def setUp(self):
+        start_world(self)
+        self.config = bot_config(self.url, self.redis_server.url, self.prefix)
+        return as_deferred(type(self).start)(self)
+
+    async def start(self):
+        from tests.support.ledgers import sqlite_url
+        from tests.support.queues import RecordingQueue, registry_of
+        from ymds.billing.open import open_ledger
+        from ymds.billing.tasks import BillingTasks
+        from ymds.bot.service import make_bot_service
+        ledger = open_ledger(sqlite_url(self), reactor)
+        self.addCleanup(ledger.close)
+        await ledger.migrate()
+        self.queue = RecordingQueue(with_delay=True)
+        self.billing = BillingTasks(self.config, ledger, self.queue, reactor)
+        billing = registry_of(self.billing)
+        for name in billing.tasks():  # billing's RPCs answered by its real handlers
+            self.queue.handlers[name] = lambda args, name=name: billing.lookup(name)(args)
+        service = make_bot_service(reactor, self.config, self.queue, redis=self.redis, poll=False, worker=False)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.tasks = service.parts.tasks
+
+    async def paid_grant(self, chat: int) -> dict:
+        """Billing's grant_access job for ``chat``'s payment (as billing enqueued it)."""
+        from tests.support.queues import run_task
+        from tests.test_bot_handlers import payment_fields
+        offer = (await run_task(self.billing, "create_invoices", {"chat_id": chat}))["invoices"][0]
+        paid = await run_task(self.billing, "apply_payment", {
+            "fields": payment_fields(f"op-{chat}", offer["label"], "199.00"), "source": "notification"})
+        self.assertEqual(paid["outcome"], "paid")
+        grants = [job for job in self.queue.jobs if job[1] == "grant_access" and job[2]["chat_id"] == chat]
+        self.assertEqual(len(grants), 1)
+        return grants[0][2]
+
+    @as_deferred
+    async def test_retries_are_scheduled_then_the_right_delivers(self):
+        from tests.fakes.bot_harness import CHANNEL
+        from tests.fakes.fake_telegram import BOT_USER
+        from tests.support.queues import run_task
+        from ymds.bot.access_notice import RETRY_EVERY
+        self.fake.add_chat(CHANNEL, bot_rights=["can_restrict_members"])
+        chat = 720
+        grant = await self.paid_grant(chat)
+        key = grant["key"]
+        before = len(self.fake.messages_to(ADMIN))
+        outcome = await run_task(self.tasks, "grant_access", grant)
+        self.assertIs(outcome["granted"], False)
+        for attempt in (1, 2):
+            self.assertEqual(self.queue.jobs[-1], ("bot", "grant_access", {**grant, "attempt": attempt},
+                                                   f"{key}:retry:{attempt}", RETRY_EVERY))
+            again = await run_task(self.tasks, "grant_access", self.queue.jobs[-1][2])  # the retry fails again
+            self.assertIs(again["granted"], False)
+        scheduled = len(self.queue.jobs)
+        await run_task(self.tasks, "grant_access", self.queue.jobs[-2][2])  # a redelivery schedules nothing more
+        self.assertEqual(len(self.queue.jobs), scheduled)
+        self.assertEqual(len(self.fake.messages_to(chat)), 1)  # "a little later", once
+        self.assertEqual(len(self.fake.messages_to(ADMIN)), before + 1)  # the owner's alert, once
+        self.fake.make_admin(CHANNEL, BOT_USER["id"])  # the owner gives the right
+        granted = await run_task(self.tasks, "grant_access", self.queue.jobs[-1][2])
+        self.assertEqual(granted, {"granted": True, "outcome": "sent"})
+        self.assertEqual(len(self.fake.invite_links), 1)
+        self.assertEqual(len(self.fake.messages_to(chat)), 2)
+        self.assertEqual(len(self.fake.messages_to(ADMIN)), before + 1)
+
+    @as_deferred
+    async def test_a_day_of_failures_is_a_dead_letter(self):
+        from tests.fakes.bot_harness import CHANNEL
+        from tests.support.queues import run_task
+        from ymds.bot.access_notice import RETRY_EVERY, RETRY_FOR
+        from ymds.queue.errors import PermanentJobError
+        self.fake.add_chat(CHANNEL, bot_rights=["can_restrict_members"])
+        grant = await self.paid_grant(721)
+        last = int(RETRY_FOR // RETRY_EVERY)  # 288: every 5 minutes for 24 hours
+        await run_task(self.tasks, "grant_access", {**grant, "attempt": last - 1})
+        self.assertEqual(self.queue.jobs[-1][2]["attempt"], last)
+        with self.assertRaises(PermanentJobError):
+            await run_task(self.tasks, "grant_access", self.queue.jobs[-1][2])
+        self.assertEqual(self.queue.jobs[-1][2]["attempt"], last)  # nothing scheduled after the last
+        self.assertEqual(len(self.fake.messages_to(721)), 1)
+        self.assertEqual(self.fake.invite_links, [])
