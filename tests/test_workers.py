@@ -11,26 +11,16 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 
 from twisted.trial import unittest
 
 from tests.support import webflow
-from tests.support.processes import TWISTD, Child, descendants, test_env, write_config
+from tests.support.processes import TWISTD, Child, descendants, test_env, wait_for_state, write_config
 from tests.support.redis_server import RedisServer, free_port
 from ymds.config import load_config
 from ymds.config_values import ConfigError
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
@@ -99,7 +89,7 @@ class TwoWorkers(unittest.TestCase):
         self.addCleanup(self.parent.close)
         self.parent.start()
         self.parent.wait_for("web worker 1 started", timeout=60)
-        _wait(lambda: self.parent.output().count("web role listening on") >= 2, 60, "both children listening")
+        wait_for_state(lambda: self.parent.output().count("web role listening on") >= 2, 60, "both children listening")
 
     def children(self) -> list[int]:
         return [p for p in descendants(self.parent.process.pid) if _alive(p)]
@@ -109,7 +99,7 @@ class TwoWorkers(unittest.TestCase):
         return status
 
     def test_both_accept_a_crash_is_restarted_and_sigterm_drains_both(self):
-        children = _wait(lambda: len(self.children()) == 2 and self.children(), 30, "two children")
+        children = wait_for_state(lambda: len(self.children()) == 2 and self.children(), 30, "two children")
         self.assertIn(self.served(), (200, 503))  # answered (the ledger heartbeat may be missing)
         # each child alone: the other one frozen, new connections still answered
         for frozen, other in (children, children[::-1]):
@@ -123,15 +113,15 @@ class TwoWorkers(unittest.TestCase):
         os.kill(children[0], signal.SIGKILL)
         self.parent.wait_for("exited (status None, signal 9)", timeout=30)
         self.assertIn(self.served(), (200, 503))
-        again = _wait(lambda: (lambda now: len(now) == 2 and children[0] not in now and now)(self.children()),
+        again = wait_for_state(lambda: (lambda now: len(now) == 2 and children[0] not in now and now)(self.children()),
                       60, "a new child in place of the killed one")
         self.assertIn(children[1], again)
-        _wait(lambda: self.parent.output().count("web role listening on") >= 3, 60, "the new child listening")
+        wait_for_state(lambda: self.parent.output().count("web role listening on") >= 3, 60, "the new child listening")
         self.assertIn(self.served(), (200, 503))
         # SIGTERM: both children stop, then the parent (twistd ends by its own SIGTERM again,
         # so that systemd sees the signal) and the port is free
         self.assertIn(self.parent.terminate(timeout=60), (0, -signal.SIGTERM))
-        _wait(lambda: not any(_alive(p) for p in again), 30, "both children gone")
+        wait_for_state(lambda: not any(_alive(p) for p in again), 30, "both children gone")
         self.assertIn("web workers: all stopped", self.parent.output())
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -21,6 +21,7 @@ from ymds.queue.client import RedisJobQueue, ReplicasBehind
 from ymds.queue.registry import TaskRegistry
 from ymds.queue.sentinel import MasterNotFound, discover_master
 from ymds.queue.worker import Worker
+from tests.support.processes import wait_for_state
 from tests.support.redis_server import free_port
 from tests.support.sentinel import SentinelGroup
 
@@ -64,7 +65,7 @@ class MinReplicas(unittest.TestCase):
         q = self.queue(1, replica_timeout=0.3)
         self.replica.kill()
         await threads.deferToThread(
-            self.group._wait, lambda: self.group.replicas_in_sync(self.master.port) == 0, 10, "replica gone")
+            wait_for_state, lambda: self.group.replicas_in_sync(self.master.port) == 0, 10, "replica gone")
         started = reactor.seconds()
         with self.assertRaises(ReplicasBehind):
             await q.enqueue("billing", "job", {"n": 1}, key="op-1")

@@ -79,6 +79,20 @@ class Child:
             self._log.close()
 
 
+def wait_for_state(predicate, timeout: float, what: str):
+    """Poll ``predicate`` (a check of another process or server, which runs by itself) until it
+    returns something true; that value is returned.  Blocking: only for code that is not inside
+    the reactor (process and server harnesses)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.05)
+
+
 def descendants(pid: int) -> list[int]:
     """Child pids of ``pid`` (recursively), read from /proc."""
     children: dict[int, list[int]] = {}

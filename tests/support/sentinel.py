@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 
+from tests.support.processes import wait_for_state
 from tests.support.redis_server import free_port
 from tests.support.resp import command
 
@@ -118,7 +119,7 @@ class SentinelGroup:
             self.sentinels.append(sentinel)
         # every sentinel has found the replica and the other sentinels (through hello messages)
         others = str(self.sentinel_count - 1)
-        self._wait(lambda: all(self._sentinel_view(s).get("num-slaves") == str(self.replica_count) and
+        wait_for_state(lambda: all(self._sentinel_view(s).get("num-slaves") == str(self.replica_count) and
                                self._sentinel_view(s).get("num-other-sentinels") == others
                                for s in self.sentinels), 30, "sentinels discovering each other and the replica")
         return self
@@ -188,7 +189,7 @@ class SentinelGroup:
                 except (OSError, RuntimeError):
                     pass
             return up >= n
-        self._wait(lambda: self.role(master_port) == "master" and self.replicas_in_sync(master_port) >= n
+        wait_for_state(lambda: self.role(master_port) == "master" and self.replicas_in_sync(master_port) >= n
                    and linked(), timeout, f"{n} replica(s) online at port {master_port}")
 
     # --- faults ---------------------------------------------------------------------------
@@ -214,7 +215,7 @@ class SentinelGroup:
                     if int(host_port[1]) != port:
                         return None
             return port
-        return self._wait(promoted, timeout, f"a replica promoted after the master on {old_port} died")
+        return wait_for_state(promoted, timeout, f"a replica promoted after the master on {old_port} died")
 
     def stall_replicas(self) -> list["_Process"]:
         """Cut the master's links to its replicas and freeze them (SIGSTOP): the master goes
@@ -236,15 +237,5 @@ class SentinelGroup:
         (they check a returning instance's role every few seconds: expect 10-20 s)."""
         old = self.server(port)
         old.start()
-        self._wait(lambda: self.role(port) == "slave", timeout, f"the old master on {port} rejoining as a replica")
+        wait_for_state(lambda: self.role(port) == "slave", timeout, f"the old master on {port} rejoining as a replica")
 
-    @staticmethod
-    def _wait(predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout}s")
-            time.sleep(0.05)
