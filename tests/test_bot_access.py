@@ -3,6 +3,7 @@ one live link per subscriber, intruders removed, one owner summary per burst, ri
 from __future__ import annotations
 
 from twisted.internet import defer, task
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from tests.fakes.access_memory import FakeCaller, MemoryInviteStore, MemoryPolicy
@@ -254,6 +255,22 @@ class LoadTests(AccessTestBase):
 
 
 class DigestTests(AccessTestBase):
+    def test_a_removal_reported_after_stop_arms_no_timer(self):
+        """A job still finishing while the service stops may report a removal: no timer may
+        outlive the service (it left the reactor dirty)."""
+        clock = Clock()
+        digest = RemovalDigest(clock, self._noop_alert, window=60)
+        digest.removed(CHANNEL, "channel", "added")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        digest.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        digest.removed(CHANNEL, "channel", "expired")
+        digest.failed(CHANNEL, "channel")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def _noop_alert(self, text):
+        pass
+
     @as_deferred
     async def test_a_burst_gives_the_owner_one_summary(self):
         await self.cycle()

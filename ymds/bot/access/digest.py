@@ -32,6 +32,7 @@ class RemovalDigest:
         self._titles: dict[int, str] = {}
         self._failed = 0
         self._timer: Timer | None = None
+        self._stopped = False
         self.summaries_sent = 0
 
     def removed(self, chat_id: int, title: str, reason: str) -> None:
@@ -49,7 +50,9 @@ class RemovalDigest:
         return sum(sum(c.values()) for c in self._removed.values()) + self._failed
 
     def _arm(self) -> None:
-        if self._timer is None:
+        # After stop() a job still finishing may report a removal: it is logged and counted
+        # already; arming a timer then would outlive the service.
+        if self._timer is None and not self._stopped:
             self._timer = self._clock.callLater(self._window, self.flush)
 
     def summary(self) -> str:
@@ -84,7 +87,9 @@ class RemovalDigest:
                      error=str(e) or type(e).__name__)
 
     def stop(self) -> None:
-        """Forget the timer (service stopping); what was collected is not sent."""
+        """Forget the timer (service stopping); what was collected, or is reported from now
+        on, is not sent."""
+        self._stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
