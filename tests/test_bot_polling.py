@@ -217,6 +217,10 @@ class FaultTests(PollingTestBase):
         self.assertEqual(len(self.fake.calls_of("deleteWebhook")), 1)
         self.fake.webhook_url = "https://elsewhere.example/hook"
         await wait_until(lambda: len(self.fake.calls_of("deleteWebhook")) == 2, what="deleteWebhook again")
+        # The poller arms its conflict delay on the fake clock when Telegram's answer arrives:
+        # advance only once it has (advancing before left the timer unfired under load).
+        await wait_until(lambda: any(call.getTime() <= self.clock.seconds() + 5 for call in self.clock.getDelayedCalls()),
+                         what="the conflict delay armed")
         self.clock.advance(5)
         update = self.fake.user_sends(52, "hi")["update_id"]
         await wait_until(lambda: self.dispatched == [update])
