@@ -52,8 +52,11 @@ if TYPE_CHECKING:
 from ymds.bot.access.jobs import ACCESS_REMOVE, RemoveMember
 from ymds.bot.access.texts import grace_text
 from ymds.queue.errors import PermanentJobError
+from ymds.util.clock import sleep
 
 log = Logger()
+
+RECORD_FOR = 30.0  # seconds a sent message's record is retried while Redis is unreachable
 
 __all__ = ["Sender", "BotTasks", "invoice_buttons", "render_admin", "content_key", "NOTIFY_MESSAGES", "ADMIN_MESSAGES"]
 INVITE_VALIDITY = 2 * 86400  # an invite link not used within two days lapses; /status gives a new one
@@ -145,14 +148,28 @@ class Sender:
                 return "rejected"
             break
         message_id = message.get("message_id") if isinstance(message, dict) else None
-        try:
-            await self.store.mark_sent(key, message_id if message_id is not None else "?")
-        except Exception as e:
-            # Telegram has it; failing the job now would only send it again
-            log.error("bot: sent {key} but could not record it ({error}); a redelivery would repeat it",
-                      key=key, error=str(e) or type(e).__name__)
+        await self._record_sent(key, message_id if message_id is not None else "?")
         self.counters["sent"] += 1
         return "sent"
+
+    async def _record_sent(self, key: str, message_id: Any) -> None:
+        """Telegram has the message: keep trying to record it while Redis is away (a failover
+        takes seconds), because the job's acknowledgement waits for Redis too and a redelivery
+        without the record would send it again.  After RECORD_FOR seconds, log and go on:
+        failing the job would only send it again."""
+        delay, waited = 0.2, 0.0
+        while True:
+            try:
+                await self.store.mark_sent(key, message_id)
+                return
+            except Exception as e:
+                if waited >= RECORD_FOR:
+                    log.error("bot: sent {key} but could not record it ({error}); a redelivery would repeat it",
+                              key=key, error=str(e) or type(e).__name__)
+                    return
+            await sleep(self.clock, delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)
 
     async def chat_blocked(self, chat_id: int) -> None:
         # Billing first: if Redis fails between the two, the retry sends again, gets 403

@@ -110,7 +110,7 @@ def make_bot_service(reactor, config, queue, registry=None, worker_factory=None,
     if redis is None:
         from ymds.queue.redis import RedisPool, parse_redis_url
         redis = RedisPool(reactor, parse_redis_url(config.redis.url), size=1, name="bot:")
-    store = BotStore(redis, config.redis.prefix)
+    store = BotStore(redis, config.redis.prefix, config.redis.min_replicas, config.redis.replica_timeout)
     limiter = limiter or RateLimiter(reactor)
     pacer = RedisPacer(redis, reactor, f"{config.redis.prefix}:bot:pace") if shared_pace else None
     sender = Sender(api, limiter, store, queue, reactor, pacer=pacer, metrics=metrics)

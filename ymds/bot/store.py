@@ -21,6 +21,9 @@ import hashlib
 import re
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+log = Logger()
 
 SENT_TTL = 7 * 86400  # longer than any redelivery or replay of a job we expect
 INVITE_TTL = 7 * 86400
@@ -64,9 +67,13 @@ async def run_script(redis, source: str, keys: list, args: list):
 
 
 class BotStore:
-    def __init__(self, redis, prefix: str):
+    def __init__(self, redis, prefix: str, min_replicas: int = 0, replica_timeout: float = 1.0):
         self.redis = redis
         self.prefix = prefix
+        # redis.min_replicas: a sent-message record must be on the replicas before the job is
+        # acknowledged, or a failover can lose both the record and the ack and send it again.
+        self.min_replicas = min_replicas
+        self.replica_timeout = replica_timeout
         self.offset_key = f"{prefix}:bot:offset"
         self.lease_key = f"{prefix}:bot:lease"
 
@@ -101,6 +108,23 @@ class BotStore:
 
     async def mark_sent(self, key: str, message_id) -> None:
         await self._call("SET", self._k("sent", dedup_key(key)), str(message_id), "EX", SENT_TTL, "NX")
+        if self.min_replicas > 0:
+            await self.replicated()
+
+    async def replicated(self) -> int:
+        """Wait until min_replicas replicas have every write made so far; how many did.
+
+        WAIT counts the replicas that have its own connection's last write: a PUBLISH
+        (replicated, no key) on the same connection first moves that mark to the master's
+        latest offset, so the SET made through another pooled connection is covered too.
+        Fewer replicas than asked is logged, not raised: the message is already sent."""
+        conn = self.redis.connection()
+        conn.execute("PUBLISH", f"{self.prefix}:replicated", "").addErrback(lambda _: None)
+        acked = int(await conn.execute("WAIT", self.min_replicas, max(1, int(self.replica_timeout * 1000))))
+        if acked < self.min_replicas:
+            log.warn("bot: a sent-message record reached {acked} of {wanted} Redis replicas",
+                     acked=acked, wanted=self.min_replicas)
+        return acked
 
     # --- blocked chats ------------------------------------------------------------------
 
