@@ -9,7 +9,7 @@ import time
 from twisted.trial import unittest
 
 from tests.support import webflow
-from tests.support.processes import TWISTD, Child, descendants, test_env
+from tests.support.processes import TWISTD, Child, descendants, test_env, wait_for_state
 from tests.support.redis_server import free_port
 from ymds.demo import find_redis_server
 
@@ -69,6 +69,8 @@ class DemoBundledRedisTests(unittest.TestCase):
         self.assertEqual(settings["port"], "0")  # no TCP listener at all
         self.assertGreaterEqual(len(settings["requirepass"]), 24)
         socket_path = os.path.join(data_dir, "redis.sock")
+        # The web listener may be up before redis-server has made its socket (a loaded machine).
+        wait_for_state(lambda: os.path.exists(socket_path), 30, "the private Redis's socket")
         self.assertTrue(redis_command(socket_path, "PING").startswith(b"-NOAUTH"))
         self.assertEqual(redis_command(socket_path, "AUTH", settings["requirepass"]), b"+OK\r\n")
 
