@@ -73,6 +73,11 @@ def browse(login_url: str, base: str) -> dict:
             # the back button and a second submit of the same form change nothing more
             page.go_back()
             seen["after_back"] = page.url
+            # the owner's English: the overview in en on the phone, checked like the rest
+            page.goto(base + "/admin?lang=en")
+            seen["h1_en"] = page.locator("h1").inner_text()
+            seen["axe_en"] = accessibility(page)
+            page.screenshot(path=os.path.join(ARTIFACTS, "admin-overview-en-phone.png"), full_page=True)
         finally:
             browser.close()
     return seen
@@ -106,6 +111,8 @@ class BrowserDashboard(unittest.TestCase):
                              [("tg:42", "extend", "1001+30"), ("tg:42", "reverify", "q1")])
             self.assertEqual(seen["errors"], [])  # no CSP violations, no script errors
             self.assertEqual(seen["axe"], {name: [] for name, _ in PAGES})
+            self.assertEqual(seen["h1_en"], "Overview")
+            self.assertEqual(seen["axe_en"], [])
             for name, _ in PAGES:
                 for size, _ in SIZES:
                     self.assertGreater(os.path.getsize(os.path.join(ARTIFACTS, f"admin-{name}-{size}.png")), 1000)
